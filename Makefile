@@ -1,0 +1,46 @@
+# understudy — build, demo, test.
+#
+#   make demo   builds everything and runs the built-in scenario
+#   make test   builds everything and runs the whole test suite
+#
+# Needs Go, gcc and make; nothing else on this path.
+
+GO      ?= go
+CC      ?= gcc
+BIN     := bin
+# Kernels must compute the same bits in every build that runs them (worker,
+# cgo in-process, reference): no FMA contraction, no fast-math.
+DSPFLAGS := -O2 -ffp-contract=off -fno-fast-math
+CFLAGS  ?= -g -Wall -Wextra -Wno-unused-parameter
+WORKER_SRC := csrc/us_worker.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
+C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
+GO_SRC  := $(shell find . -name '*.go' -not -path './.git/*') go.mod $(wildcard go.sum)
+
+.PHONY: all demo test bench clean worker rt-check
+
+all: $(BIN)/understudy-worker $(BIN)/understudy
+
+worker: $(BIN)/understudy-worker
+
+$(BIN)/understudy-worker: $(WORKER_SRC) $(C_HDRS) Makefile
+	@mkdir -p $(BIN)
+	$(CC) -std=gnu11 $(CFLAGS) $(DSPFLAGS) -Icsrc -Icdsp -o $@ $(WORKER_SRC) -lm
+
+$(BIN)/understudy: $(GO_SRC) $(wildcard csrc/*.c) $(C_HDRS) $(wildcard cdsp/*.c)
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ ./cmd/understudy
+
+demo: all
+	@mkdir -p out
+	$(BIN)/understudy demo --worker $(BIN)/understudy-worker
+
+# UNDERSTUDY_WORKER points the tests at the worker just built. Packages run
+# one at a time (-p 1): the real-time tests own the machine's 2 cores.
+test: all
+	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -count=1 -timeout 30m ./...
+
+bench: all
+	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -run '^$$' -bench . -benchtime 2s ./...
+
+clean:
+	rm -rf $(BIN) out

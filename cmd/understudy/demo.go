@@ -1,0 +1,629 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/understudy-rt/understudy/internal/stats"
+	"github.com/understudy-rt/understudy/rt"
+	"github.com/understudy-rt/understudy/runtime/audioclock"
+	"github.com/understudy-rt/understudy/runtime/chain"
+	"github.com/understudy-rt/understudy/runtime/render"
+	"github.com/understudy-rt/understudy/runtime/shm"
+	"github.com/understudy-rt/understudy/runtime/wav"
+	"github.com/understudy-rt/understudy/supervisor"
+)
+
+const demoUsage = `Usage: understudy demo [flags]
+
+Plays audio in real time through lanes of C kernels in worker processes and
+injects a fault every --fault-every, cycling through every fault kind, while a
+warm spare takes over each failed lane from its last committed state. Then it
+renders the same input through a worker that suffers no fault and compares
+the two outputs bit for bit.
+
+Fault kinds (--faults all, none, or a comma list):
+  segv  abort  bus  fpe    detected by the worker's last gasp
+  kill  exit               detected by the worker's pidfd
+  hang  stop               detected by the lane's deadline
+
+Writes --out (32-bit float WAV, the input's channels, rate and length, latency
+compensated) and --report (JSON). Run as root, or with CAP_SYS_NICE and
+RLIMIT_MEMLOCK, for real-time priority; without, it runs on ordinary
+scheduling and says so.
+
+Flags:
+`
+
+// Priorities, highest first: the monitor must preempt a worker spinning at
+// its own priority, and the clock must preempt workers.
+const (
+	monitorPrio = 80
+	clockPrio   = 70
+	workerPrio  = 60
+)
+
+type demoConfig struct {
+	Duration    time.Duration `json:"duration_ns"`
+	Rate        int           `json:"rate"`
+	Block       int           `json:"block"`
+	Lanes       int           `json:"lanes"`
+	Spares      int           `json:"spares"`
+	Latency     int           `json:"latency_periods"`
+	Faults      []string      `json:"faults"`
+	FaultEvery  time.Duration `json:"fault_every_ns"`
+	HangTimeout time.Duration `json:"hang_timeout_ns"`
+	Chain       string        `json:"chain"`
+	Fallback    string        `json:"fallback"`
+	In          string        `json:"in,omitempty"`
+	Out         string        `json:"out"`
+	Report      string        `json:"report"`
+	Worker      string        `json:"worker"`
+}
+
+func parseDemoFlags(args []string, stderr io.Writer) (*demoConfig, error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), demoUsage)
+		fs.PrintDefaults()
+	}
+	c := &demoConfig{}
+	var faults string
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the generated signal (ignored with --in)")
+	fs.IntVar(&c.Rate, "rate", 48000, "sample rate, Hz (8000..192000)")
+	fs.IntVar(&c.Block, "block", 64, "frames per block (16..1024)")
+	fs.IntVar(&c.Lanes, "lanes", 2, fmt.Sprintf("lanes, each a chain in its own worker (1..%d)", shm.MaxLanes))
+	fs.IntVar(&c.Spares, "spares", 1, "warm spare workers shared by all lanes")
+	fs.IntVar(&c.Latency, "latency", 2, fmt.Sprintf("output latency in periods (1..%d)", audioclock.MaxLatency))
+	fs.StringVar(&faults, "faults", "all", "faults to inject: all, none, or a comma list of segv,bus,abort,fpe,kill,exit,hang,stop")
+	fs.DurationVar(&c.FaultEvery, "fault-every", 250*time.Millisecond, "interval between injected faults")
+	fs.DurationVar(&c.HangTimeout, "hang-timeout", 0, "a block pending longer than this means its worker hung (default: half a period, at least 500µs)")
+	fs.StringVar(&c.Chain, "chain", "lowpass f=4000 q=0.7071 | gain db=-6", "kernels of each lane, '|' between stages")
+	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
+	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
+	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
+	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
+	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, usagef("%v (see understudy demo --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (see understudy demo --help)", fs.Arg(0))
+	}
+	switch {
+	case c.Rate < 8000 || c.Rate > 192000:
+		return nil, usagef("--rate %d is out of range: use 8000..192000 Hz", c.Rate)
+	case c.Block < 16 || c.Block > shm.MaxFrames:
+		return nil, usagef("--block %d is out of range: use 16..%d frames", c.Block, shm.MaxFrames)
+	case c.Lanes < 1 || c.Lanes > shm.MaxLanes:
+		return nil, usagef("--lanes %d: a region holds 1..%d lanes", c.Lanes, shm.MaxLanes)
+	case c.Spares < 0 || c.Lanes+c.Spares > shm.MaxSlots/2:
+		return nil, usagef("--spares %d: lanes + spares must be at most %d", c.Spares, shm.MaxSlots/2)
+	case c.Latency < 1 || c.Latency > audioclock.MaxLatency:
+		return nil, usagef("--latency %d is out of range: use 1..%d periods", c.Latency, audioclock.MaxLatency)
+	case c.Duration <= 0 && c.In == "":
+		return nil, usagef("--duration %v must be positive", c.Duration)
+	case c.FaultEvery <= 0:
+		return nil, usagef("--fault-every %v must be positive", c.FaultEvery)
+	case c.Fallback != "dry" && c.Fallback != "silence":
+		return nil, usagef("--fallback %q: use dry or silence", c.Fallback)
+	}
+	switch faults {
+	case "all":
+		for _, f := range supervisor.Faults {
+			c.Faults = append(c.Faults, f.String())
+		}
+	case "none", "":
+	default:
+		for _, name := range strings.Split(faults, ",") {
+			f, err := supervisor.ParseFault(strings.TrimSpace(name))
+			if err != nil {
+				return nil, usagef("--faults: %v", err)
+			}
+			c.Faults = append(c.Faults, f.String())
+		}
+	}
+	if len(c.Faults) > 0 && c.Spares == 0 {
+		return nil, usagef("--spares 0 with faults to inject: every fault would silence a lane; use --spares 1 or more, or --faults none")
+	}
+	period := time.Duration(int64(c.Block) * int64(time.Second) / int64(c.Rate))
+	if c.HangTimeout == 0 {
+		c.HangTimeout = max(period/2, 500*time.Microsecond)
+	}
+	if c.Worker == "" {
+		c.Worker = defaultWorker()
+	}
+	return c, nil
+}
+
+// defaultWorker looks beside the executable first, so a built tree works
+// without installing anything.
+func defaultWorker() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "understudy-worker")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := execLookPath("understudy-worker"); err == nil {
+		return p
+	}
+	return "understudy-worker"
+}
+
+type injected struct {
+	inj       supervisor.Injection
+	event     *supervisor.Event
+	detectUS  float64
+	failoverU float64
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) (err error) {
+	c, err := parseDemoFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	stages, err := chain.Parse(c.Chain)
+	if err != nil {
+		return usagef("--chain: %v", err)
+	}
+
+	// Input: every lane's samples, interleaved over its own channels.
+	var channels, frames int
+	var laneIn [][]float32
+	if c.In != "" {
+		a, err := wav.Read(c.In)
+		if err != nil {
+			return usagef("--in: %v", err)
+		}
+		if a.Rate != c.Rate {
+			return usagef("--in %s is %d Hz but --rate is %d: pass --rate %d, or resample the file", c.In, a.Rate, c.Rate, a.Rate)
+		}
+		if a.Channels%c.Lanes != 0 {
+			return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", c.In, a.Channels, c.Lanes, a.Channels)
+		}
+		if a.Frames() == 0 {
+			return usagef("--in %s holds no audio", c.In)
+		}
+		channels, frames = a.Channels, a.Frames()
+		laneIn = splitLanes(a.Samples, channels, c.Lanes)
+		c.Duration = time.Duration(int64(frames) * int64(time.Second) / int64(c.Rate))
+	} else {
+		channels = c.Lanes
+		frames = int(int64(c.Duration) * int64(c.Rate) / int64(time.Second))
+		laneIn = generateSignal(c.Lanes, frames, c.Rate)
+	}
+	perLane := channels / c.Lanes
+	if perLane > shm.MaxChannels || perLane*c.Block > shm.SlotSamples {
+		return usagef("%d channels per lane at %d frames exceed a block (%d samples, %d channels)", perLane, c.Block, shm.SlotSamples, shm.MaxChannels)
+	}
+	laneCfg, err := chain.LaneConfig(stages, perLane, c.Block, c.Rate)
+	if err != nil {
+		return usagef("--chain: %v", err)
+	}
+
+	// Claim the outputs first, so an unwritable path fails before any audio.
+	out, err := wav.Create(c.Out, c.Rate, channels)
+	if err != nil {
+		return usagef("--out: %v", err)
+	}
+	defer func() {
+		if err != nil {
+			out.Abort()
+		}
+	}()
+	if err := checkWritable(c.Report); err != nil {
+		return usagef("--report: %v", err)
+	}
+
+	priv := rt.Probe()
+	privileged := priv.FIFO && priv.MemLock
+	if w := priv.Warning(); w != "" {
+		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
+	}
+	if priv.MemLock {
+		if err := rt.LockMemory(); err != nil {
+			fmt.Fprintf(stderr, "understudy: warning: %v\n", err)
+		}
+		defer rt.UnlockMemory()
+	}
+	prio := func(p int) int {
+		if priv.FIFO {
+			return p
+		}
+		return 0
+	}
+
+	lanes := make([]shm.LaneConfig, c.Lanes)
+	for i := range lanes {
+		lanes[i] = laneCfg
+	}
+	rtRes, err := realtimeRun(c, lanes, laneIn, prio, stdout, stderr)
+	if err != nil {
+		return err
+	}
+
+	// The reference: the same input, kernels and block size, in a worker
+	// that suffers no fault, as fast as it goes.
+	ref, err := referenceRun(c, lanes, laneIn)
+	if err != nil {
+		return fmt.Errorf("reference run: %w", err)
+	}
+	mismatched := 0
+	for l := range laneIn {
+		for i := range ref[l] {
+			if math.Float32bits(ref[l][i]) != math.Float32bits(rtRes.out[l][i]) {
+				mismatched++
+			}
+		}
+	}
+
+	rep := buildReport(c, rtRes, privileged, mismatched)
+	if err := out.Write(joinLanes(rtRes.out, channels, frames)); err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := writeJSON(c.Report, rep); err != nil {
+		return err
+	}
+	printSummary(stdout, c, rep)
+	return nil
+}
+
+type rtResult struct {
+	out        [][]float32
+	blockFlags [][]uint32
+	received   int
+	stats      []audioclock.LaneStats
+	events     []supervisor.Event
+	injections []*injected
+	lateMax    time.Duration
+	lateHist   [32]uint64
+	rtWarnings []string
+	startNS    uint64
+}
+
+func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio func(int) int, stdout, stderr io.Writer) (*rtResult, error) {
+	sup, err := supervisor.New(supervisor.Config{
+		Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
+		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1,
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer sup.Close()
+	nBlocks := (len(laneIn[0])/lanes[0].Channels + c.Block - 1) / c.Block
+	laneRefs := make([]*shm.Lane, len(lanes))
+	for i := range laneRefs {
+		laneRefs[i] = sup.Region().Lane(i)
+	}
+	fallback := audioclock.Dry
+	if c.Fallback == "silence" {
+		fallback = audioclock.Silence
+	}
+	clk, err := audioclock.New(audioclock.Config{
+		Rate: c.Rate, Frames: c.Block, Latency: c.Latency, Periods: uint64(nBlocks + c.Latency),
+		Prio: prio(clockPrio), CPU: -1, Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: laneRefs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer clk.Free()
+
+	// Collect events from before Start, so spares' start-up is seen too.
+	res := &rtResult{}
+	var evMu sync.Mutex
+	evDone := make(chan struct{})
+	go func() {
+		defer close(evDone)
+		for e := range sup.Events() {
+			evMu.Lock()
+			res.events = append(res.events, e)
+			evMu.Unlock()
+		}
+	}()
+	if err := sup.Start(clk); err != nil {
+		return nil, classify(err)
+	}
+	if w := sup.RTWarning(); w != nil {
+		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
+	}
+
+	// Feeders and drainers: goroutines on both sides of the clock's rings.
+	res.out = make([][]float32, len(lanes))
+	res.blockFlags = make([][]uint32, len(lanes))
+	var wg sync.WaitGroup
+	var recvMu sync.Mutex
+	for l := range lanes {
+		ch := lanes[l].Channels
+		per := ch * c.Block
+		res.out[l] = make([]float32, len(laneIn[l]))
+		res.blockFlags[l] = make([]uint32, nBlocks)
+		wg.Add(2)
+		go func() { // feeder
+			defer wg.Done()
+			src := clk.Source(l)
+			for b := 0; b < nBlocks; b++ {
+				var blk *shm.Block
+				for blk == nil {
+					blk, _ = src.Peek()
+					if blk == nil {
+						src.Wait(0, 5*time.Millisecond)
+					}
+				}
+				d := blk.Samples(per)
+				n := copy(d, laneIn[l][b*per:min((b+1)*per, len(laneIn[l]))])
+				clear(d[n:])
+				flags := uint32(0)
+				if b == nBlocks-1 {
+					flags = shm.BlockLast
+				}
+				blk.SetHeader(uint64(b), c.Block, flags, shm.NowNS())
+				src.Publish()
+			}
+		}()
+		go func() { // drainer
+			defer wg.Done()
+			sink := clk.Sink(l)
+			got := 0
+			for got < nBlocks {
+				blk, _ := sink.Peek()
+				if blk == nil {
+					if !clk.Running() {
+						if blk, _ = sink.Peek(); blk == nil {
+							break
+						}
+					} else {
+						sink.Wait(0, 5*time.Millisecond)
+						continue
+					}
+				}
+				num := int(blk.Number())
+				if num < nBlocks {
+					lo := num * per
+					copy(res.out[l][lo:min(lo+per, len(res.out[l]))], blk.Samples(per))
+					res.blockFlags[l][num] = blk.Flags()
+				}
+				sink.Release()
+				got++
+			}
+			recvMu.Lock()
+			res.received += got
+			recvMu.Unlock()
+		}()
+	}
+
+	if err := clk.Start(); err != nil {
+		if errors.Is(err, audioclock.ErrNoRT) {
+			res.rtWarnings = append(res.rtWarnings, "clock: "+err.Error())
+		} else {
+			return nil, err
+		}
+	}
+	res.startNS = clk.StartNS()
+
+	// Inject faults, cycling kinds and lanes, until shortly before the end so
+	// the last failover completes while the clock still runs.
+	var kinds []supervisor.Fault
+	for _, n := range c.Faults {
+		f, _ := supervisor.ParseFault(n)
+		kinds = append(kinds, f)
+	}
+	stopInject := make(chan struct{})
+	injDone := make(chan struct{})
+	go func() {
+		defer close(injDone)
+		if len(kinds) == 0 {
+			return
+		}
+		tick := time.NewTicker(c.FaultEvery)
+		defer tick.Stop()
+		lastAllowed := uint64(nBlocks) - uint64(max(int(100*time.Millisecond/clk.Period()), 8))
+		for i := 0; ; i++ {
+			select {
+			case <-stopInject:
+				return
+			case <-tick.C:
+			}
+			now := clk.Periods()
+			if now >= lastAllowed || uint64(nBlocks) < 16 {
+				return
+			}
+			f := kinds[i%len(kinds)]
+			inj, err := sup.InjectFault(i%len(laneIn), f, now+2)
+			if err != nil {
+				continue // the lane is between owners: try the next tick
+			}
+			res.injections = append(res.injections, &injected{inj: inj})
+		}
+	}()
+
+	// One live status line while it plays.
+	tty := isTTY(stderr)
+	statusEvery := time.Second
+	if tty {
+		statusEvery = 200 * time.Millisecond
+	}
+	status := time.NewTicker(statusEvery)
+	for clk.Running() {
+		select {
+		case <-status.C:
+			evMu.Lock()
+			fo := countKind(res.events, supervisor.EvFailover)
+			evMu.Unlock()
+			xr := uint64(0)
+			for l := range lanes {
+				xr += clk.Stats(l).Xruns
+			}
+			line := fmt.Sprintf("  %5.1f s  blocks %d/%d  failovers %d  xruns %d", float64(clk.Periods())*clk.Period().Seconds(),
+				clk.Periods()*uint64(len(lanes)), uint64(nBlocks+c.Latency)*uint64(len(lanes)), fo, xr)
+			if tty {
+				fmt.Fprintf(stderr, "\r%s\x1b[K", line)
+			} else {
+				fmt.Fprintln(stderr, line)
+			}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	status.Stop()
+	if tty {
+		fmt.Fprintln(stderr)
+	}
+	close(stopInject)
+	<-injDone
+	clk.Join()
+	wg.Wait()
+
+	// Let the last failovers report (they finish within milliseconds).
+	settle := time.Now().Add(2 * time.Second)
+	for time.Now().Before(settle) {
+		evMu.Lock()
+		done := countKind(res.events, supervisor.EvFailover)+countKind(res.events, supervisor.EvNoSpare) >= len(res.injections)
+		evMu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // respawned spares' ready events
+	for l := range lanes {
+		res.stats = append(res.stats, clk.Stats(l))
+	}
+	res.lateMax, res.lateHist = clk.Lateness()
+	sup.Close()
+	<-evDone
+	// Match each injection to the failover of the worker it was aimed at.
+	for _, in := range res.injections {
+		for i := range res.events {
+			e := &res.events[i]
+			if (e.Kind == supervisor.EvFailover || e.Kind == supervisor.EvNoSpare) && e.PID == in.inj.PID {
+				in.event = e
+				if in.inj.Fault == supervisor.FaultKill {
+					e.FaultNS = in.inj.InjectNS
+				}
+				break
+			}
+		}
+	}
+	return res, nil
+}
+
+func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([][]float32, error) {
+	sup, err := supervisor.New(supervisor.Config{Worker: c.Worker, Lanes: lanes, Spares: 0, WorkerCPU: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer sup.Close()
+	if err := sup.Start(nil); err != nil {
+		return nil, err
+	}
+	out := make([][]float32, len(lanes))
+	for l := range lanes {
+		if out[l], err = render.Lane(sup.Region().Lane(l), laneIn[l], 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// classify turns start-up failures the user can fix into usage errors.
+func classify(err error) error {
+	var se *supervisor.SpawnError
+	if errors.Is(err, supervisor.ErrWorkerBinary) || errors.As(err, &se) {
+		return &usageError{err.Error()}
+	}
+	return err
+}
+
+func countKind(evs []supervisor.Event, k supervisor.EventKind) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func splitLanes(s []float32, channels, lanes int) [][]float32 {
+	per := channels / lanes
+	frames := len(s) / channels
+	out := make([][]float32, lanes)
+	for l := range out {
+		out[l] = make([]float32, frames*per)
+		for f := 0; f < frames; f++ {
+			copy(out[l][f*per:(f+1)*per], s[f*channels+l*per:f*channels+(l+1)*per])
+		}
+	}
+	return out
+}
+
+func joinLanes(lanes [][]float32, channels, frames int) []float32 {
+	per := channels / len(lanes)
+	out := make([]float32, frames*channels)
+	for l, s := range lanes {
+		for f := 0; f < frames; f++ {
+			copy(out[f*channels+l*per:f*channels+(l+1)*per], s[f*per:(f+1)*per])
+		}
+	}
+	return out
+}
+
+// generateSignal makes one channel per lane: a logarithmic sine sweep from
+// 50 Hz to 0.4·rate plus quiet white noise from a fixed seed, different per
+// lane, so filters have something to do and runs are reproducible.
+func generateSignal(lanes, frames, rate int) [][]float32 {
+	out := make([][]float32, lanes)
+	seed := uint32(0x9e3779b9)
+	dur := float64(frames) / float64(rate)
+	f0, f1 := 50.0, 0.4*float64(rate)
+	for l := range out {
+		out[l] = make([]float32, frames)
+		phase := float64(l) * 0.25
+		for i := range out[l] {
+			t := float64(i) / float64(rate)
+			// instantaneous frequency f0·(f1/f0)^(t/dur), phase its integral
+			k := math.Log(f1/f0) / dur
+			ph := 2*math.Pi*f0*(math.Exp(k*t)-1)/k + phase
+			seed = seed*1664525 + 1013904223
+			noise := (float64(seed>>8)/float64(1<<24) - 0.5) * 0.1
+			out[l][i] = float32(0.5*math.Sin(ph) + noise)
+		}
+	}
+	return out
+}
+
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isTerminalFD(int(f.Fd()))
+}
+
+func sortedKinds(m map[string]*kindReport) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	order := map[string]int{}
+	for i, f := range supervisor.Faults {
+		order[f.String()] = i
+	}
+	sort.Slice(ks, func(i, j int) bool { return order[ks[i]] < order[ks[j]] })
+	return ks
+}
+
+var _ = stats.Summarize

@@ -1,0 +1,74 @@
+// Command understudy runs C DSP kernels in crash-isolated worker processes
+// with hot-standby failover.
+//
+//	understudy demo      kill workers while audio plays; prove nothing was lost
+//	understudy version   print the version and the layout/ABI it speaks
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "0.1.0-dev"
+
+const usage = `understudy — run real-time C DSP kernels so that a crashing, hanging or
+misbehaving kernel never interrupts the audio.
+
+Usage:
+  understudy demo [flags]     run the built-in failover scenario (see understudy demo --help)
+  understudy version          print version, region layout and kernel ABI
+  understudy help             this text
+
+Exit status: 0 success, 1 the run failed, 2 bad usage or input.
+`
+
+// usageError is bad input from the user: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "demo":
+		err = runDemo(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "understudy %s (region layout %d, kernel ABI %d)\n", version, shm.LayoutVersion, shm.KernelABI)
+	case "help", "--help", "-h", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+var errHelp = errors.New("help shown")

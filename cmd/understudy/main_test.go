@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/understudy-rt/understudy/internal/rttest"
+	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/wav"
+)
+
+func worker(t *testing.T) string {
+	p, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// children counts this process's child processes.
+func children(t *testing.T) int {
+	me := strconv.Itoa(os.Getpid())
+	n := 0
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[1] == me {
+			n++
+		}
+	}
+	return n
+}
+
+func TestBadInputExitsTwoAndLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	w := worker(t)
+	notExec := filepath.Join(dir, "not-exec")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	failing := filepath.Join(dir, "failing-worker")
+	os.WriteFile(failing, []byte("#!/bin/sh\necho 'I am not a worker' >&2\nexit 3\n"), 0o755)
+	bad := filepath.Join(dir, "bad.wav")
+	os.WriteFile(bad, []byte("ID3\x03 definitely not a wav file"), 0o644)
+	other := filepath.Join(dir, "44k.wav")
+	if err := wav.WriteFile(other, &wav.Audio{Rate: 44100, Channels: 2, Samples: make([]float32, 2*4410)}); err != nil {
+		t.Fatal(err)
+	}
+	three := filepath.Join(dir, "3ch.wav")
+	if err := wav.WriteFile(three, &wav.Audio{Rate: 48000, Channels: 3, Samples: make([]float32, 3*4800)}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.wav")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"block too big", []string{"--block", "5000"}, "--block 5000 is out of range"},
+		{"block too small", []string{"--block", "4"}, "--block 4 is out of range"},
+		{"rate", []string{"--rate", "1000"}, "--rate 1000 is out of range"},
+		{"too many lanes", []string{"--lanes", "99"}, "--lanes 99"},
+		{"missing worker", []string{"--worker", filepath.Join(dir, "nope")}, "build it with `make`"},
+		{"worker not executable", []string{"--worker", notExec}, "not executable"},
+		{"worker fails handshake", []string{"--worker", failing}, "I am not a worker"},
+		{"malformed wav", []string{"--in", bad}, "not a WAV file"},
+		{"wav of another rate", []string{"--in", other}, "44100 Hz but --rate is 48000"},
+		{"channels do not split", []string{"--in", three}, "3 channels"},
+		{"unwritable output", []string{"--out", filepath.Join(notExec, "x.wav")}, "--out"},
+		{"zero spares with faults", []string{"--spares", "0"}, "--spares 0"},
+		{"unknown fault", []string{"--faults", "segv,melt"}, "unknown fault kind \"melt\""},
+		{"bad chain", []string{"--chain", "lowpass f=99999"}, "f=99999 is out of range"},
+		{"unknown flag", []string{"--frobnicate"}, "frobnicate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"demo", "--duration", "200ms", "--out", out, "--report", filepath.Join(dir, "r.json")}, c.args...)
+			if !contains(c.args, "--worker") {
+				args = append(args, "--worker", w)
+			}
+			code, _, stderr := runCLI(args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr: %s", code, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not say %q", stderr, c.want)
+			}
+			if strings.Count(strings.TrimSpace(stderr), "\n") > 2 {
+				t.Errorf("want one clear error, got:\n%s", stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("%s was left behind", out)
+			}
+			if n := children(t); n != 0 {
+				t.Errorf("%d child processes left behind", n)
+			}
+			left, _ := filepath.Glob(filepath.Join(dir, ".*"))
+			if len(left) != 0 {
+				t.Errorf("temporary files left behind: %v", left)
+			}
+		})
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	if code, out, _ := runCLI("version"); code != 0 || !strings.Contains(out, "understudy") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+	if code, _, errOut := runCLI("demo", "--help"); code != 0 || !strings.Contains(errOut, "--fault-every") {
+		t.Errorf("demo --help: exit %d, %q", code, errOut)
+	}
+	if code, _, _ := runCLI("frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+type demoReport struct {
+	Privileged        bool `json:"privileged"`
+	Blocks            int  `json:"blocks"`
+	Xruns             int  `json:"xruns"`
+	LostBlocks        int  `json:"lost_blocks"`
+	BitExact          bool `json:"bit_exact"`
+	MismatchedSamples int  `json:"mismatched_samples"`
+	Faults            struct {
+		Injected     int `json:"injected"`
+		Detected     int `json:"detected"`
+		ExpectedPath int `json:"detected_by_expected_path"`
+		ByKind       map[string]struct {
+			Injected int            `json:"injected"`
+			Detected int            `json:"detected"`
+			Path     map[string]int `json:"path"`
+		} `json:"by_kind"`
+	} `json:"faults"`
+}
+
+// The demo end to end, shortened: every fault kind injected while audio
+// plays, every one detected by its expected path, nothing lost, bit-exact.
+func TestDemoEndToEnd(t *testing.T) {
+	rttest.RequireRT(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.wav")
+	// A 4-channel file over 2 lanes, to exercise --in and the channel split.
+	frames := 48000 * 3
+	a := &wav.Audio{Rate: 48000, Channels: 4, Samples: make([]float32, 4*frames)}
+	for i := range a.Samples {
+		a.Samples[i] = float32((i*7919)%2000-1000) / 2000
+	}
+	if err := wav.WriteFile(in, a); err != nil {
+		t.Fatal(err)
+	}
+	out, rep := filepath.Join(dir, "out.wav"), filepath.Join(dir, "report.json")
+	code, stdout, stderr := runCLI("demo", "--in", in, "--fault-every", "100ms", "--out", out, "--report", rep, "--worker", worker(t))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	t.Log(stdout)
+	var r demoReport
+	b, err := os.ReadFile(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.LostBlocks != 0 {
+		t.Errorf("lost %d blocks", r.LostBlocks)
+	}
+	if !r.BitExact {
+		t.Errorf("not bit-exact: %d samples differ (%d xruns)", r.MismatchedSamples, r.Xruns)
+	}
+	if r.Faults.Injected < 16 || r.Faults.Detected != r.Faults.Injected || r.Faults.ExpectedPath != r.Faults.Injected {
+		t.Errorf("faults: %d injected, %d detected, %d by the expected path", r.Faults.Injected, r.Faults.Detected, r.Faults.ExpectedPath)
+	}
+	if len(r.Faults.ByKind) != 8 {
+		t.Errorf("%d fault kinds injected, want all 8", len(r.Faults.ByKind))
+	}
+	got, err := wav.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Channels != 4 || got.Rate != 48000 || got.Frames() != frames {
+		t.Errorf("output %d ch %d Hz %d frames, want the input's 4 ch 48000 Hz %d frames", got.Channels, got.Rate, got.Frames(), frames)
+	}
+	if n := children(t); n != 0 {
+		t.Errorf("%d child processes left behind", n)
+	}
+}

@@ -1,0 +1,228 @@
+/* us_clock.c — see us_clock.h. */
+#define _GNU_SOURCE
+#include "us_clock.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+static void add_ns(struct timespec *ts, uint64_t ns) {
+    uint64_t t = (uint64_t)ts->tv_nsec + ns;
+    ts->tv_sec += (time_t)(t / 1000000000ull);
+    ts->tv_nsec = (long)(t % 1000000000ull);
+}
+
+static uint64_t ts_ns(const struct timespec *ts) {
+    return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+}
+
+static void mark_corrupt(us_clock *c, us_clock_lane *cl) {
+    if (US_LOAD_ACQ(&cl->corrupt) == US_LANE_OK) {
+        US_STORE_RLX(&cl->corruptions, cl->corruptions + 1);
+        US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_CORRUPT);
+        uint64_t one = 1;
+        ssize_t n = write(c->doorbell_fd, &one, sizeof one);
+        (void)n;
+    }
+}
+
+/* When the monitor has repaired a lane for a new owner, pick its indices up
+ * again; until then the lane is left alone. Returns 1 when the lane is usable. */
+static int lane_usable(us_clock_lane *cl) {
+    uint32_t st = US_LOAD_ACQ(&cl->corrupt);
+    if (st == US_LANE_OK) return 1;
+    if (st == US_LANE_CORRUPT) return 0;
+    /* US_LANE_RESET: the monitor set in.read and out.write to sane values. */
+    us_producer_init(&cl->in, us_lane_in(cl->lane));
+    cl->in.write = cl->in_write;
+    us_consumer_init(&cl->out, us_lane_out(cl->lane));
+    US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_OK);
+    return 1;
+}
+
+static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now) {
+    size_t n = (size_t)c->frames * cl->lane->channels;
+    float *dry = cl->dry + (k % US_DRY_BLOCKS) * n;
+    uint32_t frames = c->frames, flags = 0;
+
+    us_block *sb = cl->src_done ? NULL : us_consumer_peek(&cl->src_c);
+    if (sb) {
+        frames = sb->frames <= c->frames ? sb->frames : c->frames;
+        flags = sb->flags;
+        memcpy(dry, sb->data, (size_t)frames * cl->lane->channels * sizeof(float));
+        if (frames < c->frames) memset(dry + (size_t)frames * cl->lane->channels, 0, (n - (size_t)frames * cl->lane->channels) * sizeof(float));
+        if (flags & US_BLOCK_LAST) cl->src_done = 1;
+        us_consumer_release(&cl->src_c);
+    } else {
+        /* Past the end we feed silence so the last blocks flush through the
+         * latency; before it, an empty source is an underrun. */
+        if (!cl->src_done) US_STORE_RLX(&cl->src_underruns, cl->src_underruns + 1);
+        memset(dry, 0, n * sizeof(float));
+    }
+    frames = c->frames;
+
+    if (!lane_usable(cl)) {
+        US_STORE_RLX(&cl->in_overflows, cl->in_overflows + 1);
+        return;
+    }
+    us_block *ib = us_producer_peek(&cl->in);
+    /* The owner's read index must lie in [what we saw before, our write]. */
+    if (cl->in.read_cache > cl->in.write) {
+        mark_corrupt(c, cl);
+        return;
+    }
+    if (!ib) {
+        US_STORE_RLX(&cl->in_overflows, cl->in_overflows + 1);
+        return;
+    }
+    memcpy(ib->data, dry, n * sizeof(float));
+    ib->block = k;
+    ib->frames = frames;
+    ib->flags = flags;
+    ib->t_push_ns = now;
+    /* in_write goes up before the lane's own index: the monitor reads the
+     * owner's commit first and in_write second, and a commit can then never
+     * look ahead of what the host pushed. */
+    US_STORE_RLX(&cl->push_ns[cl->in.write & (US_RING_SLOTS - 1)], now);
+    US_STORE_REL(&cl->in_write, cl->in.write + 1);
+    us_producer_publish(&cl->in);
+}
+
+/* Moves output block `want` to the sink, or the fallback when it is not ready. */
+static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
+    const uint32_t ch = cl->lane->channels;
+    const size_t n = (size_t)c->frames * ch;
+    us_block *got = NULL;
+    if (lane_usable(cl)) {
+        for (;;) {
+            us_block *ob = us_consumer_peek(&cl->out);
+            /* The owner's write index must lie in [our read, our read + slots]. */
+            if (cl->out.write_cache < cl->out.read || cl->out.write_cache - cl->out.read > US_RING_SLOTS) {
+                mark_corrupt(c, cl);
+                break;
+            }
+            if (!ob) break;
+            uint64_t b = ob->block;
+            if (b < want) { /* a block a dead owner published and its successor redid */
+                US_STORE_RLX(&cl->stale, cl->stale + 1);
+                us_consumer_release(&cl->out);
+                continue;
+            }
+            if (b == want) {
+                if (ob->frames != c->frames) {
+                    mark_corrupt(c, cl);
+                    break;
+                }
+                got = ob;
+            }
+            break; /* b > want: ours never came; leave the later one */
+        }
+    }
+
+    us_block *sb = us_producer_peek(&cl->sink_p);
+    if (!sb) {
+        US_STORE_RLX(&cl->sink_overflows, cl->sink_overflows + 1);
+        if (got) us_consumer_release(&cl->out);
+        return;
+    }
+    uint32_t flags = 0;
+    if (got) {
+        memcpy(sb->data, got->data, n * sizeof(float));
+        flags = got->flags & US_BLOCK_BYPASSED;
+        if (flags) US_STORE_RLX(&cl->bypassed, cl->bypassed + 1);
+        us_consumer_release(&cl->out);
+    } else {
+        US_STORE_RLX(&cl->xruns, cl->xruns + 1);
+        flags = US_BLOCK_BYPASSED;
+        if (c->fallback == US_FALLBACK_DRY)
+            memcpy(sb->data, cl->dry + (want % US_DRY_BLOCKS) * n, n * sizeof(float));
+        else
+            memset(sb->data, 0, n * sizeof(float));
+    }
+    sb->block = want;
+    sb->frames = c->frames;
+    sb->flags = flags;
+    sb->t_push_ns = us_now_ns();
+    us_producer_publish(&cl->sink_p);
+    US_STORE_RLX(&cl->delivered, cl->delivered + 1);
+}
+
+static void record_lateness(us_clock *c, uint64_t late) {
+    if (late > c->late_max_ns) US_STORE_RLX(&c->late_max_ns, late);
+    uint64_t us = late / 1000;
+    int b = 0;
+    while (us > 0 && b < 31) {
+        us >>= 1;
+        b++;
+    }
+    US_STORE_RLX(&c->late_hist[b], c->late_hist[b] + 1);
+}
+
+static void *clock_main(void *arg) {
+    us_clock *c = arg;
+    if (c->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(c->cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    for (uint32_t i = 0; i < c->n_lanes; i++) {
+        us_clock_lane *cl = &c->lanes[i];
+        us_producer_init(&cl->in, us_lane_in(cl->lane));
+        us_consumer_init(&cl->out, us_lane_out(cl->lane));
+        us_ring src = {&cl->src->ctl, cl->src->blocks, US_IO_SLOTS - 1};
+        us_ring sink = {&cl->sink->ctl, cl->sink->blocks, US_IO_SLOTS - 1};
+        us_consumer_init(&cl->src_c, src);
+        us_producer_init(&cl->sink_p, sink);
+        US_STORE_REL(&cl->in_write, cl->in.write);
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    US_STORE_RLX(&c->start_ns, ts_ns(&deadline));
+    for (uint64_t k = 0; k < c->periods; k++) {
+        US_STORE_REL(&c->next_deadline_ns, ts_ns(&deadline));
+        /* The only blocking call on this thread; EINTR just re-sleeps. */
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR) {
+        }
+        uint64_t now = us_now_ns();
+        uint64_t due = ts_ns(&deadline);
+        record_lateness(c, now > due ? now - due : 0);
+        for (uint32_t i = 0; i < c->n_lanes; i++) push_input(c, &c->lanes[i], k, now);
+        if (k >= c->latency)
+            for (uint32_t i = 0; i < c->n_lanes; i++) pull_output(c, &c->lanes[i], k - c->latency);
+        US_STORE_REL(&c->period, k + 1);
+        if (US_LOAD_ACQ(&c->stop)) break;
+        add_ns(&deadline, c->period_ns);
+    }
+    US_STORE_REL(&c->running, 0u);
+    return NULL;
+}
+
+int us_clock_start(us_clock *c) {
+    if (c->n_lanes > US_MAX_LANES || c->latency >= US_DRY_BLOCKS || c->frames == 0 || c->period_ns == 0)
+        return EINVAL;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    c->rt_err = 0;
+    if (c->prio > 0) {
+        struct sched_param sp = {.sched_priority = c->prio};
+        pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+        pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+        pthread_attr_setschedparam(&attr, &sp);
+    }
+    US_STORE_REL(&c->running, 1u);
+    int err = pthread_create(&c->thread, &attr, clock_main, c);
+    if (err == EPERM && c->prio > 0) {
+        /* No privilege: run anyway on ordinary scheduling and say so. */
+        c->rt_err = EPERM;
+        pthread_attr_destroy(&attr);
+        pthread_attr_init(&attr);
+        err = pthread_create(&c->thread, &attr, clock_main, c);
+    }
+    pthread_attr_destroy(&attr);
+    if (err) US_STORE_REL(&c->running, 0u);
+    return err;
+}
+
+void us_clock_join(us_clock *c) { pthread_join(c->thread, NULL); }

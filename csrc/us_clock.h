@@ -1,0 +1,101 @@
+/* us_clock.h — the host's audio clock thread.
+ *
+ * A pthread that cgo starts once and that never calls into Go, so Go's
+ * garbage collector cannot stall it. Every period it wakes at an absolute
+ * deadline, and for each lane moves one block from its source ring into the
+ * lane's input ring and one block, `latency` periods older, from the lane's
+ * output ring into its sink ring. When that output block is not there it
+ * writes the declared fallback instead and counts an xrun. Goroutines feed the
+ * source rings and drain the sink rings; no I/O happens here.
+ *
+ * The clock owns: lane.in.write (producer), lane.out.read (consumer), the
+ * source rings' read index, the sink rings' write index and every field below
+ * marked "clock". The owner's indices it reads are bounds-checked; a violation
+ * marks the lane corrupt, rings the doorbell and is never followed. */
+#ifndef US_CLOCK_H
+#define US_CLOCK_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "us_region.h"
+#include "us_ring.h"
+
+#define US_IO_SLOTS 256   /* blocks per source or sink ring; power of two */
+#define US_DRY_BLOCKS 64  /* input history kept for the dry fallback */
+
+enum us_fallback { US_FALLBACK_SILENCE = 0, US_FALLBACK_DRY = 1 };
+
+enum us_corrupt {
+    US_LANE_OK = 0,
+    US_LANE_CORRUPT = 1, /* clock: the owner's indices failed a check; the clock ignores the lane */
+    US_LANE_RESET = 2,   /* monitor: indices repaired for a new owner; the clock resyncs */
+};
+
+/* A host-private ring between goroutines and the clock. */
+typedef struct us_io_ring {
+    us_ring_ctl ctl;
+    us_block blocks[US_IO_SLOTS];
+} us_io_ring;
+
+typedef struct us_clock_lane {
+    us_lane *lane;    /* in the shared region */
+    us_io_ring *src;  /* Go → clock: input blocks, numbered from 0 */
+    us_io_ring *sink; /* clock → Go: output blocks, numbered from 0 */
+    float *dry;       /* US_DRY_BLOCKS blocks of input, by block number */
+
+    /* clock-private endpoint state */
+    us_producer in;
+    us_consumer out;
+    us_consumer src_c;
+    us_producer sink_p;
+    uint32_t src_done; /* the source delivered its US_BLOCK_LAST block */
+
+    /* published by the clock for the monitor: relaxed counters, release on in_write */
+    US_LINE uint64_t in_write;                /* lane.in.write as the clock last stored it */
+    uint64_t push_ns[US_RING_SLOTS];          /* when in-ring index i was pushed, at [i & mask] */
+    uint32_t corrupt;                         /* enum us_corrupt: clock sets 1, monitor sets 2 */
+    uint32_t _pad;
+    US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
+    uint64_t stale;                           /* output blocks dropped as older than wanted */
+    uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */
+    uint64_t src_underruns;                   /* periods with no source block ready */
+    uint64_t sink_overflows;                  /* output blocks lost: sink ring full */
+    uint64_t bypassed;                        /* output blocks the owner marked as fallback */
+    uint64_t corruptions;                     /* bounds violations seen */
+    uint64_t delivered;                       /* blocks written to the sink */
+} us_clock_lane;
+
+typedef struct us_clock {
+    /* config, set before start */
+    uint64_t period_ns;
+    uint64_t periods;      /* periods to run; the last output is block periods-1-latency */
+    uint32_t latency;      /* output latency in periods, < US_DRY_BLOCKS */
+    uint32_t frames;       /* frames per block */
+    uint32_t n_lanes;
+    uint32_t fallback;     /* enum us_fallback */
+    int prio;              /* SCHED_FIFO priority; 0 = ordinary scheduling */
+    int cpu;               /* -1 = any */
+    int doorbell_fd;       /* eventfd the monitor polls; written on a corruption */
+    us_clock_lane lanes[US_MAX_LANES];
+
+    /* published by the clock */
+    US_LINE uint64_t period;           /* periods completed */
+    uint64_t next_deadline_ns;         /* when the next period starts */
+    uint64_t start_ns;
+    uint32_t running;                  /* 1 while the thread runs */
+    int rt_err;                        /* errno from raising to SCHED_FIFO, 0 if raised or not asked */
+    uint64_t late_max_ns;              /* worst wake-up lateness */
+    uint64_t late_hist[32];            /* wake-up lateness, bucket i: [2^i, 2^(i+1)) µs; 0 holds < 1 µs */
+    US_LINE uint32_t stop;             /* Go → clock: finish at the next period */
+    uint32_t _pad;
+    pthread_t thread;
+} us_clock;
+
+/* Starts the thread (SCHED_FIFO at prio when prio > 0 and allowed; otherwise
+ * ordinary scheduling with rt_err set). Returns 0 or an errno. */
+int us_clock_start(us_clock *c);
+/* Waits for the thread to finish (after `periods` or a stop request). */
+void us_clock_join(us_clock *c);
+
+#endif

@@ -1,0 +1,135 @@
+/* us_ring.h — the C side of an SPSC ring of audio blocks (see us_region.h for
+ * who writes which index). Header-only: the worker and the host's audio clock
+ * thread both include it. Private caches live in the endpoint structs, never
+ * in shared memory, so a side reloads the other's line only when it must. */
+#ifndef US_RING_H
+#define US_RING_H
+
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "us_region.h"
+
+static inline uint64_t us_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Shared (not FUTEX_PRIVATE) because waiter and waker are different
+ * processes mapping the same memfd. The word is the low half of an index. */
+static inline long us_futex_wait(uint32_t *word, uint32_t expect, const struct timespec *rel) {
+    return syscall(SYS_futex, word, FUTEX_WAIT, expect, rel, NULL, 0);
+}
+static inline long us_futex_wake(uint32_t *word) {
+    return syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+static inline void us_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Little-endian: the low 32 bits of a 64-bit index sit at its address. */
+#define US_LOW32(p64) ((uint32_t *)(void *)(p64))
+
+typedef struct us_ring {
+    us_ring_ctl *ctl;
+    us_block *blocks;
+    uint64_t mask; /* slots - 1 */
+} us_ring;
+
+typedef struct us_producer {
+    us_ring r;
+    uint64_t write;      /* our index: only we store ctl->write */
+    uint64_t read_cache; /* last ctl->read we loaded */
+} us_producer;
+
+typedef struct us_consumer {
+    us_ring r;
+    uint64_t read;        /* our index: only we store ctl->read */
+    uint64_t write_cache; /* last ctl->write we loaded */
+} us_consumer;
+
+static inline void us_producer_init(us_producer *p, us_ring r) {
+    p->r = r;
+    p->write = US_LOAD_ACQ(&r.ctl->write);
+    p->read_cache = US_LOAD_ACQ(&r.ctl->read);
+}
+
+static inline void us_consumer_init(us_consumer *c, us_ring r) {
+    c->r = r;
+    c->read = US_LOAD_ACQ(&r.ctl->read);
+    c->write_cache = US_LOAD_ACQ(&r.ctl->write);
+}
+
+/* The slot to fill next, or NULL when the ring is full. */
+static inline us_block *us_producer_peek(us_producer *p) {
+    if (p->write - p->read_cache > p->r.mask) {
+        p->read_cache = US_LOAD_ACQ(&p->r.ctl->read);
+        if (p->write - p->read_cache > p->r.mask) return NULL;
+    }
+    return &p->r.blocks[p->write & p->r.mask];
+}
+
+/* Makes the peeked slot visible: the release store orders the block's data
+ * before the index; the fence orders the index before the waiters load (see
+ * the sleeping protocol in us_region.h). */
+static inline void us_producer_publish(us_producer *p) {
+    p->write++;
+    US_STORE_REL(&p->r.ctl->write, p->write);
+    US_FENCE();
+    if (US_LOAD_RLX(&p->r.ctl->write_waiters)) us_futex_wake(US_LOW32(&p->r.ctl->write));
+}
+
+/* The next slot to drain, or NULL when the ring is empty. */
+static inline us_block *us_consumer_peek(us_consumer *c) {
+    if (c->read == c->write_cache) {
+        c->write_cache = US_LOAD_ACQ(&c->r.ctl->write);
+        if (c->read == c->write_cache) return NULL;
+    }
+    return &c->r.blocks[c->read & c->r.mask];
+}
+
+static inline void us_consumer_release(us_consumer *c) {
+    c->read++;
+    US_STORE_REL(&c->r.ctl->read, c->read);
+    US_FENCE();
+    if (US_LOAD_RLX(&c->r.ctl->read_waiters)) us_futex_wake(US_LOW32(&c->r.ctl->read));
+}
+
+/* Sleeps until ctl->write moves past `seen` or `rel` passes (NULL: forever).
+ * Returns after any wake; callers re-check their own conditions. */
+static inline void us_consumer_sleep(us_consumer *c, const struct timespec *rel) {
+    us_ring_ctl *ctl = c->r.ctl;
+    US_STORE_RLX(&ctl->write_waiters, 1u);
+    US_FENCE();
+    uint64_t w = US_LOAD_ACQ(&ctl->write);
+    if (w == c->read) us_futex_wait(US_LOW32(&ctl->write), (uint32_t)w, rel);
+    US_STORE_RLX(&ctl->write_waiters, 0u);
+}
+
+static inline void us_producer_sleep(us_producer *p, const struct timespec *rel) {
+    us_ring_ctl *ctl = p->r.ctl;
+    US_STORE_RLX(&ctl->read_waiters, 1u);
+    US_FENCE();
+    uint64_t r = US_LOAD_ACQ(&ctl->read);
+    if (p->write - r > p->r.mask) us_futex_wait(US_LOW32(&ctl->read), (uint32_t)r, rel);
+    US_STORE_RLX(&ctl->read_waiters, 0u);
+}
+
+static inline us_ring us_lane_in(us_lane *l) {
+    us_ring r = {&l->in, l->in_blocks, US_RING_SLOTS - 1};
+    return r;
+}
+static inline us_ring us_lane_out(us_lane *l) {
+    us_ring r = {&l->out, l->out_blocks, US_RING_SLOTS - 1};
+    return r;
+}
+
+#endif

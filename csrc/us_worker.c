@@ -1,0 +1,387 @@
+/* understudy-worker — one crash-isolated DSP process.
+ *
+ * Started by the host with the region memfd and the doorbell eventfd
+ * inherited. It maps the region, locks and faults it in, arms the parent-death
+ * signal, installs the last-gasp handler, says READY in its slot and sleeps on
+ * the slot's command futex. On ATTACH it adopts a lane from its committed state
+ * and runs: wait for a block, copy the committed state to the other buffer,
+ * run the chain in place, publish the output, then commit by advancing the
+ * input read index. A crash anywhere before the commit leaves the committed
+ * state and the input block for the next owner.
+ *
+ *   understudy-worker --region-fd N --doorbell-fd N --slot N --gen N
+ *                     --parent PID [--prio P] [--cpu C] [--spin-us N]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "us_fp.h"
+#include "us_kernel.h"
+#include "us_region.h"
+#include "us_ring.h"
+
+enum {
+    EXIT_USAGE = 64,
+    EXIT_LAYOUT = 65,
+    EXIT_KERNEL = 66,
+    EXIT_PARENT = 67,
+};
+
+/* The handler reads these, so they are set before it is installed and never
+ * change after. */
+static us_slot *g_slot;
+static int g_doorbell = -1;
+/* The block in hand, for the last gasp; UINT64_MAX between blocks. */
+static volatile uint64_t g_block = UINT64_MAX;
+
+static void last_gasp(int sig, siginfo_t *info, void *uctx) {
+    (void)info;
+    (void)uctx;
+    /* Async-signal-safe only: plain stores, clock_gettime, write, raise. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    g_slot->gasp_signo = sig;
+    g_slot->gasp_block = g_block;
+    g_slot->gasp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    US_STORE_REL(&g_slot->status, (uint32_t)US_ST_DYING);
+    /* The release store of gasp publishes everything above and promises the
+     * host that we write nothing else: it may hand our lane on at once. */
+    US_STORE_REL(&g_slot->gasp, 1u);
+    uint64_t one = 1;
+    ssize_t n = write(g_doorbell, &one, sizeof one);
+    (void)n;
+    /* SA_RESETHAND restored the default action and the signal is blocked while
+     * we run, so this stays pending and kills us as soon as we return, even
+     * when the signal was sent rather than caused by a faulting instruction. */
+    raise(sig);
+}
+
+static void install_last_gasp(void) {
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) perror("understudy-worker: sigaltstack");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = last_gasp;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+    sigfillset(&sa.sa_mask);
+    const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+static unsigned long arg_ul(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(v, &end, 10);
+    if (errno || *end || end == v) {
+        fprintf(stderr, "understudy-worker: %s wants a number, got \"%s\"\n", flag, v);
+        exit(EXIT_USAGE);
+    }
+    return x;
+}
+
+typedef struct lane_run {
+    us_lane *lane;
+    const us_kernel *k[US_MAX_CHAIN];
+    uint32_t n;
+} lane_run;
+
+/* Resolves a lane's chain. The host validated it already; a failure here means
+ * a worker built with other kernels or another ABI. */
+static int resolve_chain(us_lane *l, lane_run *run) {
+    run->lane = l;
+    run->n = l->chain_len;
+    if (run->n > US_MAX_CHAIN || l->state_bytes > US_LANE_STATE_BYTES ||
+        l->channels == 0 || l->channels > US_MAX_CHANNELS || l->frames == 0 ||
+        l->frames > US_MAX_FRAMES || (size_t)l->frames * l->channels > US_SLOT_SAMPLES)
+        return -1;
+    for (uint32_t i = 0; i < run->n; i++) {
+        us_chain_entry *e = &l->chain[i];
+        e->name[US_KERNEL_NAME_MAX - 1] = 0;
+        const us_kernel *k = us_find_kernel(e->name);
+        if (!k) {
+            fprintf(stderr, "understudy-worker: lane kernel %s is not built into this worker\n", e->name);
+            return -1;
+        }
+        if (k->abi_version != US_KERNEL_ABI_VERSION) {
+            fprintf(stderr, "understudy-worker: kernel %s has ABI %u, this worker speaks %u: rebuild it\n",
+                    e->name, k->abi_version, US_KERNEL_ABI_VERSION);
+            return -1;
+        }
+        if (e->state_offset + k->state_bytes(l->channels) > l->state_bytes) return -1;
+        run->k[i] = k;
+    }
+    return 0;
+}
+
+/* Faults we perform on ourselves when the host asks, to prove detection. */
+static void perform_fault(uint32_t kind) {
+    switch (kind) {
+    case US_FAULT_SEGV: {
+        /* Through a volatile pointer: a literal null store is undefined
+         * behaviour that gcc turns into ud2 (SIGILL), not a real store. */
+        volatile int *volatile null = NULL;
+        *null = 1;
+        break;
+    }
+    case US_FAULT_BUS: {
+        int fd = memfd_create("understudy-bus", MFD_CLOEXEC);
+        if (fd >= 0 && ftruncate(fd, 4096) == 0) {
+            volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED && ftruncate(fd, 0) == 0) p[0] = 1; /* beyond EOF: SIGBUS */
+        }
+        break;
+    }
+    case US_FAULT_ABORT:
+        abort();
+    case US_FAULT_FPE: {
+        /* Both operands volatile: gcc computes 1/x without dividing. */
+        volatile int one = 1, zero = 0;
+        volatile int x = one / zero;
+        (void)x;
+        break;
+    }
+    case US_FAULT_EXIT:
+        _exit(3);
+    case US_FAULT_HANG:
+        for (;;) __asm__ volatile("" ::: "memory");
+    case US_FAULT_STOP:
+        raise(SIGSTOP);
+        break;
+    default:
+        break;
+    }
+}
+
+static uint64_t g_spin_ns = 20000;
+
+/* Runs the lane until the host sends another command. Returns on a command. */
+static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
+    us_lane *l = run->lane;
+    us_consumer in;
+    us_producer out;
+    us_consumer_init(&in, us_lane_in(l));
+    us_producer_init(&out, us_lane_out(l));
+    const uint32_t ch = l->channels;
+    const size_t sbytes = l->state_bytes;
+    int first = 1;
+
+    if (in.read == 0) {
+        /* Nothing committed yet: the initial state is state[0]. Writing it is
+         * idempotent, so an owner that dies here leaves nothing to undo. */
+        for (uint32_t i = 0; i < run->n; i++) {
+            us_chain_entry *e = &l->chain[i];
+            if (run->k[i]->init(l->state[0] + e->state_offset, e->params, ch, (float)l->rate) != 0) {
+                fprintf(stderr, "understudy-worker: kernel %s refused its parameters\n", e->name);
+                exit(EXIT_KERNEL);
+            }
+        }
+    }
+
+    for (;;) {
+        us_block *ib = us_consumer_peek(&in);
+        if (!ib) {
+            uint64_t spin_until = us_now_ns() + g_spin_ns;
+            while (!(ib = us_consumer_peek(&in)) && us_now_ns() < spin_until) {
+                if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+                us_cpu_relax();
+            }
+            while (!ib) {
+                if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+                /* The host wakes this futex on new input and on a command. */
+                us_consumer_sleep(&in, NULL);
+                ib = us_consumer_peek(&in);
+            }
+        }
+        if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+
+        uint64_t block = ib->block;
+        uint32_t frames = ib->frames;
+        uint64_t t_push = ib->t_push_ns; /* read now: the slot is the host's again after the commit */
+        if (frames > l->frames) frames = l->frames; /* host bug guard; never trust sizes */
+        g_block = block;
+        uint32_t fk = US_LOAD_ACQ(&slot->fault_kind);
+        if (fk != US_FAULT_NONE && US_LOAD_RLX(&slot->fault_block) == block) {
+            US_STORE_REL(&slot->fault_ns, us_now_ns());
+            perform_fault(fk);
+        }
+
+        us_block *ob;
+        while (!(ob = us_producer_peek(&out))) {
+            if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+            struct timespec ms = {0, 1000000};
+            us_producer_sleep(&out, &ms);
+        }
+
+        uint64_t c = in.read;
+        const uint8_t *committed = l->state[c & 1];
+        uint8_t *next = l->state[(c + 1) & 1];
+        memcpy(next, committed, sbytes);
+
+        size_t n = (size_t)frames * ch;
+        memcpy(ob->data, ib->data, n * sizeof(float));
+        uint32_t flags = 0;
+        if (block == US_LOAD_ACQ(&l->bypass_block)) {
+            flags = US_BLOCK_BYPASSED; /* poison input: the dry signal, state carried over */
+        } else {
+            for (uint32_t i = 0; i < run->n; i++) {
+                us_chain_entry *e = &l->chain[i];
+                run->k[i]->process(next + e->state_offset, e->params, ob->data, frames, ch);
+            }
+        }
+        uint64_t now = us_now_ns();
+        ob->block = block;
+        ob->frames = frames;
+        ob->flags = flags | (ib->flags & US_BLOCK_LAST);
+        ob->t_push_ns = now;
+        us_producer_publish(&out);
+
+        US_STORE_RLX(&l->commit_block, block);
+        US_STORE_RLX(&l->commit_ns, now);
+        US_STORE_RLX(&l->commits, US_LOAD_RLX(&l->commits) + 1);
+        g_block = UINT64_MAX;
+        /* The commit: output is out, next state is whole. */
+        us_consumer_release(&in);
+        if (first) {
+            US_STORE_RLX(&slot->first_push_ns, t_push);
+            US_STORE_REL(&slot->first_commit_ns, now);
+            first = 0;
+        }
+        US_STORE_RLX(&slot->heartbeat, US_LOAD_RLX(&slot->heartbeat) + 1);
+        uint64_t lag = now - t_push;
+        if (t_push && lag < (1ull << 40) && lag > US_LOAD_RLX(&slot->lag_max_ns)) US_STORE_RLX(&slot->lag_max_ns, lag);
+    }
+}
+
+int main(int argc, char **argv) {
+    long region_fd = -1, slot_i = -1, parent = -1, prio = 0, cpu = -1;
+    unsigned long gen = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) {
+            fprintf(stderr, "understudy-worker: %s needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--region-fd")) region_fd = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--doorbell-fd")) g_doorbell = (int)arg_ul(a, v);
+        else if (!strcmp(a, "--slot")) slot_i = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--gen")) gen = arg_ul(a, v);
+        else if (!strcmp(a, "--parent")) parent = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--prio")) prio = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--cpu")) cpu = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--spin-us")) g_spin_ns = arg_ul(a, v) * 1000ull;
+        else {
+            fprintf(stderr, "understudy-worker: unknown flag %s (this program is started by understudy)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (region_fd < 0 || g_doorbell < 0 || slot_i < 0 || parent <= 0) {
+        fprintf(stderr, "understudy-worker: needs --region-fd, --doorbell-fd, --slot and --parent; "
+                        "it is started by understudy, not by hand\n");
+        return EXIT_USAGE;
+    }
+
+    /* Die with the host. The signal follows the forking *thread*, so the host
+     * forks from one thread that lives as long as it does; and a parent that
+     * died before prctl ran would leave us orphaned, hence the check. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)parent) return EXIT_PARENT;
+
+    struct stat st;
+    if (fstat((int)region_fd, &st) != 0 || (size_t)st.st_size < sizeof(us_region)) {
+        fprintf(stderr, "understudy-worker: fd %ld is not an understudy region\n", region_fd);
+        return EXIT_LAYOUT;
+    }
+    us_region *rg = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, (int)region_fd, 0);
+    if (rg == MAP_FAILED) {
+        perror("understudy-worker: mmap region");
+        return EXIT_LAYOUT;
+    }
+    us_header *h = &rg->hdr;
+    if (h->magic != US_REGION_MAGIC || h->layout_version != US_LAYOUT_VERSION ||
+        h->kernel_abi != US_KERNEL_ABI_VERSION || h->region_bytes != (uint64_t)st.st_size ||
+        h->n_lanes > US_MAX_LANES || us_region_bytes(h->n_lanes) != h->region_bytes ||
+        h->lane_stride != sizeof(us_lane) || h->slot_stride != sizeof(us_slot) ||
+        (uint64_t)slot_i >= US_MAX_SLOTS) {
+        fprintf(stderr, "understudy-worker: region layout differs from this worker's "
+                        "(layout %u, kernel ABI %u): rebuild the worker with the host\n",
+                US_LAYOUT_VERSION, US_KERNEL_ABI_VERSION);
+        return EXIT_LAYOUT;
+    }
+    us_slot *slot = &rg->slots[slot_i];
+    if (US_LOAD_ACQ(&slot->generation) != (uint32_t)gen) {
+        fprintf(stderr, "understudy-worker: slot %ld was reused (generation %u, we were %lu)\n",
+                slot_i, slot->generation, gen);
+        return EXIT_LAYOUT;
+    }
+    g_slot = slot;
+    install_last_gasp();
+
+    /* Real-time set-up. Each failure is reported once and we go on: the host
+     * decides whether that is acceptable, and a worker that runs slower is
+     * still better than no worker. */
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) perror("understudy-worker: mlockall");
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) != 0) perror("understudy-worker: sched_setaffinity");
+    }
+    if (prio > 0) {
+        struct sched_param sp = {.sched_priority = (int)prio};
+        if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) perror("understudy-worker: SCHED_FIFO");
+    }
+    us_fp_flush_denormals();
+    /* Touch every page we will use so the first block after a failover takes
+     * no page fault (mlockall already did for MCL_CURRENT; this covers a
+     * kernel that refused the lock). */
+    volatile uint8_t sink = 0;
+    for (size_t off = 0; off < (size_t)st.st_size; off += 4096) sink ^= ((volatile uint8_t *)rg)[off];
+    (void)sink;
+
+    US_STORE_RLX(&slot->pid, (int32_t)getpid());
+    US_STORE_RLX(&slot->ready_ns, us_now_ns());
+    US_STORE_REL(&slot->status, (uint32_t)US_ST_READY);
+
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t seq = US_LOAD_ACQ(&slot->cmd_seq);
+        if (seq == seen) {
+            us_futex_wait(&slot->cmd_seq, seen, NULL);
+            continue;
+        }
+        seen = seq;
+        uint32_t cmd = US_LOAD_RLX(&slot->cmd);
+        if (cmd == US_CMD_EXIT) {
+            US_STORE_REL(&slot->status, (uint32_t)US_ST_EXITED);
+            return 0;
+        }
+        if (cmd != US_CMD_ATTACH) continue;
+        uint32_t li = US_LOAD_RLX(&slot->cmd_lane);
+        if (li >= h->n_lanes) {
+            fprintf(stderr, "understudy-worker: asked to attach lane %u of %u\n", li, h->n_lanes);
+            return EXIT_LAYOUT;
+        }
+        lane_run run;
+        if (resolve_chain(&rg->lanes[li], &run) != 0) {
+            US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_KERNEL);
+            US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
+            return EXIT_KERNEL;
+        }
+        US_STORE_RLX(&slot->attach_ns, us_now_ns());
+        US_STORE_REL(&slot->status, (uint32_t)US_ST_ATTACHED);
+        run_lane(slot, &run, seq);
+    }
+}

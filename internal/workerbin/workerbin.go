@@ -1,0 +1,60 @@
+// Package workerbin finds the understudy-worker executable for tests and
+// tools: $UNDERSTUDY_WORKER, else bin/understudy-worker at the module root,
+// built with `make worker` on first use.
+package workerbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+)
+
+var (
+	once sync.Once
+	path string
+	err  error
+)
+
+// Path returns the worker's path, building it if needed.
+func Path() (string, error) {
+	once.Do(func() {
+		if p := os.Getenv("UNDERSTUDY_WORKER"); p != "" {
+			path = p
+			return
+		}
+		root, e := moduleRoot()
+		if e != nil {
+			err = e
+			return
+		}
+		out, e := exec.Command("make", "-C", root, "worker").CombinedOutput()
+		if e != nil {
+			err = fmt.Errorf("make worker: %v\n%s", e, out)
+			return
+		}
+		path = filepath.Join(root, "bin", "understudy-worker")
+	})
+	return path, err
+}
+
+// ModuleRoot is the directory holding go.mod, found from the working directory up.
+func ModuleRoot() (string, error) { return moduleRoot() }
+
+func moduleRoot() (string, error) {
+	dir, e := os.Getwd()
+	if e != nil {
+		return "", e
+	}
+	for {
+		if _, e := os.Stat(filepath.Join(dir, "go.mod")); e == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,173 @@
+// Package chain parses and validates a lane's chain of kernels, written as
+//
+//	lowpass f=1000 q=0.7071 | gain db=-6
+//
+// Stages are separated by '|'; each is a kernel name followed by name=value
+// parameters. Parameters left out take their defaults. Every error names the
+// offending word and what would be accepted.
+package chain
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/understudy-rt/understudy/cdsp"
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// Stage is one validated kernel with its full parameter vector (schema order).
+type Stage struct {
+	Kernel *cdsp.Kernel
+	Params []float32
+}
+
+// Error is a chain that cannot be used, pointing at the word at fault.
+type Error struct {
+	Chain  string
+	Word   string
+	Offset int // byte offset of Word in Chain, -1 if none
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("chain %q: %s", e.Chain, e.Msg)
+	}
+	return fmt.Sprintf("chain %q: at %q (byte %d): %s", e.Chain, e.Word, e.Offset, e.Msg)
+}
+
+// Parse reads a chain and checks every kernel, parameter name, value and range.
+func Parse(s string) ([]Stage, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, &Error{Chain: s, Offset: -1, Msg: `empty chain; write e.g. "lowpass f=1000 | gain db=-6"`}
+	}
+	var stages []Stage
+	pos := 0
+	for _, part := range strings.Split(s, "|") {
+		words, offs := fields(part, pos)
+		pos += len(part) + 1
+		if len(words) == 0 {
+			return nil, &Error{Chain: s, Word: "|", Offset: pos - 1, Msg: "empty stage between '|'"}
+		}
+		k, err := cdsp.Lookup(words[0])
+		if err != nil {
+			return nil, &Error{Chain: s, Word: words[0], Offset: offs[0], Msg: fmt.Sprintf("no such kernel; known: %s", knownKernels())}
+		}
+		specs := k.Params()
+		vals := make([]float32, len(specs))
+		set := make([]bool, len(specs))
+		for i, sp := range specs {
+			vals[i] = sp.Default
+		}
+		for wi, w := range words[1:] {
+			off := offs[wi+1]
+			name, val, ok := strings.Cut(w, "=")
+			if !ok {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("want name=value; %s takes %s", k.Name(), paramNames(specs))}
+			}
+			idx := -1
+			for i, sp := range specs {
+				if sp.Name == name {
+					idx = i
+				}
+			}
+			if idx < 0 {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s has no parameter %q; it takes %s", k.Name(), name, paramNames(specs))}
+			}
+			if set[idx] {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("parameter %s given twice", name)}
+			}
+			v, err := strconv.ParseFloat(val, 64)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s wants a number, got %q", name, val)}
+			}
+			sp := specs[idx]
+			if v < float64(sp.Min) || v > float64(sp.Max) {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s=%g is out of range %g..%g %s", name, v, sp.Min, sp.Max, sp.Unit)}
+			}
+			if sp.Integer && v != math.Trunc(v) {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s must be a whole number", name)}
+			}
+			vals[idx] = float32(v)
+			set[idx] = true
+		}
+		stages = append(stages, Stage{Kernel: k, Params: vals})
+	}
+	if len(stages) > shm.MaxChain {
+		return nil, &Error{Chain: s, Offset: -1, Msg: fmt.Sprintf("%d stages; a lane runs at most %d", len(stages), shm.MaxChain)}
+	}
+	return stages, nil
+}
+
+// LaneConfig turns stages into a lane's configuration, after checking that
+// every kernel accepts its parameters at this rate and channel count (by
+// initialising it in-process, with the same C code the workers run).
+func LaneConfig(stages []Stage, channels, frames, rate int) (shm.LaneConfig, error) {
+	cfg := shm.LaneConfig{Channels: channels, Frames: frames, Rate: rate}
+	for _, st := range stages {
+		inst, err := st.Kernel.New(st.Params, channels, float64(rate))
+		if err != nil {
+			return cfg, fmt.Errorf("chain: %s: %w", st.Kernel.Name(), err)
+		}
+		inst.Free()
+		cfg.Chain = append(cfg.Chain, shm.ChainEntry{Name: st.Kernel.Name(), Params: st.Params, StateBytes: st.Kernel.StateBytes(channels)})
+	}
+	return cfg, nil
+}
+
+// String writes stages back in chain syntax, every parameter explicit.
+func String(stages []Stage) string {
+	var parts []string
+	for _, st := range stages {
+		w := []string{st.Kernel.Name()}
+		for i, sp := range st.Kernel.Params() {
+			w = append(w, fmt.Sprintf("%s=%g", sp.Name, st.Params[i]))
+		}
+		parts = append(parts, strings.Join(w, " "))
+	}
+	return strings.Join(parts, " | ")
+}
+
+func fields(s string, base int) (words []string, offs []int) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		space := i == len(s) || s[i] == ' ' || s[i] == '\t' || s[i] == '\n'
+		if !space && start < 0 {
+			start = i
+		}
+		if space && start >= 0 {
+			words = append(words, s[start:i])
+			offs = append(offs, base+start)
+			start = -1
+		}
+	}
+	return words, offs
+}
+
+func knownKernels() string {
+	var names []string
+	for _, k := range cdsp.Kernels() {
+		names = append(names, k.Name())
+	}
+	return strings.Join(names, ", ")
+}
+
+func paramNames(specs []cdsp.ParamSpec) string {
+	if len(specs) == 0 {
+		return "no parameters"
+	}
+	var names []string
+	for _, sp := range specs {
+		names = append(names, fmt.Sprintf("%s (%g..%g%s, default %g)", sp.Name, sp.Min, sp.Max, unitSuffix(sp.Unit), sp.Default))
+	}
+	return strings.Join(names, ", ")
+}
+
+func unitSuffix(u string) string {
+	if u == "" {
+		return ""
+	}
+	return " " + u
+}

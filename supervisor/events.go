@@ -1,0 +1,169 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// Path says how a failure was detected, fastest first.
+type Path int
+
+const (
+	PathNone     Path = iota
+	PathLastGasp      // the worker's fatal-signal handler rang the doorbell
+	PathPidfd         // the worker's pidfd became readable: it exited
+	PathDeadline      // the lane's pending block missed its deadline: hung
+	PathCorrupt       // the worker broke the ring protocol: scribbled on shared memory
+)
+
+func (p Path) String() string {
+	switch p {
+	case PathLastGasp:
+		return "last_gasp"
+	case PathPidfd:
+		return "pidfd"
+	case PathDeadline:
+		return "deadline"
+	case PathCorrupt:
+		return "corrupt"
+	}
+	return "none"
+}
+
+// Fault is a failure a worker can be made to suffer, for demos and tests.
+type Fault int
+
+const (
+	FaultSegv  Fault = shm.FaultSegv  // writes through a null pointer
+	FaultBus   Fault = shm.FaultBus   // touches a truncated file mapping
+	FaultAbort Fault = shm.FaultAbort // abort()
+	FaultFPE   Fault = shm.FaultFPE   // integer divide by zero
+	FaultKill  Fault = shm.FaultKill  // the host sends SIGKILL
+	FaultExit  Fault = shm.FaultExit  // _exit(3) mid-block
+	FaultHang  Fault = shm.FaultHang  // infinite loop in the kernel
+	FaultStop  Fault = shm.FaultStop  // raise(SIGSTOP)
+)
+
+// Faults lists every fault kind in the order the demo cycles through them.
+var Faults = []Fault{FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultKill, FaultExit, FaultHang, FaultStop}
+
+var faultNames = map[Fault]string{
+	FaultSegv: "segv", FaultBus: "bus", FaultAbort: "abort", FaultFPE: "fpe",
+	FaultKill: "kill", FaultExit: "exit", FaultHang: "hang", FaultStop: "stop",
+}
+
+func (f Fault) String() string {
+	if n, ok := faultNames[f]; ok {
+		return n
+	}
+	return fmt.Sprintf("fault(%d)", int(f))
+}
+
+// ParseFault reads a fault kind by name.
+func ParseFault(s string) (Fault, error) {
+	for f, n := range faultNames {
+		if n == s {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop)", s)
+}
+
+// ExpectedPath is how each fault must be detected.
+func (f Fault) ExpectedPath() Path {
+	switch f {
+	case FaultSegv, FaultBus, FaultAbort, FaultFPE:
+		return PathLastGasp
+	case FaultKill, FaultExit:
+		return PathPidfd
+	case FaultHang, FaultStop:
+		return PathDeadline
+	}
+	return PathNone
+}
+
+// EventKind says what happened.
+type EventKind int
+
+const (
+	EvSpareReady   EventKind = iota + 1 // a new worker finished its handshake
+	EvFailover                          // a lane's owner failed and a spare took the lane
+	EvNoSpare                           // a lane's owner failed and no spare was ready
+	EvWorkerExited                      // a worker process was reaped
+	EvSpawnFailed                       // a worker could not be started
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EvSpareReady:
+		return "spare_ready"
+	case EvFailover:
+		return "failover"
+	case EvNoSpare:
+		return "no_spare"
+	case EvWorkerExited:
+		return "worker_exited"
+	case EvSpawnFailed:
+		return "spawn_failed"
+	}
+	return "unknown"
+}
+
+// Event is one thing the supervisor saw. Times are CLOCK_MONOTONIC ns
+// (shm.NowNS); zero means not known.
+type Event struct {
+	Kind EventKind
+	Lane int // -1 when no lane is concerned
+	Slot int // the worker concerned: the failed owner for EvFailover
+	PID  int
+
+	// EvFailover and EvNoSpare
+	Path          Path
+	Signal        int    // fatal signal from the last gasp, if any
+	Block         uint64 // the block the failed owner had in hand (its first uncommitted one)
+	FaultNS       uint64 // when the worker performed an injected fault (or the host sent SIGKILL)
+	DetectNS      uint64 // when the monitor decided
+	NewSlot       int    // the new owner
+	NewPID        int
+	AttachNS      uint64 // when the monitor handed the lane over
+	FirstCommitNS uint64 // the new owner's first committed block
+	FirstPushNS   uint64 // when that block was pushed (later than DetectNS when the lane was idle)
+	Poisoned      bool   // the same block killed successive owners: it is now bypassed
+
+	// EvSpareReady: SpawnNS → ReadyNS is the spare's start-up time
+	SpawnNS uint64
+	ReadyNS uint64
+
+	// EvWorkerExited
+	ExitCode   int // -1 when killed by a signal
+	ExitSignal int
+
+	Err error // EvSpawnFailed
+}
+
+// Detection is the time from the fault to the monitor's decision.
+func (e Event) Detection() time.Duration { return nsDiff(e.FaultNS, e.DetectNS) }
+
+// Failover is the time from detection to the new owner's first commit. When
+// the lane was idle at detection (no block pending), the clock starts when
+// the next block arrived instead: an idle lane has nothing to commit, and
+// waiting for the next period is not failover time.
+func (e Event) Failover() time.Duration {
+	return nsDiff(max(e.DetectNS, e.FirstPushNS), e.FirstCommitNS)
+}
+
+// Fence is the part of a failover spent making sure the old owner is gone
+// (a hung worker is killed and its pidfd awaited) before the lane moves.
+func (e Event) Fence() time.Duration { return nsDiff(e.DetectNS, e.AttachNS) }
+
+// Startup is a spare's time from spawn to ready.
+func (e Event) Startup() time.Duration { return nsDiff(e.SpawnNS, e.ReadyNS) }
+
+func nsDiff(a, b uint64) time.Duration {
+	if a == 0 || b == 0 || b < a {
+		return -1
+	}
+	return time.Duration(b - a)
+}

@@ -1,0 +1,272 @@
+package supervisor
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/understudy-rt/understudy/internal/rttest"
+	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/audioclock"
+	"github.com/understudy-rt/understudy/runtime/chain"
+	"github.com/understudy-rt/understudy/runtime/render"
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// rig is a supervisor with an audio clock over it, fed and drained by
+// goroutines: the real thing, as the demo runs it, scaled down for tests.
+type rig struct {
+	t       testing.TB
+	sup     *Supervisor
+	clk     *audioclock.Clock
+	in      [][]float32
+	out     [][]float32
+	flags   [][]uint32
+	nBlocks int
+	frames  int
+	events  []Event
+	evMu    sync.Mutex
+	evDone  chan struct{}
+	ioDone  sync.WaitGroup
+}
+
+type rigConfig struct {
+	lanes, spares, blocks, frames, rate, latency int
+	rt                                           bool
+	hang                                         time.Duration
+}
+
+func testWorker(t testing.TB) string {
+	p, err := workerbin.Path()
+	if err != nil {
+		t.Fatalf("worker binary: %v", err)
+	}
+	return p
+}
+
+func testLanes(t testing.TB, n, frames, rate int) []shm.LaneConfig {
+	st, err := chain.Parse("lowpass f=3000 q=0.7071 | gain db=-6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := chain.LaneConfig(st, 1, frames, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanes := make([]shm.LaneConfig, n)
+	for i := range lanes {
+		lanes[i] = lc
+	}
+	return lanes
+}
+
+// testSignal is deterministic noise plus a tone, different per lane.
+func testSignal(lanes, frames int) [][]float32 {
+	out := make([][]float32, lanes)
+	seed := uint32(12345)
+	for l := range out {
+		out[l] = make([]float32, frames)
+		for i := range out[l] {
+			seed = seed*1664525 + 1013904223
+			out[l][i] = float32(0.3*math.Sin(float64(i)*0.05*float64(l+1))) + float32(seed>>9)/float32(1<<23) - 0.5
+		}
+	}
+	return out
+}
+
+func newRig(t testing.TB, c rigConfig) *rig {
+	t.Helper()
+	if c.frames == 0 {
+		c.frames = 64
+	}
+	if c.rate == 0 {
+		c.rate = 48000
+	}
+	if c.latency == 0 {
+		c.latency = 2
+	}
+	period := time.Duration(int64(c.frames) * int64(time.Second) / int64(c.rate))
+	if c.hang == 0 {
+		c.hang = max(period/2, 500*time.Microsecond)
+	}
+	mon, clock, work := 0, 0, 0
+	if c.rt {
+		rttest.RequireRT(t)
+		mon, clock, work = 80, 70, 60
+	}
+	lanes := testLanes(t, c.lanes, c.frames, c.rate)
+	sup, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: c.spares, HangTimeout: c.hang,
+		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sup.Close() })
+	refs := make([]*shm.Lane, c.lanes)
+	for i := range refs {
+		refs[i] = sup.Region().Lane(i)
+	}
+	clk, err := audioclock.New(audioclock.Config{Rate: c.rate, Frames: c.frames, Latency: c.latency,
+		Periods: uint64(c.blocks + c.latency), Prio: clock, CPU: -1, Fallback: audioclock.Dry,
+		Doorbell: sup.Doorbell(), Lanes: refs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, sup: sup, clk: clk, nBlocks: c.blocks, frames: c.frames, evDone: make(chan struct{})}
+	t.Cleanup(func() {
+		clk.Stop()
+		clk.Join()
+		sup.Close()
+		clk.Free()
+	})
+	go func() {
+		defer close(r.evDone)
+		for e := range sup.Events() {
+			r.evMu.Lock()
+			r.events = append(r.events, e)
+			r.evMu.Unlock()
+		}
+	}()
+	if err := sup.Start(clk); err != nil {
+		t.Fatal(err)
+	}
+	// Long runs (leak test, benchmarks) cycle through at most 4096 blocks.
+	r.in = testSignal(c.lanes, min(c.blocks, 4096)*c.frames)
+	return r
+}
+
+// play starts the clock and the goroutines around it.
+func (r *rig) play() {
+	r.out = make([][]float32, len(r.in))
+	r.flags = make([][]uint32, len(r.in))
+	for l := range r.in {
+		r.out[l] = make([]float32, len(r.in[l]))
+		r.flags[l] = make([]uint32, len(r.in[l])/r.frames)
+		// Fill the source before the clock starts: a real-time thread does
+		// not wait for a goroutine, and an empty source is an underrun.
+		src := r.clk.Source(l)
+		push := func(b int) bool {
+			blk, _ := src.Peek()
+			if blk == nil {
+				return false
+			}
+			inBlocks := len(r.in[l]) / r.frames
+			copy(blk.Samples(r.frames), r.in[l][(b%inBlocks)*r.frames:])
+			blk.SetHeader(uint64(b), r.frames, 0, shm.NowNS())
+			src.Publish()
+			return true
+		}
+		first := 0
+		for first < r.nBlocks && push(first) {
+			first++
+		}
+		r.ioDone.Add(2)
+		go func() {
+			defer r.ioDone.Done()
+			for b := first; b < r.nBlocks && r.clk.Running(); {
+				if push(b) {
+					b++
+				} else {
+					src.Wait(0, 5*time.Millisecond)
+				}
+			}
+		}()
+		go func() {
+			defer r.ioDone.Done()
+			sink := r.clk.Sink(l)
+			for got := 0; got < r.nBlocks; {
+				blk, _ := sink.Peek()
+				if blk == nil {
+					if !r.clk.Running() {
+						if blk, _ = sink.Peek(); blk == nil {
+							return
+						}
+					} else {
+						sink.Wait(0, 5*time.Millisecond)
+						continue
+					}
+				}
+				if n := int(blk.Number()); n < len(r.flags[l]) {
+					copy(r.out[l][n*r.frames:(n+1)*r.frames], blk.Samples(r.frames))
+					r.flags[l][n] = blk.Flags()
+				}
+				sink.Release()
+				got++
+			}
+		}()
+	}
+	if err := r.clk.Start(); err != nil && !isNoRT(err) {
+		r.t.Fatal(err)
+	}
+}
+
+func isNoRT(err error) bool { return errors.Is(err, audioclock.ErrNoRT) }
+
+// finish waits for the clock and the goroutines, then for want events of kind k.
+func (r *rig) finish(k EventKind, want int) {
+	r.clk.Join()
+	r.ioDone.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && r.count(k) < want {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *rig) count(k EventKind) int {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *rig) eventsOf(k EventKind) []Event {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	var out []Event
+	for _, e := range r.events {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// reference renders the rig's input through a fault-free worker.
+func (r *rig) reference() [][]float32 {
+	r.t.Helper()
+	lanes := make([]shm.LaneConfig, len(r.in))
+	for i := range lanes {
+		lanes[i] = testLanes(r.t, 1, r.frames, 48000)[0]
+	}
+	sup, err := New(Config{Worker: testWorker(r.t), Lanes: lanes, WorkerCPU: -1})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer sup.Close()
+	if err := sup.Start(nil); err != nil {
+		r.t.Fatal(err)
+	}
+	out := make([][]float32, len(r.in))
+	for l := range r.in {
+		if out[l], err = render.Lane(sup.Region().Lane(l), r.in[l], 0); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func mismatches(a, b []float32) int {
+	n := 0
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,391 @@
+package supervisor
+
+import (
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// The monitor is one goroutine locked to its OS thread and raised to
+// SCHED_FIFO above the clock and the workers. It blocks in epoll_wait on every
+// worker's pidfd, the doorbell that dying workers (and the clock, on a
+// corrupted ring) ring, a timerfd armed at the next block deadline, and a
+// control eventfd. It decides failovers and never forks, execs, allocates or
+// takes a lock that non-real-time code holds: what it learns goes to the
+// control plane through an SPSC queue of fixed records.
+
+// epoll tags, in EpollEvent.Fd; the slot rides in Pad.
+const (
+	tagDoorbell = 1
+	tagTimer    = 2
+	tagCtl      = 3
+	tagPidfd    = 4
+)
+
+// Host-side worker states; transitions by CAS. The control plane moves
+// free→spawning→spare and dead→free; the monitor does everything else.
+const (
+	wFree uint32 = iota
+	wSpawning
+	wSpare
+	wOwner
+	wKilled // hung or corrupt: SIGKILL sent, pidfd awaited before its lane moves
+	wDying  // rang its last gasp: fenced, its lane may move at once
+	wDead   // pidfd fired; the control plane reaps it
+)
+
+type workerRec struct {
+	state atomic.Uint32
+	pid   atomic.Int32
+	pidfd atomic.Int32
+	lane  atomic.Int32 // lane owned, -1 for none (monitor writes)
+	gen   uint32       // control plane
+	// monitor only
+	gaspSeen bool
+	// control plane only
+	spawnNS uint64
+	tail    *outputTail
+}
+
+type detection struct {
+	path     Path
+	slot     int
+	pid      int
+	signal   int
+	block    uint64
+	faultNS  uint64
+	detectNS uint64
+}
+
+type laneRec struct {
+	owner atomic.Int32 // slot, -1 while none (monitor writes)
+	// monitor only
+	epoch     uint64
+	needOwner bool
+	initial   bool // the first attach is not a failover
+	awaiting  int  // slot killed and not yet dead, -1
+	det       detection
+	attachNS  uint64
+	noSpare   bool   // an EvNoSpare was sent for this outage
+	lastDeath uint64 // commit point at the last owner death
+	deathRun  int    // owners that died in a row at lastDeath
+	corrupt   bool   // indices must be repaired before the next owner
+}
+
+// monEvent is what the monitor tells the control plane.
+type monEvent struct {
+	kind     uint8 // mDeath, mFailover, mNoSpare
+	initial  bool
+	poisoned bool
+	lane     int16
+	slot     int16
+	newSlot  int16
+	det      detection
+	attachNS uint64
+}
+
+const (
+	mDeath = iota + 1
+	mFailover
+	mNoSpare
+)
+
+const monQueueLen = 256
+
+// monQueue is the SPSC queue monitor → control plane: fixed records, two
+// atomic indices, an eventfd to wake the reader.
+type monQueue struct {
+	buf     [monQueueLen]monEvent
+	head    atomic.Uint64 // written by the control plane
+	tail    atomic.Uint64 // written by the monitor
+	dropped atomic.Uint64
+	efd     int
+	one     [8]byte
+}
+
+func (q *monQueue) push(e *monEvent) {
+	t := q.tail.Load()
+	if t-q.head.Load() >= monQueueLen {
+		q.dropped.Add(1)
+		return
+	}
+	q.buf[t%monQueueLen] = *e
+	q.tail.Store(t + 1)
+	unix.Write(q.efd, q.one[:])
+}
+
+func (q *monQueue) pop(e *monEvent) bool {
+	h := q.head.Load()
+	if h == q.tail.Load() {
+		return false
+	}
+	*e = q.buf[h%monQueueLen]
+	q.head.Store(h + 1)
+	return true
+}
+
+type monitor struct {
+	s       *Supervisor
+	epfd    int
+	timerfd int
+	ctlfd   int
+	events  [64]unix.EpollEvent
+	scratch [8]byte
+	timer   unix.ItimerSpec
+	armedNS uint64
+	stop    atomic.Bool
+	wakes   atomic.Uint64 // epoll returns, for the hot-path tests
+	hangNS  uint64
+}
+
+// run is the monitor goroutine's body; the caller locked the thread.
+func (m *monitor) run() {
+	for !m.stop.Load() {
+		m.poll(-1)
+	}
+}
+
+// poll waits up to msec (-1 = until something happens) and handles what came.
+// It is the whole steady-state hot path and allocates nothing.
+func (m *monitor) poll(msec int) {
+	n, err := unix.EpollWait(m.epfd, m.events[:], msec)
+	if err != nil && err != unix.EINTR {
+		return
+	}
+	m.wakes.Add(1)
+	now := shm.NowNS()
+	for i := 0; i < n; i++ {
+		ev := &m.events[i]
+		switch ev.Fd {
+		case tagDoorbell:
+			unix.Read(m.s.doorbell, m.scratch[:])
+			m.scanGasps(now)
+			m.scanCorrupt(now)
+		case tagTimer:
+			unix.Read(m.timerfd, m.scratch[:])
+		case tagCtl:
+			unix.Read(m.ctlfd, m.scratch[:])
+		case tagPidfd:
+			m.onDeath(int(ev.Pad), now)
+		}
+	}
+	m.checkDeadlines(now)
+	m.assign(now)
+}
+
+func (m *monitor) scanGasps(now uint64) {
+	s := m.s
+	for i := range s.workers {
+		w := &s.workers[i]
+		st := w.state.Load()
+		if w.gaspSeen || (st != wOwner && st != wSpare) {
+			continue
+		}
+		ok, sig, block, _ := s.region.Slot(i).Gasp()
+		if !ok {
+			continue
+		}
+		w.gaspSeen = true
+		if !w.state.CompareAndSwap(st, wDying) {
+			continue
+		}
+		if st == wOwner {
+			l := int(w.lane.Load())
+			m.detected(l, i, PathLastGasp, sig, block, now)
+			m.orphan(l, i)
+		}
+	}
+}
+
+// scanCorrupt handles lanes whose owner broke the ring protocol: like a hang,
+// the owner is killed and awaited, and its indices are repaired before the
+// next owner attaches.
+func (m *monitor) scanCorrupt(now uint64) {
+	tl := m.s.timeline
+	if tl == nil {
+		return
+	}
+	for l := range m.s.lanes[:m.s.region.Lanes()] {
+		if tl.Corrupt(l) != 1 { // audioclock.LaneCorrupt
+			continue
+		}
+		lr := &m.s.lanes[l]
+		lr.corrupt = true
+		if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
+			m.kill(l, o, PathCorrupt, now)
+		}
+	}
+}
+
+func (m *monitor) onDeath(slot int, now uint64) {
+	s := m.s
+	w := &s.workers[slot]
+	fd := int(w.pidfd.Load())
+	unix.EpollCtl(m.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	prev := w.state.Swap(wDead)
+	if prev == wOwner || prev == wKilled {
+		l := int(w.lane.Load())
+		lr := &s.lanes[l]
+		if prev == wOwner {
+			m.detected(l, slot, PathPidfd, 0, s.region.Lane(l).Committed(), now)
+		}
+		if lr.awaiting == slot {
+			lr.awaiting = -1
+		}
+		m.orphan(l, slot)
+	}
+	s.mq.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1})
+}
+
+// detected records the first detection of a lane's outage.
+func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint64) {
+	lr := &m.s.lanes[l]
+	if lr.det.path != PathNone {
+		return
+	}
+	ss := m.s.region.Slot(slot)
+	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
+		block: block, faultNS: ss.FaultNS(), detectNS: now}
+	if p == PathPidfd || p == PathDeadline || p == PathCorrupt {
+		// The block in hand is the first uncommitted one.
+		lr.det.block = m.s.region.Lane(l).InBlockNumber(m.s.region.Lane(l).Committed())
+	}
+}
+
+// orphan takes a lane from a fenced owner and queues it for a spare.
+func (m *monitor) orphan(l, slot int) {
+	lr := &m.s.lanes[l]
+	if int(lr.owner.Load()) != slot {
+		return
+	}
+	lr.owner.Store(-1)
+	m.s.workers[slot].lane.Store(-1)
+	lr.needOwner = true
+	lr.noSpare = false
+	// Poison input: owners that die one after another without committing
+	// anything died on the same block; stop feeding it to the next one.
+	c := m.s.region.Lane(l).Committed()
+	if lr.deathRun > 0 && c == lr.lastDeath {
+		lr.deathRun++
+	} else {
+		lr.deathRun = 1
+		lr.lastDeath = c
+	}
+}
+
+func (m *monitor) kill(l, slot int, p Path, now uint64) {
+	w := &m.s.workers[slot]
+	if !w.state.CompareAndSwap(wOwner, wKilled) {
+		return
+	}
+	m.detected(l, slot, p, 0, 0, now)
+	m.s.lanes[l].awaiting = slot
+	unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+}
+
+// checkDeadlines finds hung owners and arms the timer for the next deadline.
+// A deadline exists only while a block is pending, so an idle worker is never
+// a false positive.
+func (m *monitor) checkDeadlines(now uint64) {
+	s := m.s
+	tl := s.timeline
+	if tl == nil {
+		return
+	}
+	next := ^uint64(0)
+	for l := 0; l < s.region.Lanes(); l++ {
+		lr := &s.lanes[l]
+		o := int(lr.owner.Load())
+		if o < 0 || lr.awaiting >= 0 {
+			continue
+		}
+		lane := s.region.Lane(l)
+		r, w := lane.Committed(), tl.InWrite(l)
+		if r > w || w-r > shm.RingSlots {
+			lr.corrupt = true
+			m.kill(l, o, PathCorrupt, now)
+			continue
+		}
+		var due uint64
+		if r < w {
+			due = tl.PushNS(l, r)
+			if due < lr.attachNS {
+				due = lr.attachNS // a new owner's backlog runs from its attach
+			}
+			due += m.hangNS
+			if now >= due {
+				m.kill(l, o, PathDeadline, now)
+				continue
+			}
+		} else {
+			due = tl.NextDeadlineNS() + m.hangNS
+			if floor := now + m.hangNS; due < floor {
+				due = floor
+			}
+		}
+		if due < next {
+			next = due
+		}
+	}
+	if next == ^uint64(0) {
+		next = now + uint64(100*time.Millisecond)
+	}
+	if next != m.armedNS {
+		m.armedNS = next
+		m.timer.Value = unix.NsecToTimespec(int64(next))
+		unix.TimerfdSettime(m.timerfd, unix.TFD_TIMER_ABSTIME, &m.timer, nil)
+	}
+}
+
+// assign hands every ownerless lane to a ready spare.
+func (m *monitor) assign(now uint64) {
+	s := m.s
+	for l := 0; l < s.region.Lanes(); l++ {
+		lr := &s.lanes[l]
+		if !lr.needOwner || lr.awaiting >= 0 {
+			continue
+		}
+		slot := -1
+		for i := range s.workers {
+			if s.workers[i].state.CompareAndSwap(wSpare, wOwner) {
+				slot = i
+				break
+			}
+		}
+		if slot < 0 {
+			if !lr.noSpare && !lr.initial {
+				lr.noSpare = true
+				s.mq.push(&monEvent{kind: mNoSpare, lane: int16(l), det: lr.det})
+			}
+			continue
+		}
+		lane := s.region.Lane(l)
+		poisoned := false
+		if lr.deathRun >= 2 {
+			b := lane.InBlockNumber(lane.Committed())
+			if lane.Bypass() != b {
+				lane.SetBypass(b)
+				poisoned = true
+			}
+		}
+		if lr.corrupt && s.timeline != nil {
+			lane.RepairIndices(s.timeline.InWrite(l), s.timeline.OutRead(l))
+			s.timeline.MarkReset(l)
+			lr.corrupt = false
+		}
+		lr.epoch++
+		lr.needOwner = false
+		lr.attachNS = shm.NowNS()
+		s.workers[slot].lane.Store(int32(l))
+		lr.owner.Store(int32(slot))
+		lane.SetOwner(uint32(slot), lr.epoch)
+		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch)
+		s.mq.push(&monEvent{kind: mFailover, initial: lr.initial, poisoned: poisoned,
+			lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), det: lr.det, attachNS: lr.attachNS})
+		lr.initial = false
+		lr.det = detection{}
+	}
+}

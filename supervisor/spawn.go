@@ -1,0 +1,150 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrWorkerBinary means the worker executable is missing or not executable.
+var ErrWorkerBinary = errors.New("worker binary unusable")
+
+// SpawnError is a worker that could not be started or failed its handshake.
+type SpawnError struct {
+	Worker string
+	Slot   int
+	Reason string // what happened
+	Output string // the worker's last output lines
+	Err    error
+}
+
+func (e *SpawnError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker %s (slot %d): %s", e.Worker, e.Slot, e.Reason)
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if out := strings.TrimSpace(e.Output); out != "" {
+		fmt.Fprintf(&b, "; it said: %s", out)
+	}
+	b.WriteString(". Rebuild it with `make` so host and worker match, or pass the right one with --worker")
+	return b.String()
+}
+
+func (e *SpawnError) Unwrap() error { return e.Err }
+
+// checkWorkerBinary fails early, with the fix, when path cannot be executed.
+func checkWorkerBinary(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s: %v; build it with `make` or pass --worker PATH", ErrWorkerBinary, path, err)
+	case st.IsDir():
+		return fmt.Errorf("%w: %s is a directory; pass the understudy-worker executable with --worker", ErrWorkerBinary, path)
+	case unix.Access(path, unix.X_OK) != nil:
+		return fmt.Errorf("%w: %s is not executable; chmod +x it or rebuild with `make`", ErrWorkerBinary, path)
+	}
+	return nil
+}
+
+// spawner forks every worker from one goroutine locked to one OS thread for
+// the supervisor's whole life: PR_SET_PDEATHSIG fires when the *thread* that
+// forked a child exits (golang/go#27505), so forking from arbitrary threads
+// would kill workers whenever Go retired a thread.
+type spawner struct {
+	reqs chan spawnReq
+	done chan struct{}
+}
+
+type spawnReq struct {
+	path  string
+	argv  []string
+	files []uintptr
+	reply chan spawnResult
+}
+
+type spawnResult struct {
+	pid, pidfd int
+	err        error
+}
+
+func startSpawner() *spawner {
+	s := &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
+	started := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the supervisor
+		close(started)
+		defer close(s.done)
+		for r := range s.reqs {
+			pidfd := -1
+			attr := &syscall.ProcAttr{
+				Files: r.files,
+				Sys:   &syscall.SysProcAttr{PidFD: &pidfd, Pdeathsig: syscall.SIGKILL},
+			}
+			pid, err := syscall.ForkExec(r.path, r.argv, attr)
+			r.reply <- spawnResult{pid: pid, pidfd: pidfd, err: err}
+		}
+	}()
+	<-started
+	return s
+}
+
+func (s *spawner) spawn(path string, argv []string, files []uintptr) (pid, pidfd int, err error) {
+	reply := make(chan spawnResult, 1)
+	s.reqs <- spawnReq{path: path, argv: argv, files: files, reply: reply}
+	r := <-reply
+	return r.pid, r.pidfd, r.err
+}
+
+func (s *spawner) stop() {
+	close(s.reqs)
+	<-s.done
+}
+
+func workerArgs(path string, slot int, gen uint32, prio, cpu, spinUS int) []string {
+	a := []string{path,
+		"--region-fd", "3", "--doorbell-fd", "4",
+		"--slot", strconv.Itoa(slot), "--gen", strconv.FormatUint(uint64(gen), 10),
+		"--parent", strconv.Itoa(os.Getpid()),
+		"--spin-us", strconv.Itoa(spinUS),
+	}
+	if prio > 0 {
+		a = append(a, "--prio", strconv.Itoa(prio))
+	}
+	if cpu >= 0 {
+		a = append(a, "--cpu", strconv.Itoa(cpu))
+	}
+	return a
+}
+
+// outputTail keeps the last bytes a worker printed, for error messages. It is
+// bounded, written by one reader goroutine, read by whoever reports.
+type outputTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const outputTailBytes = 2048
+
+func (t *outputTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > outputTailBytes {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-outputTailBytes:]...)
+	}
+	t.mu.Unlock()
+	return len(p), nil
+}
+
+func (t *outputTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

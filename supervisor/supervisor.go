@@ -1,0 +1,623 @@
+// Package supervisor runs C DSP workers over lanes of a shared region and
+// keeps every lane running through their crashes and hangs: it spawns
+// workers, keeps warm spares, detects a failure by the fastest path (last
+// gasp, pidfd, deadline), hands the lane to a spare that resumes from the
+// last committed state, and starts a new spare off the real-time path.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/understudy-rt/understudy/rt"
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// Timeline is what the monitor needs from the audio clock to judge
+// deadlines and repair corrupted lanes; *audioclock.Clock implements it.
+type Timeline interface {
+	InWrite(lane int) uint64
+	PushNS(lane int, idx uint64) uint64
+	NextDeadlineNS() uint64
+	OutRead(lane int) uint64
+	Corrupt(lane int) uint32
+	MarkReset(lane int)
+}
+
+// Config is a supervisor's set-up.
+type Config struct {
+	Worker       string           // path to understudy-worker
+	Lanes        []shm.LaneConfig // one per lane, validated by the caller
+	Spares       int              // warm spares kept ready beyond one worker per lane
+	HangTimeout  time.Duration    // a pending block older than this means the owner hung
+	Handshake    time.Duration    // how long a new worker may take to become ready (default 5 s)
+	MonitorPrio  int              // SCHED_FIFO priority of the monitor thread; 0 = none
+	WorkerPrio   int              // SCHED_FIFO priority workers give themselves; 0 = none
+	WorkerCPU    int              // pin workers to this CPU; -1 = any
+	SpinMicros   int              // how long an idle worker spins before sleeping on its futex (0: 20 µs, <0: none)
+	RespawnDelay time.Duration    // wait this long before replacing a spare that was used (crash-loop backoff)
+
+	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
+}
+
+// Supervisor owns a region, its workers and its monitor.
+type Supervisor struct {
+	cfg      Config
+	region   *shm.Region
+	timeline Timeline
+	doorbell int
+	workers  [shm.MaxSlots]workerRec
+	lanes    [shm.MaxLanes]laneRec
+	mq       monQueue
+	mon      monitor
+	sp       *spawner
+
+	evFile   *os.File // the monitor's event eventfd, read through Go's poller
+	monDone  chan struct{}
+	ctlDone  chan struct{}
+	events   chan Event
+	mu       sync.Mutex // guards what follows: control plane state
+	pending  []monEvent // failovers waiting for the new owner's first commit
+	closed   bool
+	spawning int
+	dropped  int
+	rtWarn   error
+}
+
+// New validates cfg and creates the region; Start runs it. Workers are not
+// started until Start, so the caller can build its clock over the lanes first.
+func New(cfg Config) (*Supervisor, error) {
+	if len(cfg.Lanes) < 1 || len(cfg.Lanes) > shm.MaxLanes {
+		return nil, fmt.Errorf("supervisor: %d lanes; a region holds 1 to %d", len(cfg.Lanes), shm.MaxLanes)
+	}
+	if cfg.Spares < 0 || len(cfg.Lanes)+cfg.Spares > shm.MaxSlots/2 {
+		return nil, fmt.Errorf("supervisor: %d lanes + %d spares; at most %d workers at once", len(cfg.Lanes), cfg.Spares, shm.MaxSlots/2)
+	}
+	if err := checkWorkerBinary(cfg.Worker); err != nil {
+		return nil, err
+	}
+	if cfg.Handshake <= 0 {
+		cfg.Handshake = 5 * time.Second
+	}
+	if cfg.HangTimeout <= 0 {
+		cfg.HangTimeout = 2 * time.Millisecond
+	}
+	switch {
+	case cfg.SpinMicros == 0:
+		cfg.SpinMicros = 20
+	case cfg.SpinMicros < 0:
+		cfg.SpinMicros = 0 // straight to the futex: for measuring that path
+	}
+	region, err := shm.Create(len(cfg.Lanes))
+	if err != nil {
+		return nil, err
+	}
+	for i, lc := range cfg.Lanes {
+		if err := region.Lane(i).Configure(lc); err != nil {
+			region.Close()
+			return nil, fmt.Errorf("supervisor: lane %d: %w", i, err)
+		}
+	}
+	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096)}
+	for i := range s.workers {
+		s.workers[i].lane.Store(-1)
+		s.workers[i].pidfd.Store(-1)
+	}
+	for i := range s.lanes {
+		s.lanes[i].owner.Store(-1)
+		s.lanes[i].awaiting = -1
+	}
+	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout)}
+	if err := s.openFDs(); err != nil {
+		s.closeFDs()
+		region.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Doorbell is the eventfd dying workers ring; the clock rings it too when a
+// worker corrupts a ring.
+func (s *Supervisor) Doorbell() int { return s.doorbell }
+
+// Region is the shared region, for building a clock over its lanes.
+func (s *Supervisor) Region() *shm.Region { return s.region }
+
+// Events delivers what happens, in order. It is buffered; when nobody reads,
+// events beyond the buffer are dropped and counted (Dropped).
+func (s *Supervisor) Events() <-chan Event { return s.events }
+
+// RTWarning is non-nil when the monitor runs without SCHED_FIFO.
+func (s *Supervisor) RTWarning() error { return s.rtWarn }
+
+// Start spawns one worker per lane plus the spares, waits for every handshake,
+// starts the monitor and attaches each lane to a worker. tl may be nil
+// (offline rendering: no deadlines). On error nothing is left running.
+func (s *Supervisor) Start(tl Timeline) (err error) {
+	s.timeline = tl
+	s.sp = startSpawner()
+	for l := range s.cfg.Lanes {
+		// Set before the monitor starts: from then on only it touches these.
+		s.lanes[l].initial = true
+		s.lanes[l].needOwner = true
+	}
+	s.evFile = os.NewFile(uintptr(s.mq.efd), "understudy-events")
+	s.monDone = make(chan struct{})
+	s.ctlDone = make(chan struct{})
+	if s.cfg.manualMonitor {
+		close(s.monDone)
+	} else {
+		monReady := make(chan error, 1)
+		go s.runMonitor(monReady)
+		s.rtWarn = <-monReady
+	}
+	go s.controlPlane()
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	n := len(s.cfg.Lanes) + s.cfg.Spares
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		slot := s.claimSlot()
+		go func() { errs <- s.spawnSpare(slot) }()
+	}
+	for i := 0; i < n; i++ {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.wakeMonitor()
+	deadline := time.Now().Add(s.cfg.Handshake)
+	for l := range s.cfg.Lanes {
+		for {
+			o := int(s.lanes[l].owner.Load())
+			if o >= 0 && s.region.Slot(o).Status() == shm.StAttached {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
+			}
+			if s.cfg.manualMonitor {
+				s.mon.poll(0)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) openFDs() error {
+	var err error
+	s.doorbell, s.mon.epfd, s.mon.timerfd, s.mon.ctlfd, s.mq.efd = -1, -1, -1, -1, -1
+	if s.doorbell, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("supervisor: doorbell eventfd: %w", err)
+	}
+	if s.mon.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("supervisor: epoll: %w", err)
+	}
+	if s.mon.timerfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
+		return fmt.Errorf("supervisor: timerfd: %w", err)
+	}
+	if s.mon.ctlfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("supervisor: control eventfd: %w", err)
+	}
+	if s.mq.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("supervisor: event eventfd: %w", err)
+	}
+	s.mq.one[0] = 1
+	for _, f := range []struct{ fd, tag int }{{s.doorbell, tagDoorbell}, {s.mon.timerfd, tagTimer}, {s.mon.ctlfd, tagCtl}} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f.tag)}
+		if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, f.fd, &ev); err != nil {
+			return fmt.Errorf("supervisor: epoll_ctl: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) closeFDs() {
+	for _, fd := range []*int{&s.doorbell, &s.mon.epfd, &s.mon.timerfd, &s.mon.ctlfd, &s.mq.efd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+func (s *Supervisor) runMonitor(ready chan<- error) {
+	runtime.LockOSThread() // never unlocked: Go retires the thread with its changed priority
+	defer close(s.monDone)
+	var warn error
+	if s.cfg.MonitorPrio > 0 {
+		if err := rt.SetThreadFIFO(s.cfg.MonitorPrio); err != nil {
+			warn = err
+		}
+	}
+	ready <- warn
+	s.mon.run()
+}
+
+func (s *Supervisor) wakeMonitor() {
+	var one = [8]byte{1}
+	unix.Write(s.mon.ctlfd, one[:])
+}
+
+// claimSlot reserves a free slot for a new worker, or returns -1.
+func (s *Supervisor) claimSlot() int {
+	for i := range s.workers {
+		if s.workers[i].state.CompareAndSwap(wFree, wSpawning) {
+			return i
+		}
+	}
+	return -1
+}
+
+// spawnSpare starts one worker in a claimed slot and waits for its handshake.
+func (s *Supervisor) spawnSpare(slot int) error {
+	if slot < 0 {
+		return errors.New("supervisor: no free worker slot")
+	}
+	w := &s.workers[slot]
+	ss := s.region.Slot(slot)
+	w.gen = ss.Prepare()
+	w.gaspSeen = false
+	w.tail = &outputTail{}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		w.state.Store(wFree)
+		return fmt.Errorf("supervisor: pipe: %w", err)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		w.state.Store(wFree)
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	argv := workerArgs(s.cfg.Worker, slot, w.gen, s.cfg.WorkerPrio, s.cfg.WorkerCPU, s.cfg.SpinMicros)
+	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.FD()), uintptr(s.doorbell)}
+	w.spawnNS = shm.NowNS()
+	pid, pidfd, err := s.sp.spawn(s.cfg.Worker, argv, files)
+	pw.Close()
+	null.Close()
+	if err != nil {
+		pr.Close()
+		w.state.Store(wFree)
+		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err}
+	}
+	go func() { // drains the worker's output until it exits
+		buf := make([]byte, 512)
+		for {
+			n, err := pr.Read(buf)
+			w.tail.Write(buf[:n])
+			if err != nil {
+				pr.Close()
+				return
+			}
+		}
+	}()
+	w.pid.Store(int32(pid))
+	w.pidfd.Store(int32(pidfd))
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagPidfd, Pad: int32(slot)}
+	if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		return fmt.Errorf("supervisor: epoll_ctl pidfd: %w", err)
+	}
+	deadline := time.Now().Add(s.cfg.Handshake)
+	for {
+		st := ss.Status()
+		if st == shm.StReady && w.state.CompareAndSwap(wSpawning, wSpare) {
+			s.wakeMonitor()
+			s.emit(Event{Kind: EvSpareReady, Lane: -1, Slot: slot, PID: pid, SpawnNS: w.spawnNS, ReadyNS: ss.ReadyNS()})
+			return nil
+		}
+		if w.state.Load() == wDead || st == shm.StFailed {
+			time.Sleep(20 * time.Millisecond) // let its last words reach the pipe
+			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "failed its handshake", Output: w.tail.String()}
+		}
+		if time.Now().After(deadline) {
+			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+			return &SpawnError{Worker: s.cfg.Worker, Slot: slot,
+				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: w.tail.String()}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// controlPlane turns monitor records into events, reaps the dead and keeps
+// the spare pool full. It is ordinary Go: it may allocate, lock and block.
+func (s *Supervisor) controlPlane() {
+	defer close(s.ctlDone)
+	f := s.evFile
+	buf := make([]byte, 8)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	reads := make(chan error)
+	go func() {
+		for {
+			_, err := f.Read(buf)
+			if err != nil {
+				close(reads)
+				return
+			}
+			reads <- nil
+		}
+	}()
+	var e monEvent
+	for {
+		select {
+		case _, ok := <-reads:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+		}
+		for s.mq.pop(&e) {
+			s.handle(e)
+		}
+		s.finishFailovers()
+	}
+}
+
+func (s *Supervisor) handle(e monEvent) {
+	switch e.kind {
+	case mDeath:
+		s.reap(int(e.slot))
+	case mFailover:
+		if !e.initial {
+			s.mu.Lock()
+			s.pending = append(s.pending, e)
+			s.mu.Unlock()
+		}
+	case mNoSpare:
+		s.emit(Event{Kind: EvNoSpare, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
+			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS})
+	}
+	s.topUp()
+}
+
+// finishFailovers emits a failover once its new owner has committed a block.
+func (s *Supervisor) finishFailovers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.pending[:0]
+	for _, e := range s.pending {
+		ns := s.region.Slot(int(e.newSlot)).FirstCommitNS()
+		if ns == 0 && shm.NowNS()-e.attachNS < uint64(2*time.Second) {
+			kept = append(kept, e)
+			continue
+		}
+		s.emitLocked(Event{Kind: EvFailover, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
+			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS,
+			NewSlot: int(e.newSlot), NewPID: int(s.workers[e.newSlot].pid.Load()), AttachNS: e.attachNS,
+			FirstCommitNS: ns, FirstPushNS: s.region.Slot(int(e.newSlot)).FirstPushNS(), Poisoned: e.poisoned})
+	}
+	s.pending = kept
+}
+
+// reap collects a dead worker and frees its slot.
+func (s *Supervisor) reap(slot int) {
+	w := &s.workers[slot]
+	fd := int(w.pidfd.Load())
+	var info unix.Siginfo
+	code, sig := 0, 0
+	if err := unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil); err == nil {
+		code, sig = exitStatus(&info)
+	}
+	unix.Close(fd)
+	w.pidfd.Store(-1)
+	pid := int(w.pid.Load())
+	w.state.Store(wFree)
+	s.emit(Event{Kind: EvWorkerExited, Lane: -1, Slot: slot, PID: pid, ExitCode: code, ExitSignal: sig})
+}
+
+// topUp starts spares until the pool is back to its size.
+func (s *Supervisor) topUp() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	// Workers still in their handshake count as spares to be: Start's own
+	// spawns are among them.
+	have := 0
+	for i := range s.workers {
+		if st := s.workers[i].state.Load(); st == wSpare || st == wSpawning {
+			have++
+		}
+	}
+	need := s.cfg.Spares - have
+	var slots []int
+	for i := 0; i < need; i++ {
+		// Claimed here, under the lock, so the next topUp counts it.
+		if slot := s.claimSlot(); slot >= 0 {
+			slots = append(slots, slot)
+		}
+	}
+	s.spawning += len(slots)
+	s.mu.Unlock()
+	for _, slot := range slots {
+		go func() {
+			if s.cfg.RespawnDelay > 0 {
+				time.Sleep(s.cfg.RespawnDelay)
+			}
+			err := s.spawnSpare(slot)
+			s.mu.Lock()
+			s.spawning--
+			s.mu.Unlock()
+			if err != nil {
+				s.emit(Event{Kind: EvSpawnFailed, Lane: -1, Err: err})
+			}
+		}()
+	}
+}
+
+func (s *Supervisor) emit(e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitLocked(e)
+}
+
+func (s *Supervisor) emitLocked(e Event) {
+	if s.closed {
+		return
+	}
+	select {
+	case s.events <- e:
+	default:
+		s.dropped++
+	}
+}
+
+// Owner is the slot and pid of lane l's current owner, or -1s.
+func (s *Supervisor) Owner(l int) (slot, pid int) {
+	o := int(s.lanes[l].owner.Load())
+	if o < 0 {
+		return -1, -1
+	}
+	return o, int(s.workers[o].pid.Load())
+}
+
+// Injection is a fault the supervisor was asked to cause.
+type Injection struct {
+	Fault    Fault
+	Lane     int
+	Slot     int
+	PID      int
+	Block    uint64 // the block at which the worker performs it (0 for kill)
+	InjectNS uint64 // when it was requested (for kill: when SIGKILL was sent)
+}
+
+// ErrNoOwner means the lane has no owner to inject a fault into right now.
+var ErrNoOwner = errors.New("lane has no owner right now")
+
+// InjectFault makes lane l's current owner suffer f at block `block` (for
+// kill: now). The owner performs worker-side faults itself when it reaches
+// that block, recording the time just before.
+func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error) {
+	slot, pid := s.Owner(l)
+	if slot < 0 {
+		return Injection{}, ErrNoOwner
+	}
+	inj := Injection{Fault: f, Lane: l, Slot: slot, PID: pid, Block: block}
+	if f == FaultKill {
+		inj.Block = 0
+		inj.InjectNS = shm.NowNS()
+		if err := unix.PidfdSendSignal(int(s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0); err != nil {
+			return inj, fmt.Errorf("supervisor: kill worker %d: %w", pid, err)
+		}
+		return inj, nil
+	}
+	inj.InjectNS = shm.NowNS()
+	s.region.Slot(slot).InjectFault(uint32(f), block)
+	return inj, nil
+}
+
+// Counts reports live workers by state, for tests and status lines.
+func (s *Supervisor) Counts() (spares, owners, other int) {
+	for i := range s.workers {
+		switch s.workers[i].state.Load() {
+		case wFree:
+		case wSpare:
+			spares++
+		case wOwner:
+			owners++
+		default:
+			other++
+		}
+	}
+	return
+}
+
+// Close stops the monitor, asks every worker to exit, kills those that do
+// not within 200 ms, reaps them all and releases every fd and mapping.
+// It is safe to call more than once.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	// Workers still being spawned finish their handshake or time out; wait.
+	for {
+		s.mu.Lock()
+		n := s.spawning
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s.monDone != nil {
+		s.mon.stop.Store(true)
+		s.wakeMonitor()
+		<-s.monDone
+	}
+	// Closing the event eventfd ends the control plane's reader.
+	if s.ctlDone != nil {
+		s.evFile.Close()
+		s.mq.efd = -1
+		<-s.ctlDone
+	}
+	for i := range s.workers {
+		w := &s.workers[i]
+		if st := w.state.Load(); st != wFree && st != wDead {
+			s.region.Slot(i).Command(shm.CmdExit, 0, 0)
+		}
+	}
+	for l := 0; l < s.region.Lanes(); l++ {
+		s.region.Lane(l).WakeOwner()
+	}
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for i := range s.workers {
+		w := &s.workers[i]
+		fd := int(w.pidfd.Load())
+		if fd < 0 {
+			continue
+		}
+		left := time.Until(deadline)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(pfd, max(int(left/time.Millisecond), 0)); n == 0 {
+			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		}
+		var info unix.Siginfo
+		unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
+		unix.Close(fd)
+		w.pidfd.Store(-1)
+		w.state.Store(wFree)
+	}
+	if s.sp != nil {
+		s.sp.stop()
+	}
+	s.closeFDs()
+	return s.region.Close()
+}
+
+func exitStatus(info *unix.Siginfo) (code, sig int) {
+	// si_code: CLD_EXITED=1, CLD_KILLED=2, CLD_DUMPED=3; si_status after pid, uid.
+	b := (*[128]byte)(unsafe.Pointer(info))
+	siCode := int32(le32(b[8:]))
+	status := int32(le32(b[24:]))
+	if siCode == 1 {
+		return int(status), 0
+	}
+	return -1, int(status)
+}
+
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}

@@ -1,0 +1,426 @@
+package supervisor
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+// waitPeriods blocks until the clock has run n periods.
+func (r *rig) waitPeriods(n uint64) {
+	for r.clk.Periods() < n && r.clk.Running() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// For every fault kind: the lane continues, the detection path is the
+// expected one, and the output equals a fault-free run bit for bit.
+func TestFailoverEveryFault(t *testing.T) {
+	for _, f := range Faults {
+		t.Run(f.String(), func(t *testing.T) {
+			r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+			r.play()
+			r.waitPeriods(100)
+			inj, err := r.sup.InjectFault(0, f, 150)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.finish(EvFailover, 1)
+			fos := r.eventsOf(EvFailover)
+			if len(fos) != 1 {
+				for _, e := range r.events {
+					t.Logf("event %v lane %d slot %d pid %d path %v sig %d block %d new pid %d exit %d/%d", e.Kind, e.Lane, e.Slot, e.PID, e.Path, e.Signal, e.Block, e.NewPID, e.ExitCode, e.ExitSignal)
+				}
+				t.Fatalf("%d failovers, want 1; injected into pid %d at block %d", len(fos), inj.PID, inj.Block)
+			}
+			e := fos[0]
+			if e.PID != inj.PID {
+				t.Errorf("failover of pid %d, fault was injected into %d", e.PID, inj.PID)
+			}
+			if e.Path != f.ExpectedPath() {
+				t.Errorf("detected by %v, want %v", e.Path, f.ExpectedPath())
+			}
+			wantSig := map[Fault]syscall.Signal{FaultSegv: syscall.SIGSEGV, FaultBus: syscall.SIGBUS, FaultAbort: syscall.SIGABRT, FaultFPE: syscall.SIGFPE}[f]
+			if e.Signal != int(wantSig) {
+				t.Errorf("last gasp reported signal %d, want %d", e.Signal, wantSig)
+			}
+			if e.NewPID == inj.PID || e.NewPID <= 0 || e.FirstCommitNS == 0 {
+				t.Errorf("new owner pid %d first commit %d: the lane did not continue", e.NewPID, e.FirstCommitNS)
+			}
+			st := r.clk.Stats(0)
+			if st.Delivered != uint64(r.nBlocks) {
+				t.Errorf("delivered %d of %d blocks", st.Delivered, r.nBlocks)
+			}
+			if st.Xruns != 0 {
+				t.Errorf("%d xruns", st.Xruns)
+			}
+			ref := r.reference()
+			if n := mismatches(ref[0], r.out[0]); n != 0 {
+				t.Errorf("%d samples differ from the fault-free reference", n)
+			}
+			t.Logf("%v: detected by %v in %v, failover %v", f, e.Path, e.Detection(), e.Failover())
+		})
+	}
+}
+
+// Two faults closer together than a respawn still fail over while a spare is
+// ready.
+func TestTwoFaultsTwoSpares(t *testing.T) {
+	r := newRig(t, rigConfig{lanes: 1, spares: 2, blocks: 600, rt: true})
+	r.sup.cfg.RespawnDelay = 300 * time.Millisecond
+	r.play()
+	r.waitPeriods(100)
+	first, err := r.sup.InjectFault(0, FaultKill, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next owner: wait for the hand-over, then kill it at once, long
+	// before any replacement could be ready.
+	var second Injection
+	for i := 0; i < 1000; i++ {
+		if slot, _ := r.sup.Owner(0); slot >= 0 && slot != first.Slot {
+			if second, err = r.sup.InjectFault(0, FaultKill, 0); err == nil {
+				break
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if second.PID == 0 {
+		t.Fatal("no second owner to kill")
+	}
+	r.finish(EvFailover, 2)
+	if n := r.count(EvFailover); n != 2 {
+		t.Fatalf("%d failovers, want 2", n)
+	}
+	if n := r.count(EvNoSpare); n != 0 {
+		t.Errorf("%d outages without a spare, want 0", n)
+	}
+	if x := r.clk.Stats(0).Xruns; x != 0 {
+		t.Errorf("%d xruns", x)
+	}
+	if n := mismatches(r.reference()[0], r.out[0]); n != 0 {
+		t.Errorf("%d samples differ from the fault-free reference", n)
+	}
+}
+
+// With no spare ready the lane outputs the fallback and counts xruns, and it
+// recovers when a spare arrives; it never hangs.
+func TestNoSpareFallbackThenRecovery(t *testing.T) {
+	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 900, rt: true})
+	r.sup.cfg.RespawnDelay = 200 * time.Millisecond // about 150 periods without a spare
+	r.play()
+	r.waitPeriods(100)
+	first, err := r.sup.InjectFault(0, FaultKill, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		if slot, _ := r.sup.Owner(0); slot >= 0 && slot != first.Slot {
+			if _, err = r.sup.InjectFault(0, FaultKill, 0); err == nil {
+				break
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	r.finish(EvFailover, 2)
+	if n := r.count(EvNoSpare); n != 1 {
+		t.Fatalf("%d outages without a spare, want 1", n)
+	}
+	if n := r.count(EvFailover); n != 2 {
+		t.Fatalf("%d failovers, want 2 (the second once the new spare was ready)", n)
+	}
+	st := r.clk.Stats(0)
+	if st.Xruns == 0 {
+		t.Error("no xruns counted while the lane had no owner")
+	}
+	if st.Delivered != uint64(r.nBlocks) {
+		t.Errorf("delivered %d of %d blocks: the lane hung", st.Delivered, r.nBlocks)
+	}
+	// Recovered: the last blocks are processed output, not fallback.
+	tail := r.flags[0][r.nBlocks-50:]
+	for i, f := range tail {
+		if f&shm.BlockBypassed != 0 {
+			t.Fatalf("block %d is still fallback at the end", r.nBlocks-50+i)
+		}
+	}
+	// And the fallback was the dry input, block-aligned.
+	ref := r.reference()[0]
+	bypassed, processed := 0, 0
+	for b := 0; b < r.nBlocks; b++ {
+		lo, hi := b*r.frames, (b+1)*r.frames
+		if r.flags[0][b]&shm.BlockBypassed != 0 {
+			bypassed++
+			if mismatches(r.in[0][lo:hi], r.out[0][lo:hi]) != 0 {
+				t.Fatalf("fallback block %d is not the dry input", b)
+			}
+		} else if mismatches(ref[lo:hi], r.out[0][lo:hi]) == 0 {
+			processed++
+		}
+	}
+	if bypassed != int(st.Xruns) {
+		t.Errorf("%d fallback blocks, %d xruns", bypassed, st.Xruns)
+	}
+	t.Logf("%d fallback blocks, %d processed blocks equal to the fault-free reference", bypassed, processed)
+}
+
+// Host death: SIGKILL the host; every worker is gone within 100 ms.
+func TestHostDeathKillsWorkers(t *testing.T) {
+	if os.Getenv("UNDERSTUDY_HOST_CHILD") == "1" {
+		hostChild()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHostDeathKillsWorkers$")
+	cmd.Env = append(os.Environ(), "UNDERSTUDY_HOST_CHILD=1", "UNDERSTUDY_WORKER="+testWorker(t))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var pids []int
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "worker "); ok {
+			p, _ := strconv.Atoi(rest)
+			pids = append(pids, p)
+		}
+		if line == "ready" {
+			break
+		}
+	}
+	if len(pids) != 3 {
+		t.Fatalf("host child reported %d workers, want 3", len(pids))
+	}
+	for _, p := range pids {
+		if !alive(p) {
+			t.Fatalf("worker %d not running before the host died", p)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	killed := time.Now()
+	cmd.Wait()
+	for time.Since(killed) < 100*time.Millisecond {
+		n := 0
+		for _, p := range pids {
+			if alive(p) {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Logf("all workers gone %v after SIGKILL", time.Since(killed))
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, p := range pids {
+		if alive(p) {
+			t.Errorf("worker %d still running 100 ms after its host was killed", p)
+		}
+	}
+}
+
+func hostChild() {
+	w := os.Getenv("UNDERSTUDY_WORKER")
+	lanes := testLanes(&testing.T{}, 2, 64, 48000)
+	s, err := New(Config{Worker: w, Lanes: lanes, Spares: 1, WorkerCPU: -1})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	if err := s.Start(nil); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	for i := range s.workers {
+		if p := s.workers[i].pid.Load(); p > 0 && s.workers[i].state.Load() != wFree {
+			fmt.Println("worker", p)
+		}
+	}
+	fmt.Println("ready")
+	time.Sleep(time.Minute)
+	os.Exit(0)
+}
+
+// alive: the process exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+type resources struct {
+	fds, regions, goroutines, children, zombies int
+	threads                                     int
+}
+
+func snapshot(t testing.TB) resources {
+	var r resources
+	ents, _ := os.ReadDir("/proc/self/fd")
+	r.fds = len(ents)
+	maps, _ := os.ReadFile("/proc/self/maps")
+	r.regions = strings.Count(string(maps), "memfd:understudy-region")
+	tasks, _ := os.ReadDir("/proc/self/task")
+	r.threads = len(tasks)
+	// Goroutines that end (output readers, handshakes) take a moment to go.
+	for i := 0; i < 100; i++ {
+		time.Sleep(2 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n == r.goroutines {
+			break
+		} else {
+			r.goroutines = n
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	me := os.Getpid()
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+2:])
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == me {
+			r.children++
+			if f[0] == "Z" {
+				r.zombies++
+			}
+		}
+	}
+	return r
+}
+
+// Leaks: 300 fault-and-failover cycles, then the host's fds, region
+// mappings, threads and children are back to their starting values and no
+// zombie remains; after Close, nothing of the supervisor is left at all.
+func TestNoLeaksOver300Failovers(t *testing.T) {
+	const warm, cycles = 20, 300
+	outside := snapshot(t)
+	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true})
+	r.play()
+	cycle := func(i int) {
+		before := r.count(EvSpareReady)
+		f := []Fault{FaultKill, FaultSegv, FaultExit}[i%3]
+		var err error
+		for try := 0; try < 2000; try++ {
+			if _, err = r.sup.InjectFault(0, f, r.clk.Periods()+2); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for r.count(EvSpareReady) <= before || r.count(EvFailover) < i+1 || r.count(EvWorkerExited) < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("cycle %d: no failover, reap and fresh spare after 10 s (clock at %d)", i, r.clk.Periods())
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	// Warm up first: Go's thread pool and lazily opened files settle.
+	for i := 0; i < warm; i++ {
+		cycle(i)
+	}
+	base := snapshot(t)
+	baseThreads := base.threads
+	start := time.Now()
+	for i := warm; i < warm+cycles; i++ {
+		cycle(i)
+	}
+	after := snapshot(t)
+	t.Logf("%d cycles in %v; before %+v after %+v", cycles, time.Since(start), base, after)
+	threads := after.threads
+	after.threads, base.threads = 0, 0
+	if after != base {
+		t.Errorf("leak over %d failovers: before %+v after %+v", cycles, base, after)
+	}
+	// Go keeps idle OS threads for reuse and may add one when a goroutine
+	// blocks in a syscall; a leak grows with the cycle count, the pool does not.
+	if threads > baseThreads+2 {
+		t.Errorf("threads grew from %d to %d over %d failovers", baseThreads, threads, cycles)
+	}
+	r.clk.Stop()
+	r.clk.Join()
+	r.ioDone.Wait()
+	r.sup.Close()
+	r.clk.Free()
+	closed := snapshot(t)
+	if closed.fds != outside.fds || closed.regions != 0 || closed.children != 0 || closed.zombies != 0 {
+		t.Errorf("after Close: %+v, before the supervisor: %+v", closed, outside)
+	}
+}
+
+// The monitor's steady-state loop allocates nothing.
+func TestMonitorPollAllocatesNothing(t *testing.T) {
+	lanes := testLanes(t, 2, 64, 48000)
+	s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1, manualMonitor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	// Blocks flow through both lanes while the monitor polls.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in := testSignal(1, 64)[0]
+		prods := []*shm.Producer{shm.NewProducer(s.region.Lane(0).In()), shm.NewProducer(s.region.Lane(1).In())}
+		conss := []*shm.Consumer{shm.NewConsumer(s.region.Lane(0).Out()), shm.NewConsumer(s.region.Lane(1).Out())}
+		for n := uint64(0); ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for i := range prods {
+				if b, _ := prods[i].Peek(); b != nil {
+					copy(b.Samples(64), in)
+					b.SetHeader(n, 64, 0, shm.NowNS())
+					prods[i].Publish()
+				}
+				if b, _ := conss[i].Peek(); b != nil {
+					conss[i].Release()
+				}
+			}
+		}
+	}()
+	allocs := testing.AllocsPerRun(2000, func() { s.mon.poll(0) })
+	close(stop)
+	<-done
+	if allocs != 0 {
+		t.Errorf("monitor poll allocates %.2f times per call", allocs)
+	}
+	if s.mon.wakes.Load() < 2000 {
+		t.Errorf("monitor polled %d times", s.mon.wakes.Load())
+	}
+}
+
+var _ = unix.Getpid
