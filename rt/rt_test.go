@@ -462,19 +462,13 @@ func TestProbeUnprivileged(t *testing.T) {
 	})
 }
 
-// SCHED_FIFO granted by RLIMIT_RTPRIO alone, as limits.conf does for an
-// audio group. Only possible where the hard limit allows it.
-func TestProbeRLimitRTPrio(t *testing.T) {
-	t.Log(runUnprivileged(t, "rtprio", map[int]uint64{unix.RLIMIT_RTPRIO: testPrio}))
-}
-
 // TestHelperProcess is not a test: it is the body of the child processes
 // started above, selected by UNDERSTUDY_RT_HELPER.
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperEnv)
 	switch mode {
 	case "":
-		t.Skip("helper for other tests")
+		return // run directly: nothing to do (a skip would read as a missing privilege in CI)
 	case "policy":
 		// The main thread is the one the parent forked.
 		attr, err := unix.SchedGetAttr(os.Getpid(), 0)

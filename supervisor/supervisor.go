@@ -130,8 +130,8 @@ func (s *Supervisor) Doorbell() int { return s.doorbell }
 // Region is the shared region, for building a clock over its lanes.
 func (s *Supervisor) Region() *shm.Region { return s.region }
 
-// Events delivers what happens, in order. It is buffered; when nobody reads,
-// events beyond the buffer are dropped and counted (Dropped).
+// Events delivers what happens, in order, and is closed by Close. It is
+// buffered; when nobody reads, events beyond the buffer are dropped.
 func (s *Supervisor) Events() <-chan Event { return s.events }
 
 // RTWarning is non-nil when the monitor runs without SCHED_FIFO.
@@ -604,6 +604,9 @@ func (s *Supervisor) Close() error {
 		s.sp.stop()
 	}
 	s.closeFDs()
+	s.mu.Lock()
+	close(s.events) // emit drops everything once closed is set
+	s.mu.Unlock()
 	return s.region.Close()
 }
 

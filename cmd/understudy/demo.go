@@ -355,26 +355,37 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		res.out[l] = make([]float32, len(laneIn[l]))
 		res.blockFlags[l] = make([]uint32, nBlocks)
 		wg.Add(2)
+		// The first blocks go in before the clock starts: a real-time thread
+		// never waits for a goroutine, and an empty source is an underrun.
+		src := clk.Source(l)
+		push := func(b int) bool {
+			blk, _ := src.Peek()
+			if blk == nil {
+				return false
+			}
+			d := blk.Samples(per)
+			n := copy(d, laneIn[l][b*per:min((b+1)*per, len(laneIn[l]))])
+			clear(d[n:])
+			flags := uint32(0)
+			if b == nBlocks-1 {
+				flags = shm.BlockLast
+			}
+			blk.SetHeader(uint64(b), c.Block, flags, shm.NowNS())
+			src.Publish()
+			return true
+		}
+		first := 0
+		for first < nBlocks && push(first) {
+			first++
+		}
 		go func() { // feeder
 			defer wg.Done()
-			src := clk.Source(l)
-			for b := 0; b < nBlocks; b++ {
-				var blk *shm.Block
-				for blk == nil {
-					blk, _ = src.Peek()
-					if blk == nil {
-						src.Wait(0, 5*time.Millisecond)
-					}
+			for b := first; b < nBlocks && clk.Running(); {
+				if push(b) {
+					b++
+				} else {
+					src.Wait(0, 5*time.Millisecond)
 				}
-				d := blk.Samples(per)
-				n := copy(d, laneIn[l][b*per:min((b+1)*per, len(laneIn[l]))])
-				clear(d[n:])
-				flags := uint32(0)
-				if b == nBlocks-1 {
-					flags = shm.BlockLast
-				}
-				blk.SetHeader(uint64(b), c.Block, flags, shm.NowNS())
-				src.Publish()
 			}
 		}()
 		go func() { // drainer
@@ -415,7 +426,6 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 			return nil, err
 		}
 	}
-	res.startNS = clk.StartNS()
 
 	// Inject faults, cycling kinds and lanes, until shortly before the end so
 	// the last failover completes while the clock still runs.
@@ -505,6 +515,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		res.stats = append(res.stats, clk.Stats(l))
 	}
 	res.lateMax, res.lateHist = clk.Lateness()
+	res.startNS = clk.StartNS()
 	sup.Close()
 	<-evDone
 	// Match each injection to the failover of the worker it was aimed at.

@@ -56,6 +56,7 @@ type report struct {
 	Faults            faultsReport      `json:"faults"`
 	DetectionUS       stats.Summary     `json:"detection_us"`
 	FailoverUS        stats.Summary     `json:"failover_us"`
+	FenceUS           stats.Summary     `json:"fence_us"`
 	RespawnUS         stats.Summary     `json:"respawn_us"`
 	Failovers         int               `json:"failovers"`
 	BitExact          bool              `json:"bit_exact"`
@@ -86,7 +87,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		rep.ClockLateHist[fmt.Sprintf("%dus+", lo)] = n
 	}
 	rep.Faults.ByKind = map[string]*kindReport{}
-	var detAll, foAll, respawn []time.Duration
+	var detAll, foAll, fence, respawn []time.Duration
 	for _, in := range r.injections {
 		k := in.inj.Fault.String()
 		kr := rep.Faults.ByKind[k]
@@ -114,6 +115,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		kr.failover = append(kr.failover, e.Failover())
 		detAll = append(detAll, e.Detection())
 		foAll = append(foAll, e.Failover())
+		fence = append(fence, e.Fence())
 	}
 	for _, kr := range rep.Faults.ByKind {
 		kr.DetectionUS = stats.Summarize(kr.detect)
@@ -131,6 +133,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	}
 	rep.DetectionUS = stats.Summarize(detAll)
 	rep.FailoverUS = stats.Summarize(foAll)
+	rep.FenceUS = stats.Summarize(fence)
 	rep.RespawnUS = stats.Summarize(respawn)
 	return rep
 }

@@ -97,6 +97,13 @@ func New(cfg Config) (*Clock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audioclock: mmap %d bytes: %w", total, err)
 	}
+	// Fault every page in now, and lock it where allowed: a first touch from
+	// the real-time thread would take the page-fault path and the mm lock,
+	// which the Go runtime's own mmap calls can hold for milliseconds.
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 0
+	}
+	_ = unix.Mlock(mem)
 	k := &Clock{mem: mem, cfg: cfg}
 	k.c = (*C.us_clock)(unsafe.Pointer(&mem[0]))
 	k.period = time.Duration(int64(cfg.Frames) * int64(time.Second) / int64(cfg.Rate))
