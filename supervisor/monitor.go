@@ -35,6 +35,7 @@ const (
 	wKilled // hung or corrupt: SIGKILL sent, pidfd awaited before its lane moves
 	wDying  // rang its last gasp: fenced, its lane may move at once
 	wDead   // pidfd fired; the control plane reaps it
+	wFailed // died during its handshake and was reaped; its spawner frees the slot
 )
 
 type workerRec struct {
@@ -45,6 +46,8 @@ type workerRec struct {
 	gen   uint32       // control plane
 	// monitor only
 	gaspSeen bool
+	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
+	exitStatus  atomic.Int32 // wait status summary of the last reaped process
 	// control plane only
 	spawnNS uint64
 	tail    *outputTail

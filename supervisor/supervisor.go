@@ -289,6 +289,8 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	argv := workerArgs(s.cfg.Worker, slot, w.gen, s.cfg.WorkerPrio, s.cfg.WorkerCPU, s.cfg.SpinMicros)
 	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.FD()), uintptr(s.doorbell)}
 	w.spawnNS = shm.NowNS()
+	w.handshaking.Store(true)
+	defer w.handshaking.Store(false)
 	pid, pidfd, err := s.sp.spawn(s.cfg.Worker, argv, files)
 	pw.Close()
 	null.Close()
@@ -323,9 +325,21 @@ func (s *Supervisor) spawnSpare(slot int) error {
 			s.emit(Event{Kind: EvSpareReady, Lane: -1, Slot: slot, PID: pid, SpawnNS: w.spawnNS, ReadyNS: ss.ReadyNS()})
 			return nil
 		}
-		if w.state.Load() == wDead || st == shm.StFailed {
-			time.Sleep(20 * time.Millisecond) // let its last words reach the pipe
-			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "failed its handshake", Output: w.tail.String()}
+		if ws := w.state.Load(); ws == wDead || ws == wFailed || st == shm.StFailed {
+			// Wait for the reap (it frees nothing while we handshake), so the
+			// exit status and its last words are in.
+			for i := 0; i < 1000 && w.state.Load() != wFailed; i++ {
+				time.Sleep(time.Millisecond)
+			}
+			reason := "failed its handshake"
+			if code := w.exitStatus.Load(); code >= 0 {
+				reason = fmt.Sprintf("failed its handshake: exited with status %d", code)
+			} else {
+				reason = fmt.Sprintf("failed its handshake: killed by signal %d", -code)
+			}
+			time.Sleep(10 * time.Millisecond) // its last words may still be in the pipe
+			w.state.Store(wFree)
+			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: w.tail.String()}
 		}
 		if time.Now().After(deadline) {
 			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
@@ -419,7 +433,16 @@ func (s *Supervisor) reap(slot int) {
 	unix.Close(fd)
 	w.pidfd.Store(-1)
 	pid := int(w.pid.Load())
-	w.state.Store(wFree)
+	if sig != 0 {
+		w.exitStatus.Store(int32(-sig))
+	} else {
+		w.exitStatus.Store(int32(code))
+	}
+	if w.handshaking.Load() {
+		w.state.Store(wFailed) // its spawner reports and frees it
+	} else {
+		w.state.Store(wFree)
+	}
 	s.emit(Event{Kind: EvWorkerExited, Lane: -1, Slot: slot, PID: pid, ExitCode: code, ExitSignal: sig})
 }
 

@@ -70,13 +70,12 @@ type demoConfig struct {
 	Worker      string        `json:"worker"`
 }
 
-func parseDemoFlags(args []string, stderr io.Writer) (*demoConfig, error) {
+func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), demoUsage)
-		fs.PrintDefaults()
-	}
+	// The flag package would print the whole usage after every mistake; we
+	// print one line saying what was wrong, and the usage only when asked.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	c := &demoConfig{}
 	var faults string
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the generated signal (ignored with --in)")
@@ -96,6 +95,9 @@ func parseDemoFlags(args []string, stderr io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, demoUsage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil, errHelp
 		}
 		return nil, usagef("%v (see understudy demo --help)", err)
@@ -172,7 +174,7 @@ type injected struct {
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) (err error) {
-	c, err := parseDemoFlags(args, stderr)
+	c, err := parseDemoFlags(args, stdout)
 	if err != nil {
 		return err
 	}

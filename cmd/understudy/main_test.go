@@ -129,8 +129,8 @@ func TestHelpAndVersion(t *testing.T) {
 	if code, out, _ := runCLI("version"); code != 0 || !strings.Contains(out, "understudy") {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
-	if code, _, errOut := runCLI("demo", "--help"); code != 0 || !strings.Contains(errOut, "--fault-every") {
-		t.Errorf("demo --help: exit %d, %q", code, errOut)
+	if code, out, _ := runCLI("demo", "--help"); code != 0 || !strings.Contains(out, "-fault-every") {
+		t.Errorf("demo --help: exit %d, %q", code, out)
 	}
 	if code, _, _ := runCLI("frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
