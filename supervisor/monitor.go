@@ -45,7 +45,7 @@ type workerRec struct {
 	lane  atomic.Int32 // lane owned, -1 for none (monitor writes)
 	gen   uint32       // control plane
 	// monitor only
-	gaspSeen bool
+	gaspSeen    bool
 	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
 	exitStatus  atomic.Int32 // wait status summary of the last reaped process
 	// control plane only
