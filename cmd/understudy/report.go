@@ -64,6 +64,18 @@ type report struct {
 	ClockLateMaxUS    float64           `json:"clock_wake_late_max_us"`
 	ClockLateHist     map[string]uint64 `json:"clock_wake_late_hist"`
 	Lanes             []laneReport      `json:"lanes"`
+	Unplanned         []unplanned       `json:"unplanned_failovers"`
+}
+
+// unplanned is a failover no injected fault explains: a false positive or a
+// real failure, worth reading either way.
+type unplanned struct {
+	Lane       int     `json:"lane"`
+	PID        int     `json:"pid"`
+	Path       string  `json:"path"`
+	Block      uint64  `json:"block"`
+	AtMS       float64 `json:"at_ms"`
+	FailoverUS float64 `json:"failover_us"`
 }
 
 func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *report {
@@ -121,10 +133,18 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		kr.DetectionUS = stats.Summarize(kr.detect)
 		kr.FailoverUS = stats.Summarize(kr.failover)
 	}
+	planned := map[int]bool{}
+	for _, in := range r.injections {
+		planned[in.inj.PID] = true
+	}
 	for _, e := range r.events {
 		switch e.Kind {
 		case supervisor.EvFailover:
 			rep.Failovers++
+			if !planned[e.PID] {
+				rep.Unplanned = append(rep.Unplanned, unplanned{Lane: e.Lane, PID: e.PID, Path: e.Path.String(), Block: e.Block,
+					AtMS: float64(e.DetectNS-r.startNS) / 1e6, FailoverUS: float64(e.Failover()) / 1e3})
+			}
 		case supervisor.EvSpareReady:
 			if e.SpawnNS >= r.startNS && r.startNS != 0 {
 				respawn = append(respawn, e.Startup())

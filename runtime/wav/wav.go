@@ -1,35 +1,40 @@
 // Package wav reads and writes RIFF/WAVE files: every common PCM and float
-// format in, 32-bit float out. Output appears at its path only when complete
-// (temporary file, fsync, rename), so a failed run leaves no partial file.
+// format in, 32-bit float out.
+//
+// Output is bit-exact (the float32 bits given to Write are the bits Read
+// returns), because the supervisor compares rendered audio against a
+// reference bit for bit. Output appears at its path only when complete
+// (temporary file, fsync, rename), so a failed or crashed run never leaves a
+// partial file that a later comparison could mistake for a result.
 package wav
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
+	"syscall"
 )
 
-// Audio is a whole signal, interleaved, full scale ±1.
+// Audio is a whole signal: interleaved samples, full scale ±1.
 type Audio struct {
 	Rate     int
 	Channels int
-	Samples  []float32
+	Samples  []float32 // len = Frames()*Channels
 }
 
 // Frames is the length in sample frames.
 func (a *Audio) Frames() int {
-	if a.Channels == 0 {
+	if a.Channels <= 0 {
 		return 0
 	}
 	return len(a.Samples) / a.Channels
 }
 
-// FormatError is a file that is not a WAV this package can read.
+// FormatError is a file that is not a WAV this package can read: what is
+// wrong with it, and what the user can do about it.
 type FormatError struct {
 	Path    string
 	Problem string
@@ -37,307 +42,404 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	if e.Fix == "" {
-		return fmt.Sprintf("%s: %s", e.Path, e.Problem)
+	s := e.Problem
+	if e.Path != "" {
+		s = e.Path + ": " + s
 	}
-	return fmt.Sprintf("%s: %s; %s", e.Path, e.Problem, e.Fix)
+	if e.Fix != "" {
+		s += " — " + e.Fix
+	}
+	return s
 }
 
 const (
 	tagPCM        = 0x0001
 	tagFloat      = 0x0003
 	tagExtensible = 0xFFFE
-	maxChannels   = 64
-	maxRate       = 768000
+
+	maxChannels = 64
+	maxRate     = 768000
+
+	// streamedSize marks a data chunk whose writer never went back to fill
+	// in its length (a pipe, or a recorder that was killed).
+	streamedSize = 0xFFFFFFFF
 )
 
-const supported = "supported: PCM 8/16/24/32-bit and IEEE float 32/64-bit, plain or WAVE_FORMAT_EXTENSIBLE"
+// guidTail is what follows the 16-bit format tag in the sub-format GUID of
+// every WAVE_FORMAT_EXTENSIBLE file that wraps a classic format tag
+// ({tag}-0000-0010-8000-00AA00389B71).
+var guidTail = [14]byte{0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71}
+
+const (
+	supportedList = "supported: PCM 8 (unsigned), 16, 24, 32-bit and IEEE float 32, 64-bit, plain or WAVE_FORMAT_EXTENSIBLE"
+	convertHint   = "convert it, e.g. sox in.wav -e floating-point -b 32 out.wav"
+	damagedHint   = "the header is damaged; re-export the file from its source"
+)
+
+// tagNames are the formats users actually bring, so the error can say what
+// the file is rather than only a number.
+var tagNames = map[int]string{
+	0x0000: "unknown",
+	0x0001: "PCM",
+	0x0002: "Microsoft ADPCM",
+	0x0003: "IEEE float",
+	0x0006: "A-law",
+	0x0007: "µ-law",
+	0x0011: "IMA ADPCM",
+	0x0031: "GSM 6.10",
+	0x0050: "MPEG",
+	0x0055: "MP3",
+	0x00FF: "AAC",
+	0x1610: "HE-AAC",
+	0x2000: "AC-3",
+	0x2001: "DTS",
+	0xF1AC: "FLAC",
+}
+
+func tagName(tag int) string {
+	if n, ok := tagNames[tag]; ok {
+		return fmt.Sprintf("format 0x%04X (%s)", tag, n)
+	}
+	return fmt.Sprintf("format 0x%04X", tag)
+}
 
 // Read loads a whole WAV file.
 func Read(path string) (*Audio, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: cannot open: %w — check the path and its permissions", path, unwrapPath(err))
 	}
 	defer f.Close()
-	return Decode(bufio.NewReader(f), path)
+	hint := int64(-1)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		hint = st.Size()
+	}
+	return decode(f, path, hint)
 }
 
 // Decode reads a whole WAV stream; name is used in errors.
 func Decode(r io.Reader, name string) (*Audio, error) {
-	bad := func(problem, fix string) error { return &FormatError{Path: name, Problem: problem, Fix: fix} }
-	var hdr [12]byte
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, bad(fmt.Sprintf("not a WAV file: only %d bytes", n), "give a RIFF/WAVE file")
+	return decode(r, name, -1)
+}
+
+// format is what the fmt chunk says, reduced to what decoding needs.
+type format struct {
+	float      bool
+	bits       int // container width
+	channels   int
+	rate       int
+	blockAlign int
+}
+
+type decoder struct {
+	r    io.Reader
+	name string
+	pos  int64 // bytes consumed, for messages about truncation
+}
+
+func (d *decoder) fail(problem, fix string) error {
+	return &FormatError{Path: d.name, Problem: problem, Fix: fix}
+}
+
+// readFull reads len(b) bytes. eof reports that the stream ended first,
+// which the caller turns into a format problem; any other failure comes
+// back as err, already naming the file.
+func (d *decoder) readFull(b []byte) (n int, eof bool, err error) {
+	n, err = io.ReadFull(d.r, b)
+	d.pos += int64(n)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return n, true, nil
 	}
-	if string(hdr[0:4]) != "RIFF" {
-		return nil, bad(fmt.Sprintf("not a WAV file: the first bytes are %q, expected \"RIFF\"", hdr[0:4]),
+	if err != nil {
+		return n, false, d.ioErr(err)
+	}
+	return n, false, nil
+}
+
+func (d *decoder) skip(n int64) (skipped int64, eof bool, err error) {
+	skipped, err = io.CopyN(io.Discard, d.r, n)
+	d.pos += skipped
+	if err == io.EOF {
+		return skipped, true, nil
+	}
+	if err != nil {
+		return skipped, false, d.ioErr(err)
+	}
+	return skipped, false, nil
+}
+
+func (d *decoder) ioErr(err error) error {
+	return fmt.Errorf("%s: cannot read: %w — check that the file is readable and the disk is healthy", d.name, unwrapPath(err))
+}
+
+// decode is Decode with a bound on the file size (or -1), so that a header
+// declaring gigabytes of audio cannot make us allocate gigabytes up front.
+func decode(r io.Reader, name string, sizeHint int64) (*Audio, error) {
+	d := &decoder{r: r, name: name}
+	var hdr [12]byte
+	n, eof, err := d.readFull(hdr[:])
+	if err != nil {
+		return nil, err
+	}
+	if eof {
+		if n == 0 {
+			return nil, d.fail("not a WAV file: the file is empty", "check that it was written completely")
+		}
+		if string(hdr[:min(n, 4)]) != "RIFF"[:min(n, 4)] {
+			return nil, d.fail(fmt.Sprintf("not a WAV file: the first bytes are %q, expected \"RIFF\"", hdr[:min(n, 4)]),
+				"convert it to WAV (e.g. sox in.mp3 in.wav)")
+		}
+		return nil, d.fail(fmt.Sprintf("not a WAV file: only %d bytes long, a WAV header needs 12", n),
+			"the file is truncated; re-copy or re-export it")
+	}
+	switch string(hdr[0:4]) {
+	case "RIFF":
+	case "RIFX":
+		return nil, d.fail("big-endian WAV (RIFX) is not supported", "convert it to little-endian WAV (e.g. sox in.wav -L out.wav)")
+	case "RF64", "BW64":
+		return nil, d.fail(fmt.Sprintf("64-bit WAV (%s) is not supported", hdr[0:4]),
+			"convert it to a plain WAV (e.g. sox in.wav out.wav), splitting it first if it holds more than 4 GiB")
+	default:
+		return nil, d.fail(fmt.Sprintf("not a WAV file: the first bytes are %q, expected \"RIFF\"", hdr[0:4]),
 			"convert it to WAV (e.g. sox in.mp3 in.wav)")
 	}
 	if string(hdr[8:12]) != "WAVE" {
-		return nil, bad(fmt.Sprintf("a RIFF file of type %q, not \"WAVE\"", hdr[8:12]), "give a WAV file")
+		return nil, d.fail(fmt.Sprintf("not a WAV file: a RIFF file of type %q, expected \"WAVE\"", hdr[8:12]),
+			"extract or convert its audio to WAV (e.g. ffmpeg -i in.avi out.wav)")
 	}
-	var (
-		haveFmt            bool
-		tag, channels, bps int
-		rate, blockAlign   int
-	)
+	// The RIFF size is not checked: streaming writers leave it 0 or
+	// 0xFFFFFFFF and many others get it wrong, while the chunk sizes are
+	// what decoding actually relies on.
+
+	var f *format
 	for {
 		var ch [8]byte
-		if _, err := io.ReadFull(r, ch[:]); err != nil {
-			if !haveFmt {
-				return nil, bad("no fmt chunk", "the file is truncated or not a WAV file")
+		n, eof, err := d.readFull(ch[:])
+		if err != nil {
+			return nil, err
+		}
+		if eof {
+			if n != 0 {
+				return nil, d.fail(fmt.Sprintf("truncated: the file ends inside a chunk header after %d bytes", d.pos),
+					"the file is incomplete; re-copy or re-export it")
 			}
-			return nil, bad("no data chunk", "the file holds no audio or is truncated")
+			if f == nil {
+				return nil, d.fail("no fmt chunk: the file never describes its format", "the file is damaged or not a WAV; re-export it")
+			}
+			return nil, d.fail("no data chunk: the file holds no audio", "the file may be truncated or hold only metadata; re-export it")
 		}
 		id := string(ch[0:4])
 		size := binary.LittleEndian.Uint32(ch[4:8])
-		switch id {
-		case "fmt ":
-			if size < 16 {
-				return nil, bad(fmt.Sprintf("fmt chunk of %d bytes, at least 16 expected", size), "the file is damaged")
+		switch {
+		case id == "fmt " && f == nil:
+			if f, err = d.fmtChunk(size); err != nil {
+				return nil, err
 			}
-			b := make([]byte, size+size%2)
-			if _, err := io.ReadFull(r, b); err != nil {
-				return nil, bad("truncated fmt chunk", "the file is damaged")
+		case id == "data":
+			if f == nil {
+				return nil, d.fail("no fmt chunk before the data chunk", "the file is damaged or not a WAV; re-export it")
 			}
-			tag = int(binary.LittleEndian.Uint16(b[0:2]))
-			channels = int(binary.LittleEndian.Uint16(b[2:4]))
-			rate = int(binary.LittleEndian.Uint32(b[4:8]))
-			blockAlign = int(binary.LittleEndian.Uint16(b[12:14]))
-			bps = int(binary.LittleEndian.Uint16(b[14:16]))
-			if tag == tagExtensible {
-				if size < 40 {
-					return nil, bad("WAVE_FORMAT_EXTENSIBLE with a short fmt chunk", "the file is damaged")
-				}
-				tag = int(binary.LittleEndian.Uint16(b[24:26])) // the sub-format GUID starts with the tag
-			}
-			haveFmt = true
-		case "data":
-			if !haveFmt {
-				return nil, bad("data chunk before the fmt chunk", "the file is damaged")
-			}
-			if err := checkFormat(tag, channels, rate, bps, blockAlign); err != "" {
-				return nil, bad(err, supported)
-			}
-			var data []byte
-			var err error
-			if size == 0 || size == 0xFFFFFFFF { // streamed: the length was never filled in
-				data, err = io.ReadAll(r)
-			} else {
-				data = make([]byte, size)
-				var n int
-				n, err = io.ReadFull(r, data)
-				if err != nil {
-					return nil, bad(fmt.Sprintf("truncated: the data chunk declares %d bytes, the file holds %d", size, n), "the file is damaged or still being written")
-				}
-			}
+			return d.data(f, size, sizeHint)
+		default:
+			// RIFF pads odd-sized chunks to an even length; the pad byte is
+			// not counted in the size, and missing it would misalign every
+			// chunk after this one.
+			want := int64(size) + int64(size&1)
+			got, eof, err := d.skip(want)
 			if err != nil {
 				return nil, err
 			}
-			if len(data)%blockAlign != 0 {
-				if size == 0 || size == 0xFFFFFFFF {
-					data = data[:len(data)-len(data)%blockAlign]
-				} else {
-					return nil, bad(fmt.Sprintf("data of %d bytes is not a whole number of %d-byte frames", len(data), blockAlign), "the file is damaged")
-				}
-			}
-			return &Audio{Rate: rate, Channels: channels, Samples: convert(data, tag, bps)}, nil
-		default:
-			if _, err := io.CopyN(io.Discard, r, int64(size)+int64(size%2)); err != nil {
-				return nil, bad(fmt.Sprintf("truncated %q chunk", id), "the file is damaged")
+			// A missing final pad byte is harmless, but a short chunk means
+			// the data chunk, if any, is gone.
+			if eof && got < int64(size) {
+				return nil, d.fail(fmt.Sprintf("truncated: the %q chunk declares %d bytes but the file ends after %d of them, so there is no data chunk", id, size, got),
+					"the file is incomplete; re-copy or re-export it")
 			}
 		}
 	}
 }
 
-func checkFormat(tag, channels, rate, bps, blockAlign int) string {
+// fmtChunk reads and validates the fmt chunk, so an unsupported or damaged
+// format is reported even when the file has no data chunk.
+func (d *decoder) fmtChunk(size uint32) (*format, error) {
+	if size < 16 {
+		return nil, d.fail(fmt.Sprintf("fmt chunk too short: %d bytes, at least 16 needed", size), damagedHint)
+	}
+	// Only the first 40 bytes mean anything to us; reading no more keeps a
+	// lying size from costing memory.
+	b := make([]byte, min(size, 40))
+	if _, eof, err := d.readFull(b); err != nil {
+		return nil, err
+	} else if eof {
+		return nil, d.fail(fmt.Sprintf("truncated: the file ends inside the fmt chunk (%d bytes declared)", size), "the file is incomplete; re-copy or re-export it")
+	}
+	if rest := int64(size) + int64(size&1) - int64(len(b)); rest > 0 {
+		if got, eof, err := d.skip(rest); err != nil {
+			return nil, err
+		} else if eof && got < rest-int64(size&1) {
+			return nil, d.fail(fmt.Sprintf("truncated: the file ends inside the fmt chunk (%d bytes declared)", size), "the file is incomplete; re-copy or re-export it")
+		}
+	}
+	le := binary.LittleEndian
+	tag := int(le.Uint16(b[0:2]))
+	f := &format{
+		channels:   int(le.Uint16(b[2:4])),
+		rate:       int(le.Uint32(b[4:8])),
+		blockAlign: int(le.Uint16(b[12:14])),
+		bits:       int(le.Uint16(b[14:16])),
+	}
+	kind := ""
+	if tag == tagExtensible {
+		if size < 40 {
+			return nil, d.fail(fmt.Sprintf("fmt chunk too short for WAVE_FORMAT_EXTENSIBLE: %d bytes, 40 needed", size), damagedHint)
+		}
+		guid := b[24:40]
+		if [14]byte(guid[2:16]) != guidTail {
+			return nil, d.fail(fmt.Sprintf("unsupported WAVE_FORMAT_EXTENSIBLE sub-format %s", guidString(guid)),
+				supportedList+"; "+convertHint)
+		}
+		// The valid-bits field is not needed: samples are left-justified in
+		// their container, so scaling by the container width is already
+		// right for, say, 20 valid bits in 24.
+		tag = int(le.Uint16(guid[0:2]))
+		kind = "WAVE_FORMAT_EXTENSIBLE "
+	}
+	switch tag {
+	case tagPCM:
+	case tagFloat:
+		f.float = true
+	default:
+		return nil, d.fail(fmt.Sprintf("unsupported %s%s", kind, tagName(tag)), supportedList+"; "+convertHint)
+	}
 	switch {
-	case tag != tagPCM && tag != tagFloat:
-		name := map[int]string{0x0002: " (ADPCM)", 0x0006: " (A-law)", 0x0007: " (mu-law)", 0x0055: " (MP3)", 0x0011: " (IMA ADPCM)"}[tag]
-		return fmt.Sprintf("format 0x%04X%s is not supported", tag, name)
-	case tag == tagPCM && bps != 8 && bps != 16 && bps != 24 && bps != 32:
-		return fmt.Sprintf("%d-bit PCM is not supported", bps)
-	case tag == tagFloat && bps != 32 && bps != 64:
-		return fmt.Sprintf("%d-bit float is not supported", bps)
-	case channels < 1 || channels > maxChannels:
-		return fmt.Sprintf("%d channels (1..%d allowed)", channels, maxChannels)
-	case rate < 1 || rate > maxRate:
-		return fmt.Sprintf("sample rate %d Hz (1..%d allowed)", rate, maxRate)
-	case blockAlign != channels*bps/8:
-		return fmt.Sprintf("block align %d does not match %d channels of %d bits", blockAlign, channels, bps)
+	case f.channels == 0:
+		return nil, d.fail("zero channels", damagedHint)
+	case f.channels > maxChannels:
+		return nil, d.fail(fmt.Sprintf("too many channels: %d (at most %d)", f.channels, maxChannels),
+			"split it into files of fewer channels (e.g. sox in.wav out.wav remix 1-8)")
+	case f.rate == 0:
+		return nil, d.fail("sample rate of 0 Hz", damagedHint)
+	case f.rate > maxRate:
+		return nil, d.fail(fmt.Sprintf("absurd sample rate %d Hz (at most %d)", f.rate, maxRate), damagedHint)
+	case !f.float && f.bits != 8 && f.bits != 16 && f.bits != 24 && f.bits != 32,
+		f.float && f.bits != 32 && f.bits != 64:
+		what := "PCM"
+		if f.float {
+			what = "float"
+		}
+		return nil, d.fail(fmt.Sprintf("unsupported bit depth: %d-bit %s", f.bits, what), supportedList+"; "+convertHint)
+	case f.blockAlign != f.channels*f.bits/8:
+		return nil, d.fail(fmt.Sprintf("block align %d is inconsistent with %d channels of %d bits (expected %d)",
+			f.blockAlign, f.channels, f.bits, f.channels*f.bits/8), damagedHint)
 	}
-	return ""
+	return f, nil
 }
 
-func convert(data []byte, tag, bps int) []float32 {
-	n := len(data) / (bps / 8)
-	out := make([]float32, n)
+func guidString(g []byte) string {
 	le := binary.LittleEndian
-	for i := range out {
-		switch {
-		case tag == tagFloat && bps == 32:
-			out[i] = math.Float32frombits(le.Uint32(data[i*4:]))
-		case tag == tagFloat && bps == 64:
-			out[i] = float32(math.Float64frombits(le.Uint64(data[i*8:])))
-		case bps == 8:
-			out[i] = float32(int(data[i])-128) / 128
-		case bps == 16:
-			out[i] = float32(int16(le.Uint16(data[i*2:]))) / 32768
-		case bps == 24:
-			v := int32(uint32(data[i*3])<<8|uint32(data[i*3+1])<<16|uint32(data[i*3+2])<<24) >> 8
-			out[i] = float32(v) / 8388608
-		case bps == 32:
-			out[i] = float32(float64(int32(le.Uint32(data[i*4:]))) / 2147483648)
+	return fmt.Sprintf("{%08X-%04X-%04X-%X-%X}", le.Uint32(g[0:4]), le.Uint16(g[4:6]), le.Uint16(g[6:8]), g[8:10], g[10:16])
+}
+
+// data converts the data chunk as it streams in, in blocks, so the raw
+// bytes (twice the output for float64) are never all held at once.
+func (d *decoder) data(f *format, size uint32, sizeHint int64) (*Audio, error) {
+	streamed := size == 0 || size == streamedSize
+	ba := int64(f.blockAlign)
+	if !streamed && int64(size)%ba != 0 {
+		return nil, d.fail(fmt.Sprintf("data size %d bytes is not a multiple of the block align %d (%d channels of %d bits)", size, ba, f.channels, f.bits),
+			"the file is damaged; re-export it")
+	}
+	want := int64(size)
+	if streamed {
+		want = math.MaxInt64
+	}
+	bound := want
+	if sizeHint >= 0 {
+		bound = min(bound, max(sizeHint-d.pos, 0))
+	} else {
+		bound = min(bound, 1<<22)
+	}
+	out := make([]float32, 0, bound/int64(f.bits/8))
+
+	buf := make([]byte, (1<<16)/ba*ba)
+	var got int64
+	for got < want {
+		n, eof, err := d.readFull(buf[:min(int64(len(buf)), want-got)])
+		if err != nil {
+			return nil, err
+		}
+		// Every read but the last is a whole number of frames, so cutting a
+		// partial frame here only ever happens at the end of the stream.
+		out = f.convert(out, buf[:int64(n)-int64(n)%ba])
+		got += int64(n)
+		if eof {
+			break
 		}
 	}
-	return out
+	switch {
+	case !streamed && got < want:
+		return nil, d.fail(fmt.Sprintf("truncated data: the data chunk declares %d bytes but the file ends after %d", want, got),
+			"the file is incomplete (still being written, or the copy was cut short); re-copy or re-export it")
+	case got%ba != 0:
+		return nil, d.fail(fmt.Sprintf("streamed data of %d bytes is not a multiple of the block align %d (%d channels of %d bits); the last frame is cut", got, ba, f.channels, f.bits),
+			"the writer was interrupted; re-export the file, or trim it to whole frames")
+	}
+	return &Audio{Rate: f.rate, Channels: f.channels, Samples: out}, nil
 }
 
-// Writer writes a 32-bit float WAV into a temporary file beside path; Close
-// makes it appear at path, Abort removes it.
-type Writer struct {
-	path     string
-	f        *os.File
-	w        *bufio.Writer
-	rate     int
-	channels int
-	samples  int64
-	err      error
-}
-
-// Create starts a float WAV at path. It fails at once, with the reason, when
-// the directory cannot take the file.
-func Create(path string, rate, channels int) (*Writer, error) {
-	if channels < 1 || channels > maxChannels || rate < 1 || rate > maxRate {
-		return nil, fmt.Errorf("%s: cannot write %d channels at %d Hz", path, channels, rate)
-	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory; give a file name", path)
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create the directory for %s: %v", path, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("cannot write %s: %v", path, err)
-	}
-	w := &Writer{path: path, f: f, w: bufio.NewWriterSize(f, 1<<16), rate: rate, channels: channels}
-	w.w.Write(w.header(0)) // sizes patched by Close
-	return w, nil
-}
-
-func (w *Writer) header(dataBytes uint32) []byte {
-	ext := w.channels > 2
-	fmtSize := uint32(16)
-	if ext {
-		fmtSize = 40
-	}
-	b := make([]byte, 0, 80)
+// convert appends the samples in src, a whole number of frames.
+func (f *format) convert(dst []float32, src []byte) []float32 {
 	le := binary.LittleEndian
-	b = append(b, "RIFF"...)
-	b = le.AppendUint32(b, 4+(8+fmtSize)+(8+4)+(8+dataBytes))
-	b = append(b, "WAVEfmt "...)
-	b = le.AppendUint32(b, fmtSize)
-	tag := uint16(tagFloat)
-	if ext {
-		tag = tagExtensible
-	}
-	b = le.AppendUint16(b, tag)
-	b = le.AppendUint16(b, uint16(w.channels))
-	b = le.AppendUint32(b, uint32(w.rate))
-	b = le.AppendUint32(b, uint32(w.rate*w.channels*4))
-	b = le.AppendUint16(b, uint16(w.channels*4))
-	b = le.AppendUint16(b, 32)
-	if ext {
-		b = le.AppendUint16(b, 22)
-		b = le.AppendUint16(b, 32)
-		b = le.AppendUint32(b, 0) // no speaker positions claimed
-		// KSDATAFORMAT_SUBTYPE_IEEE_FLOAT: the tag, then the fixed GUID tail.
-		b = le.AppendUint16(b, tagFloat)
-		b = append(b, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71)
-	}
-	b = append(b, "fact"...)
-	b = le.AppendUint32(b, 4)
-	b = le.AppendUint32(b, dataBytes/uint32(4*w.channels))
-	b = append(b, "data"...)
-	b = le.AppendUint32(b, dataBytes)
-	return b
-}
-
-// Write appends interleaved samples, a multiple of the channel count.
-func (w *Writer) Write(interleaved []float32) error {
-	if w.err != nil {
-		return w.err
-	}
-	if len(interleaved)%w.channels != 0 {
-		return fmt.Errorf("%s: %d samples is not a whole number of %d-channel frames", w.path, len(interleaved), w.channels)
-	}
-	var buf [4]byte
-	for _, s := range interleaved {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(s))
-		if _, err := w.w.Write(buf[:]); err != nil {
-			w.err = err
-			return err
+	switch {
+	case f.float && f.bits == 32:
+		for i := 0; i+4 <= len(src); i += 4 {
+			dst = append(dst, math.Float32frombits(le.Uint32(src[i:])))
+		}
+	case f.float && f.bits == 64:
+		for i := 0; i+8 <= len(src); i += 8 {
+			dst = append(dst, float32(math.Float64frombits(le.Uint64(src[i:]))))
+		}
+	case f.bits == 8:
+		for _, b := range src {
+			dst = append(dst, float32(int(b)-128)/128)
+		}
+	case f.bits == 16:
+		for i := 0; i+2 <= len(src); i += 2 {
+			dst = append(dst, float32(int16(le.Uint16(src[i:])))/32768)
+		}
+	case f.bits == 24:
+		for i := 0; i+3 <= len(src); i += 3 {
+			// Assemble in the top of an int32 and shift back, to get the
+			// sign extension for free.
+			v := int32(uint32(src[i])<<8|uint32(src[i+1])<<16|uint32(src[i+2])<<24) >> 8
+			dst = append(dst, float32(v)/8388608)
+		}
+	case f.bits == 32:
+		for i := 0; i+4 <= len(src); i += 4 {
+			// float64 holds every int32 exactly and the division by 2^31 is
+			// exact, so this rounds once, to the nearest float32.
+			dst = append(dst, float32(float64(int32(le.Uint32(src[i:])))/2147483648))
 		}
 	}
-	w.samples += int64(len(interleaved))
-	return nil
+	return dst
 }
 
-// ErrTooLong is a WAV past the format's 4 GiB limit.
-var ErrTooLong = errors.New("wav: more than 4 GiB of audio")
-
-// Close completes the file and moves it to its path.
-func (w *Writer) Close() error {
-	if w.f == nil {
-		return nil
+// unwrapPath drops the *os.PathError layer from an error, whose text would
+// repeat the path our message already leads with, keeping what errors.Is
+// looks at (the errno).
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
-	err := w.err
-	if err == nil {
-		err = w.w.Flush()
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
 	}
-	if err == nil && w.samples*4 > math.MaxUint32-100 {
-		err = ErrTooLong
-	}
-	if err == nil {
-		_, err = w.f.WriteAt(w.header(uint32(w.samples*4)), 0)
-	}
-	if err == nil {
-		err = w.f.Sync()
-	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.f.Name(), w.path)
-	}
-	if err != nil {
-		os.Remove(w.f.Name())
-	}
-	w.f = nil
 	return err
 }
 
-// Abort discards the file.
-func (w *Writer) Abort() {
-	if w.f != nil {
-		w.f.Close()
-		os.Remove(w.f.Name())
-		w.f = nil
-	}
-}
-
-// WriteFile writes a whole signal.
-func WriteFile(path string, a *Audio) error {
-	w, err := Create(path, a.Rate, a.Channels)
-	if err != nil {
-		return err
-	}
-	if err := w.Write(a.Samples); err != nil {
-		w.Abort()
-		return err
-	}
-	return w.Close()
+// isNotDir is ENOTDIR: some component of the path is a regular file.
+func isNotDir(err error) bool {
+	return errors.Is(err, syscall.ENOTDIR)
 }
