@@ -20,6 +20,7 @@
 
 #define US_KERNEL_MAX_PARAMS 16 /* params per kernel in a chain */
 #define US_KERNEL_NAME_MAX 24   /* bytes, including the NUL */
+#define US_KERNEL_VARIANT_MAX 16 /* bytes, including the NUL */
 
 /* One parameter: every value is carried as float; `integer` asks the host to
  * refuse values with a fractional part (e.g. a section count). */
@@ -51,7 +52,17 @@ typedef struct us_kernel {
 /* The built-in kernels a worker carries, terminated by a NULL entry. */
 extern const us_kernel *const us_builtin_kernels[];
 
-/* Looks a kernel up by name; NULL when the worker has none of that name. */
+/* Looks a kernel up by name; the "scalar" variant, or NULL when the worker has
+ * none of that name. */
 const us_kernel *us_find_kernel(const char *name);
+
+/* Looks up one variant of a kernel ("scalar", "sse2", "avx2", "neon", ...);
+ * NULL when this worker carries no such variant. An empty or NULL variant
+ * means "scalar". */
+const us_kernel *us_find_kernel_variant(const char *name, const char *variant);
+
+/* 1 when this CPU can execute the variant's instructions, else 0: a worker
+ * refuses a variant the CPU lacks instead of dying of SIGILL. */
+int us_variant_supported(const char *variant);
 
 #endif

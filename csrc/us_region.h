@@ -43,7 +43,7 @@
 #define US_MAX_FRAMES 1024      /* frames per block */
 #define US_MAX_CHANNELS 16      /* channels per lane */
 #define US_MAX_CHAIN 8          /* kernels per lane */
-#define US_LANE_STATE_BYTES 8192 /* one committed state buffer for a whole chain */
+#define US_LANE_STATE_BYTES 65536 /* one committed state buffer for a whole chain (an FIR's delay line) */
 
 #define US_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define US_LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -94,6 +94,7 @@ typedef struct us_block {
 /* One kernel of a chain, as the host configured it. */
 typedef struct us_chain_entry {
     char name[US_KERNEL_NAME_MAX];
+    char variant[US_KERNEL_VARIANT_MAX]; /* chosen once by the host for every worker of the lane */
     uint32_t n_params;
     uint32_t state_offset;           /* byte offset of this kernel's state in a state buffer */
     float params[US_KERNEL_MAX_PARAMS];

@@ -109,9 +109,16 @@ static int resolve_chain(us_lane *l, lane_run *run) {
     for (uint32_t i = 0; i < run->n; i++) {
         us_chain_entry *e = &l->chain[i];
         e->name[US_KERNEL_NAME_MAX - 1] = 0;
-        const us_kernel *k = us_find_kernel(e->name);
+        e->variant[US_KERNEL_VARIANT_MAX - 1] = 0;
+        if (!us_variant_supported(e->variant)) {
+            fprintf(stderr, "understudy-worker: kernel %s variant %s needs instructions this CPU lacks\n",
+                    e->name, e->variant);
+            return -1;
+        }
+        const us_kernel *k = us_find_kernel_variant(e->name, e->variant);
         if (!k) {
-            fprintf(stderr, "understudy-worker: lane kernel %s is not built into this worker\n", e->name);
+            fprintf(stderr, "understudy-worker: lane kernel %s (variant %s) is not built into this worker\n",
+                    e->name, e->variant[0] ? e->variant : "scalar");
             return -1;
         }
         if (k->abi_version != US_KERNEL_ABI_VERSION) {

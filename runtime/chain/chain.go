@@ -112,7 +112,7 @@ func LaneConfig(stages []Stage, channels, frames, rate int) (shm.LaneConfig, err
 			return cfg, fmt.Errorf("chain: %s: %w", st.Kernel.Name(), err)
 		}
 		inst.Free()
-		cfg.Chain = append(cfg.Chain, shm.ChainEntry{Name: st.Kernel.Name(), Params: st.Params, StateBytes: st.Kernel.StateBytes(channels)})
+		cfg.Chain = append(cfg.Chain, shm.ChainEntry{Name: st.Kernel.Name(), Variant: st.Kernel.Variant(), Params: st.Params, StateBytes: st.Kernel.StateBytes(channels)})
 	}
 	return cfg, nil
 }

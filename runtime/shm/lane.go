@@ -13,6 +13,7 @@ import (
 // ChainEntry is one kernel of a lane's chain, as the host validated it.
 type ChainEntry struct {
 	Name       string
+	Variant    string // "" or "scalar", "sse2", "avx2", ...: the same for every worker of the lane
 	Params     []float32
 	StateBytes int // this kernel's state for the lane's channel count
 }
@@ -49,6 +50,12 @@ func (l *Lane) Configure(cfg LaneConfig) error {
 		*ce = C.us_chain_entry{}
 		for j := 0; j < len(e.Name); j++ {
 			ce.name[j] = C.char(e.Name[j])
+		}
+		if len(e.Variant) >= VariantMax {
+			return fmt.Errorf("lane: variant name %q must be under %d bytes", e.Variant, VariantMax)
+		}
+		for j := 0; j < len(e.Variant); j++ {
+			ce.variant[j] = C.char(e.Variant[j])
 		}
 		ce.n_params = C.uint32_t(len(e.Params))
 		for j, p := range e.Params {

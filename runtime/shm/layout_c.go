@@ -78,6 +78,7 @@ static size_t us_layout(int i) {
 	case 67: return offsetof(us_chain_entry, params);
 	case 68: return offsetof(us_slot, lag_max_ns);
 	case 69: return offsetof(us_slot, first_push_ns);
+	case 70: return offsetof(us_chain_entry, variant);
 	}
 	return (size_t)-1;
 }

@@ -92,6 +92,7 @@ func TestLayoutMatchesC(t *testing.T) {
 		{"chain_entry.params", unsafe.Offsetof(ce.params)},
 		{"slot.lag_max_ns", unsafe.Offsetof(s.lag_max_ns)},
 		{"slot.first_push_ns", unsafe.Offsetof(s.first_push_ns)},
+		{"chain_entry.variant", unsafe.Offsetof(ce.variant)},
 	}
 	for i, g := range goView {
 		if c := cLayout(i); c != g.v {

@@ -35,6 +35,7 @@ const (
 	MaxChain      = C.US_MAX_CHAIN
 	StateBytes    = C.US_LANE_STATE_BYTES
 	KernelNameMax = C.US_KERNEL_NAME_MAX
+	VariantMax    = C.US_KERNEL_VARIANT_MAX
 	MaxParams     = C.US_KERNEL_MAX_PARAMS
 	NoOwner       = C.US_NO_OWNER
 	LayoutVersion = C.US_LAYOUT_VERSION
