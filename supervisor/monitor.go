@@ -142,6 +142,7 @@ type monitor struct {
 	stop    atomic.Bool
 	wakes   atomic.Uint64 // epoll returns, for the hot-path tests
 	hangNS  uint64
+	graceNS uint64 // when the monitor last killed a hung worker
 }
 
 // run is the monitor goroutine's body; the caller locked the thread.
@@ -268,14 +269,21 @@ func (m *monitor) orphan(l, slot int) {
 	m.s.workers[slot].lane.Store(-1)
 	lr.needOwner = true
 	lr.noSpare = false
-	// Poison input: owners that die one after another without committing
-	// anything died on the same block; stop feeding it to the next one.
-	c := m.s.region.Lane(l).Committed()
-	if lr.deathRun > 0 && c == lr.lastDeath {
+	// Poison input: owners that die one after another on the same block
+	// stop it being fed to the next one. Only deaths that name their block
+	// count: a crash whose last gasp says which block it had in hand, or a
+	// hang on the pending block. A kill or an exit from outside says nothing
+	// about the input, and two of those in a row must not bypass audio.
+	d := &lr.det
+	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline
+	switch {
+	case !attributable:
+		lr.deathRun = 0
+	case lr.deathRun > 0 && d.block == lr.lastDeath:
 		lr.deathRun++
-	} else {
+	default:
 		lr.deathRun = 1
-		lr.lastDeath = c
+		lr.lastDeath = d.block
 	}
 }
 
@@ -287,6 +295,10 @@ func (m *monitor) kill(l, slot int, p Path, now uint64) {
 	m.detected(l, slot, p, 0, 0, now)
 	m.s.lanes[l].awaiting = slot
 	unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+	// A hung worker spins at the workers' priority and can starve the
+	// other lanes' workers on its CPU until now: judge their pending blocks
+	// from this moment, not from their push, or one hang kills them all.
+	m.graceNS = now
 }
 
 // checkDeadlines finds hung owners and arms the timer for the next deadline.
@@ -314,10 +326,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 		}
 		var due uint64
 		if r < w {
-			due = tl.PushNS(l, r)
-			if due < lr.attachNS {
-				due = lr.attachNS // a new owner's backlog runs from its attach
-			}
+			due = max(tl.PushNS(l, r), lr.attachNS, m.graceNS) // a new owner's backlog runs from its attach
 			due += m.hangNS
 			if now >= due {
 				m.kill(l, o, PathDeadline, now)
@@ -367,12 +376,9 @@ func (m *monitor) assign(now uint64) {
 		}
 		lane := s.region.Lane(l)
 		poisoned := false
-		if lr.deathRun >= 2 {
-			b := lane.InBlockNumber(lane.Committed())
-			if lane.Bypass() != b {
-				lane.SetBypass(b)
-				poisoned = true
-			}
+		if lr.deathRun >= 2 && lane.Bypass() != lr.lastDeath {
+			lane.SetBypass(lr.lastDeath)
+			poisoned = true
 		}
 		if lr.corrupt && s.timeline != nil {
 			lane.RepairIndices(s.timeline.InWrite(l), s.timeline.OutRead(l))

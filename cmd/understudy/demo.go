@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -218,6 +219,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 
 	// Claim the outputs first, so an unwritable path fails before any audio.
+	if err := os.MkdirAll(filepath.Dir(c.Out), 0o755); err != nil {
+		return usagef("--out: cannot create the directory for %s: %v", c.Out, err)
+	}
 	out, err := wav.Create(c.Out, c.Rate, channels)
 	if err != nil {
 		return usagef("--out: %v", err)
@@ -231,6 +235,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("--report: %v", err)
 	}
 
+	// The monitor is a goroutine: when epoll_wait returns it needs a free P
+	// before it can act, and with one P per core a P can sit for up to a
+	// sysmon tick (10 ms) with a goroutine that blocked in a syscall. Spare
+	// Ps cost nothing while idle and let it in at once.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))
 	priv := rt.Probe()
 	privileged := priv.FIFO && priv.MemLock
 	if w := priv.Warning(); w != "" {

@@ -119,7 +119,11 @@ func Read(path string) (*Audio, error) {
 
 // Decode reads a whole WAV stream; name is used in errors.
 func Decode(r io.Reader, name string) (*Audio, error) {
-	return decode(r, name, -1)
+	hint := int64(-1)
+	if l, ok := r.(interface{ Len() int }); ok { // bytes.Reader, strings.Reader, bytes.Buffer
+		hint = int64(l.Len())
+	}
+	return decode(r, name, hint)
 }
 
 // format is what the fmt chunk says, reduced to what decoding needs.
@@ -353,11 +357,12 @@ func (d *decoder) data(f *format, size uint32, sizeHint int64) (*Audio, error) {
 	if streamed {
 		want = math.MaxInt64
 	}
-	bound := want
+	// Preallocate for the declared size only as far as the input can back
+	// it; with no idea of the input's size, start small and let append
+	// grow, so a lying header costs nothing.
+	bound := min(want, 1<<16)
 	if sizeHint >= 0 {
-		bound = min(bound, max(sizeHint-d.pos, 0))
-	} else {
-		bound = min(bound, 1<<22)
+		bound = min(want, max(sizeHint-d.pos, 0))
 	}
 	out := make([]float32, 0, bound/int64(f.bits/8))
 
