@@ -135,6 +135,7 @@ static int resolve_chain(us_lane *l, lane_run *run) {
 /* Faults we perform on ourselves when the host asks, to prove detection. */
 static void perform_fault(uint32_t kind) {
     switch (kind) {
+
     case US_FAULT_SEGV: {
         /* Through a volatile pointer: a literal null store is undefined
          * behaviour that gcc turns into ud2 (SIGILL), not a real store. */
@@ -221,7 +222,15 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
         uint32_t fk = US_LOAD_ACQ(&slot->fault_kind);
         if (fk != US_FAULT_NONE && US_LOAD_RLX(&slot->fault_block) == block) {
             US_STORE_REL(&slot->fault_ns, us_now_ns());
-            perform_fault(fk);
+            if (fk == US_FAULT_SCRIBBLE) {
+                /* A buggy worker that corrupts the ring it produces and
+                 * carries on from the corrupt index: the host must catch it
+                 * by its bounds checks and never follow it. */
+                out.write += 1000003u;
+                US_STORE_REL(&l->out.write, out.write);
+            } else {
+                perform_fault(fk);
+            }
         }
 
         us_block *ob;

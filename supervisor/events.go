@@ -44,6 +44,9 @@ const (
 	FaultExit  Fault = shm.FaultExit  // _exit(3) mid-block
 	FaultHang  Fault = shm.FaultHang  // infinite loop in the kernel
 	FaultStop  Fault = shm.FaultStop  // raise(SIGSTOP)
+	// FaultScribble corrupts the lane's output index and carries on. It is
+	// not in Faults (the demo's "all"): ask for it by name.
+	FaultScribble Fault = shm.FaultScribble
 )
 
 // Faults lists every fault kind in the order the demo cycles through them.
@@ -52,6 +55,7 @@ var Faults = []Fault{FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultKill, Fault
 var faultNames = map[Fault]string{
 	FaultSegv: "segv", FaultBus: "bus", FaultAbort: "abort", FaultFPE: "fpe",
 	FaultKill: "kill", FaultExit: "exit", FaultHang: "hang", FaultStop: "stop",
+	FaultScribble: "scribble",
 }
 
 func (f Fault) String() string {
@@ -68,7 +72,7 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop)", s)
+	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble)", s)
 }
 
 // ExpectedPath is how each fault must be detected.
@@ -80,6 +84,8 @@ func (f Fault) ExpectedPath() Path {
 		return PathPidfd
 	case FaultHang, FaultStop:
 		return PathDeadline
+	case FaultScribble:
+		return PathCorrupt
 	}
 	return PathNone
 }

@@ -319,7 +319,11 @@ func (m *monitor) checkDeadlines(now uint64) {
 		}
 		lane := s.region.Lane(l)
 		r, w := lane.Committed(), tl.InWrite(l)
-		if r > w || w-r > shm.RingSlots {
+		ow, _ := lane.Out().Indices()
+		or := tl.OutRead(l)
+		// The owner's two indices must lie where the protocol allows; a
+		// worker that wrote anything else is killed before it is followed.
+		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
 			lr.corrupt = true
 			m.kill(l, o, PathCorrupt, now)
 			continue
@@ -380,9 +384,14 @@ func (m *monitor) assign(now uint64) {
 			lane.SetBypass(lr.lastDeath)
 			poisoned = true
 		}
-		if lr.corrupt && s.timeline != nil {
-			lane.RepairIndices(s.timeline.InWrite(l), s.timeline.OutRead(l))
-			s.timeline.MarkReset(l)
+		// Whatever the old owner left in its indices, the new one starts from
+		// sane ones: repaired if out of range, and the clock resynchronised
+		// whenever anything was (or was flagged) wrong.
+		if tl := s.timeline; tl != nil {
+			changed := lane.RepairIndices(tl.InWrite(l), tl.OutRead(l))
+			if changed || lr.corrupt || tl.Corrupt(l) != 0 {
+				tl.MarkReset(l)
+			}
 			lr.corrupt = false
 		}
 		lr.epoch++

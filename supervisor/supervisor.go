@@ -409,7 +409,10 @@ func (s *Supervisor) finishFailovers() {
 	kept := s.pending[:0]
 	for _, e := range s.pending {
 		ns := s.region.Slot(int(e.newSlot)).FirstCommitNS()
-		if ns == 0 && shm.NowNS()-e.attachNS < uint64(2*time.Second) {
+		// Report once the new owner committed, or died without committing
+		// (its own outage follows), or after 2 s in any case.
+		gone := s.workers[e.newSlot].state.Load() != wOwner
+		if ns == 0 && !gone && shm.NowNS()-e.attachNS < uint64(2*time.Second) {
 			kept = append(kept, e)
 			continue
 		}

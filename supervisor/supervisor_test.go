@@ -75,6 +75,48 @@ func TestFailoverEveryFault(t *testing.T) {
 	}
 }
 
+// A worker that scribbles over its ring's index is caught by the clock's
+// bounds checks, killed, and never followed: the lane continues under a new
+// owner, with the fallback only for the blocks the scribbler held.
+func TestScribblerIsKilledNotFollowed(t *testing.T) {
+	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+	r.play()
+	r.waitPeriods(100)
+	inj, err := r.sup.InjectFault(0, FaultScribble, 150)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.finish(EvFailover, 1)
+	fos := r.eventsOf(EvFailover)
+	if len(fos) != 1 || fos[0].PID != inj.PID || fos[0].Path != PathCorrupt {
+		for _, e := range r.events {
+			t.Logf("event %v slot %d pid %d path %v block %d new %d/%d", e.Kind, e.Slot, e.PID, e.Path, e.Block, e.NewSlot, e.NewPID)
+		}
+		t.Fatalf("%d failovers, want one of pid %d by the corrupt path", len(fos), inj.PID)
+	}
+	st := r.clk.Stats(0)
+	// The monitor or the clock, whichever looks first, catches it.
+	if st.Delivered != uint64(r.nBlocks) {
+		t.Errorf("stats %+v: want every block delivered", st)
+	}
+	ref := r.reference()[0]
+	fallback := 0
+	for b := 0; b < r.nBlocks; b++ {
+		lo, hi := b*r.frames, (b+1)*r.frames
+		if r.flags[0][b]&shm.BlockBypassed != 0 {
+			fallback++
+			continue
+		}
+		if n := mismatches(ref[lo:hi], r.out[0][lo:hi]); n != 0 {
+			t.Fatalf("block %d: %d samples differ from the reference (not a fallback block)", b, n)
+		}
+	}
+	if fallback > 8 {
+		t.Errorf("%d fallback blocks for one scribble", fallback)
+	}
+	t.Logf("%d fallback blocks, the rest bit-exact", fallback)
+}
+
 // Two faults closer together than a respawn still fail over while a spare is
 // ready.
 func TestTwoFaultsTwoSpares(t *testing.T) {

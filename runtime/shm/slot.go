@@ -9,15 +9,16 @@ import "unsafe"
 
 // Fault kinds a worker performs on itself when asked (csrc/us_region.h).
 const (
-	FaultNone  = C.US_FAULT_NONE
-	FaultSegv  = C.US_FAULT_SEGV
-	FaultBus   = C.US_FAULT_BUS
-	FaultAbort = C.US_FAULT_ABORT
-	FaultFPE   = C.US_FAULT_FPE
-	FaultKill  = C.US_FAULT_KILL
-	FaultExit  = C.US_FAULT_EXIT
-	FaultHang  = C.US_FAULT_HANG
-	FaultStop  = C.US_FAULT_STOP
+	FaultNone     = C.US_FAULT_NONE
+	FaultSegv     = C.US_FAULT_SEGV
+	FaultBus      = C.US_FAULT_BUS
+	FaultAbort    = C.US_FAULT_ABORT
+	FaultFPE      = C.US_FAULT_FPE
+	FaultKill     = C.US_FAULT_KILL
+	FaultExit     = C.US_FAULT_EXIT
+	FaultHang     = C.US_FAULT_HANG
+	FaultStop     = C.US_FAULT_STOP
+	FaultScribble = C.US_FAULT_SCRIBBLE
 )
 
 // Prepare readies a slot for a new process: it clears what the previous
