@@ -45,9 +45,14 @@
 #define US_MAX_CHAIN 8          /* kernels per lane */
 #define US_LANE_STATE_BYTES 65536 /* one committed state buffer for a whole chain (an FIR's delay line) */
 
+#ifndef US_TEST_DROP_ORDERING
 #define US_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define US_LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define US_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#else /* test only: proves the ThreadSanitizer ring test can fail */
+#define US_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define US_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#endif
+#define US_LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define US_STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define US_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
