@@ -280,8 +280,76 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     }
 }
 
+static void json_string(const char *s) {
+    putchar('"');
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\') putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* Prints every kernel this worker carries, as JSON, for the host to validate
+ * chains against the worker's own schema (user kernels included). */
+static int list_kernels(void) {
+    printf("{\"abi\":%u,\"layout\":%u,\"max_channels\":%d,\"state_limit\":%d,\"kernels\":[",
+           US_KERNEL_ABI_VERSION, US_LAYOUT_VERSION, US_MAX_CHANNELS, US_LANE_STATE_BYTES);
+    int first = 1;
+    for (size_t i = 0; us_builtin_kernels[i]; i++) {
+        const us_kernel *k = us_builtin_kernels[i];
+        printf("%s{\"name\":", first ? "" : ",");
+        first = 0;
+        json_string(k->name);
+        printf(",\"variant\":");
+        json_string(k->variant);
+        printf(",\"supported\":%s,\"abi\":%u,\"summary\":", us_variant_supported(k->variant) ? "true" : "false",
+               k->abi_version);
+        json_string(k->summary);
+        printf(",\"params\":[");
+        for (uint32_t j = 0; j < k->n_params; j++) {
+            const us_param_spec *p = &k->params[j];
+            printf("%s{\"name\":", j ? "," : "");
+            json_string(p->name);
+            printf(",\"unit\":");
+            json_string(p->unit);
+            printf(",\"min\":%.9g,\"max\":%.9g,\"default\":%.9g,\"integer\":%s}", p->min, p->max, p->def,
+                   p->integer ? "true" : "false");
+        }
+        printf("],\"state_bytes\":[");
+        for (uint32_t ch = 1; ch <= US_MAX_CHANNELS; ch++)
+            printf("%s%zu", ch > 1 ? "," : "", k->state_bytes(ch));
+        printf("]}");
+    }
+    printf("]}\n");
+    return 0;
+}
+
+/* A spare must be able to run every lane it may be handed: resolve each
+ * chain and initialise it into scratch memory before saying READY, so a bad
+ * parameter or a missing kernel fails the handshake, not a failover. */
+static int check_lanes(us_region *rg) {
+    static uint8_t scratch[US_LANE_STATE_BYTES];
+    for (uint32_t li = 0; li < rg->hdr.n_lanes; li++) {
+        us_lane *l = &rg->lanes[li];
+        lane_run run;
+        if (resolve_chain(l, &run) != 0) {
+            fprintf(stderr, "understudy-worker: lane %u: its chain cannot run in this worker\n", li);
+            return -1;
+        }
+        for (uint32_t i = 0; i < run.n; i++) {
+            us_chain_entry *e = &l->chain[i];
+            if (run.k[i]->init(scratch + e->state_offset, e->params, l->channels, (float)l->rate) != 0) {
+                fprintf(stderr, "understudy-worker: lane %u: kernel %s refused its parameters\n", li, e->name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     long region_fd = -1, slot_i = -1, parent = -1, prio = 0, cpu = -1;
+    if (argc == 2 && !strcmp(argv[1], "--list-kernels")) return list_kernels();
     unsigned long gen = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -344,6 +412,11 @@ int main(int argc, char **argv) {
     }
     g_slot = slot;
     install_last_gasp();
+    if (check_lanes(rg) != 0) {
+        US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_KERNEL);
+        US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
+        return EXIT_KERNEL;
+    }
 
     /* Real-time set-up. Each failure is reported once and we go on: the host
      * decides whether that is acceptable, and a worker that runs slower is

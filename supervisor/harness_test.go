@@ -10,6 +10,7 @@ import (
 	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/internal/workerbin"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
+	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -46,12 +47,26 @@ func testWorker(t testing.TB) string {
 	return p
 }
 
+var (
+	catOnce sync.Once
+	cat     *catalog.Catalog
+	catErr  error
+)
+
+func testCatalog(t testing.TB) *catalog.Catalog {
+	catOnce.Do(func() { cat, catErr = catalog.Load(testWorker(t)) })
+	if catErr != nil {
+		t.Fatal(catErr)
+	}
+	return cat
+}
+
 func testLanes(t testing.TB, n, frames, rate int) []shm.LaneConfig {
-	st, err := chain.Parse("lowpass f=3000 q=0.7071 | gain db=-6")
+	st, err := chain.Parse("lowpass f=3000 q=0.7071 | gain db=-6", testCatalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := chain.LaneConfig(st, 1, frames, rate)
+	lc, err := chain.LaneConfig(st, 1, frames, rate, "auto")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,11 @@ import (
 // unityLane starts one worker whose chain is a unity gain, so every output
 // sample must equal its input bit for bit.
 func unityLane(t testing.TB, frames, spin int) (*Supervisor, *shm.Lane) {
-	st, err := chain.Parse("gain db=0")
+	st, err := chain.Parse("gain db=0", testCatalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := chain.LaneConfig(st, 1, frames, 48000)
+	lc, err := chain.LaneConfig(st, 1, frames, 48000, "auto")
 	if err != nil {
 		t.Fatal(err)
 	}

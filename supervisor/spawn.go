@@ -40,7 +40,9 @@ func (e *SpawnError) Error() string {
 
 func (e *SpawnError) Unwrap() error { return e.Err }
 
-// checkWorkerBinary fails early, with the fix, when path cannot be executed.
+// CheckWorker fails early, with the fix, when path cannot be executed.
+func CheckWorker(path string) error { return checkWorkerBinary(path) }
+
 func checkWorkerBinary(path string) error {
 	st, err := os.Stat(path)
 	switch {

@@ -17,6 +17,7 @@ import (
 	"github.com/understudy-rt/understudy/internal/stats"
 	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
+	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -64,6 +65,7 @@ type demoConfig struct {
 	FaultEvery  time.Duration `json:"fault_every_ns"`
 	HangTimeout time.Duration `json:"hang_timeout_ns"`
 	Chain       string        `json:"chain"`
+	Variant     string        `json:"variant"`
 	Fallback    string        `json:"fallback"`
 	In          string        `json:"in,omitempty"`
 	Out         string        `json:"out"`
@@ -89,6 +91,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.DurationVar(&c.FaultEvery, "fault-every", 250*time.Millisecond, "interval between injected faults")
 	fs.DurationVar(&c.HangTimeout, "hang-timeout", 0, "a block pending longer than this means its worker hung (default: half a period, at least 500µs)")
 	fs.StringVar(&c.Chain, "chain", "lowpass f=4000 q=0.7071 | gain db=-6", "kernels of each lane, '|' between stages")
+	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant for every worker: auto (fastest this CPU runs), scalar, sse2, avx2, ...")
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
@@ -179,7 +182,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	stages, err := chain.Parse(c.Chain)
+	cat, err := loadCatalog(c.Worker)
+	if err != nil {
+		return err
+	}
+	stages, err := chain.Parse(c.Chain, cat)
 	if err != nil {
 		return usagef("--chain: %v", err)
 	}
@@ -213,7 +220,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if perLane > shm.MaxChannels || perLane*c.Block > shm.SlotSamples {
 		return usagef("%d channels per lane at %d frames exceed a block (%d samples, %d channels)", perLane, c.Block, shm.SlotSamples, shm.MaxChannels)
 	}
-	laneCfg, err := chain.LaneConfig(stages, perLane, c.Block, c.Rate)
+	laneCfg, err := chain.LaneConfig(stages, perLane, c.Block, c.Rate, c.Variant)
 	if err != nil {
 		return usagef("--chain: %v", err)
 	}
@@ -561,6 +568,19 @@ func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([]
 		}
 	}
 	return out, nil
+}
+
+// loadCatalog checks the worker binary and asks it for its kernels; every
+// failure is the user's to fix (a missing or wrong worker).
+func loadCatalog(worker string) (*catalog.Catalog, error) {
+	if err := supervisor.CheckWorker(worker); err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	cat, err := catalog.Load(worker)
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	return cat, nil
 }
 
 // classify turns start-up failures the user can fix into usage errors.

@@ -14,12 +14,13 @@ import (
 	"strings"
 
 	"github.com/understudy-rt/understudy/cdsp"
+	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
 // Stage is one validated kernel with its full parameter vector (schema order).
 type Stage struct {
-	Kernel *cdsp.Kernel
+	Kernel *catalog.Kernel
 	Params []float32
 }
 
@@ -38,8 +39,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("chain %q: at %q (byte %d): %s", e.Chain, e.Word, e.Offset, e.Msg)
 }
 
-// Parse reads a chain and checks every kernel, parameter name, value and range.
-func Parse(s string) ([]Stage, error) {
+// Parse reads a chain and checks every kernel, parameter name, value and
+// range against the kernels the worker carries.
+func Parse(s string, cat *catalog.Catalog) ([]Stage, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, &Error{Chain: s, Offset: -1, Msg: `empty chain; write e.g. "lowpass f=1000 | gain db=-6"`}
 	}
@@ -51,11 +53,11 @@ func Parse(s string) ([]Stage, error) {
 		if len(words) == 0 {
 			return nil, &Error{Chain: s, Word: "|", Offset: pos - 1, Msg: "empty stage between '|'"}
 		}
-		k, err := cdsp.Lookup(words[0])
-		if err != nil {
-			return nil, &Error{Chain: s, Word: words[0], Offset: offs[0], Msg: fmt.Sprintf("no such kernel; known: %s", knownKernels())}
+		k, ok := cat.Lookup(words[0])
+		if !ok {
+			return nil, &Error{Chain: s, Word: words[0], Offset: offs[0], Msg: fmt.Sprintf("no such kernel; known: %s", strings.Join(cat.Names(), ", "))}
 		}
-		specs := k.Params()
+		specs := k.Params
 		vals := make([]float32, len(specs))
 		set := make([]bool, len(specs))
 		for i, sp := range specs {
@@ -65,7 +67,7 @@ func Parse(s string) ([]Stage, error) {
 			off := offs[wi+1]
 			name, val, ok := strings.Cut(w, "=")
 			if !ok {
-				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("want name=value; %s takes %s", k.Name(), paramNames(specs))}
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("want name=value; %s takes %s", k.Name, paramNames(specs))}
 			}
 			idx := -1
 			for i, sp := range specs {
@@ -74,7 +76,7 @@ func Parse(s string) ([]Stage, error) {
 				}
 			}
 			if idx < 0 {
-				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s has no parameter %q; it takes %s", k.Name(), name, paramNames(specs))}
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s has no parameter %q; it takes %s", k.Name, name, paramNames(specs))}
 			}
 			if set[idx] {
 				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("parameter %s given twice", name)}
@@ -101,18 +103,32 @@ func Parse(s string) ([]Stage, error) {
 	return stages, nil
 }
 
-// LaneConfig turns stages into a lane's configuration, after checking that
-// every kernel accepts its parameters at this rate and channel count (by
-// initialising it in-process, with the same C code the workers run).
-func LaneConfig(stages []Stage, channels, frames, rate int) (shm.LaneConfig, error) {
+// LaneConfig turns stages into a lane's configuration. variant is "auto"
+// (each kernel's fastest variant this CPU supports) or a name every kernel
+// must have; one choice serves every worker of the lane, so primary and spare
+// compute the same bits. A built-in kernel is also initialised in-process
+// with these parameters, to refuse what it cannot realise (say a cutoff
+// above Nyquist) before any worker starts; workers check every chain again
+// in their handshake.
+func LaneConfig(stages []Stage, channels, frames, rate int, variant string) (shm.LaneConfig, error) {
 	cfg := shm.LaneConfig{Channels: channels, Frames: frames, Rate: rate}
 	for _, st := range stages {
-		inst, err := st.Kernel.New(st.Params, channels, float64(rate))
+		v, err := st.Kernel.Choose(variant)
 		if err != nil {
-			return cfg, fmt.Errorf("chain: %s: %w", st.Kernel.Name(), err)
+			return cfg, err
 		}
-		inst.Free()
-		cfg.Chain = append(cfg.Chain, shm.ChainEntry{Name: st.Kernel.Name(), Variant: st.Kernel.Variant(), Params: st.Params, StateBytes: st.Kernel.StateBytes(channels)})
+		sb := st.Kernel.StateBytes(channels)
+		if sb == 0 && channels > 0 {
+			return cfg, fmt.Errorf("chain: %s cannot run %d channels", st.Kernel.Name, channels)
+		}
+		if k, err := cdsp.Lookup(st.Kernel.Name); err == nil {
+			inst, err := k.New(st.Params, channels, float64(rate))
+			if err != nil {
+				return cfg, fmt.Errorf("chain: %s: %w", st.Kernel.Name, err)
+			}
+			inst.Free()
+		}
+		cfg.Chain = append(cfg.Chain, shm.ChainEntry{Name: st.Kernel.Name, Variant: v, Params: st.Params, StateBytes: sb})
 	}
 	return cfg, nil
 }
@@ -121,8 +137,8 @@ func LaneConfig(stages []Stage, channels, frames, rate int) (shm.LaneConfig, err
 func String(stages []Stage) string {
 	var parts []string
 	for _, st := range stages {
-		w := []string{st.Kernel.Name()}
-		for i, sp := range st.Kernel.Params() {
+		w := []string{st.Kernel.Name}
+		for i, sp := range st.Kernel.Params {
 			w = append(w, fmt.Sprintf("%s=%g", sp.Name, st.Params[i]))
 		}
 		parts = append(parts, strings.Join(w, " "))
@@ -146,15 +162,7 @@ func fields(s string, base int) (words []string, offs []int) {
 	return words, offs
 }
 
-func knownKernels() string {
-	var names []string
-	for _, k := range cdsp.Kernels() {
-		names = append(names, k.Name())
-	}
-	return strings.Join(names, ", ")
-}
-
-func paramNames(specs []cdsp.ParamSpec) string {
+func paramNames(specs []catalog.Param) string {
 	if len(specs) == 0 {
 		return "no parameters"
 	}

@@ -4,18 +4,34 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/catalog"
 )
 
-func TestParseValidChain(t *testing.T) {
-	st, err := Parse("lowpass f=1000 q=0.7071 | gain db=-6")
+func testCatalog(t *testing.T) *catalog.Catalog {
+	w, err := workerbin.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st) != 2 || st[0].Kernel.Name() != "lowpass" || st[1].Kernel.Name() != "gain" {
+	c, err := catalog.Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestParseValidChain(t *testing.T) {
+	cat := testCatalog(t)
+	st, err := Parse("lowpass f=1000 q=0.7071 | gain db=-6", cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || st[0].Kernel.Name != "lowpass" || st[1].Kernel.Name != "gain" {
 		t.Fatalf("stages %v", String(st))
 	}
 	// Unnamed parameters take their defaults; named ones land in schema order.
-	for i, sp := range st[0].Kernel.Params() {
+	for i, sp := range st[0].Kernel.Params {
 		want := sp.Default
 		switch sp.Name {
 		case "f":
@@ -28,11 +44,11 @@ func TestParseValidChain(t *testing.T) {
 		}
 	}
 	// String writes it back; parsing that gives the same stages.
-	again, err := Parse(String(st))
+	again, err := Parse(String(st), cat)
 	if err != nil || String(again) != String(st) {
 		t.Errorf("round trip: %q -> %q (%v)", String(st), String(again), err)
 	}
-	cfg, err := LaneConfig(st, 2, 64, 48000)
+	cfg, err := LaneConfig(st, 2, 64, 48000, "auto")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +71,9 @@ func TestParseErrorsPointAtTheWord(t *testing.T) {
 		{"lowpass f=100 || gain", "|", "empty stage"},
 		{"", "", "empty chain"},
 	}
+	cat := testCatalog(t)
 	for _, c := range cases {
-		_, err := Parse(c.chain)
+		_, err := Parse(c.chain, cat)
 		var ce *Error
 		if !errors.As(err, &ce) {
 			t.Errorf("%q: error %v, want a *chain.Error", c.chain, err)
@@ -74,11 +91,14 @@ func TestParseErrorsPointAtTheWord(t *testing.T) {
 // A parameter can be in range and still not realisable at this rate: the
 // kernel's own init refuses it before any worker starts.
 func TestLaneConfigRefusesWhatInitRefuses(t *testing.T) {
-	st, err := Parse("lowpass f=20000")
+	st, err := Parse("lowpass f=20000", testCatalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LaneConfig(st, 1, 64, 32000); err == nil {
+	if _, err := LaneConfig(st, 1, 64, 32000, "auto"); err == nil {
 		t.Error("a 20 kHz lowpass at 32 kHz was accepted")
+	}
+	if _, err := LaneConfig(st, 1, 64, 48000, "avx9000"); err == nil || !strings.Contains(err.Error(), "no avx9000 variant") {
+		t.Errorf("unknown variant: %v", err)
 	}
 }
