@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -115,6 +116,57 @@ func TestScribblerIsKilledNotFollowed(t *testing.T) {
 		t.Errorf("%d fallback blocks for one scribble", fallback)
 	}
 	t.Logf("%d fallback blocks, the rest bit-exact", fallback)
+}
+
+// Offline rendering is supervised too: kill the owner mid-file and the
+// render resumes on the spare from the last committed block, bit-exact.
+func TestRenderSurvivesKill(t *testing.T) {
+	lanes := testLanes(t, 1, 64, 48000)
+	s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := testSignal(1, 64*40000)[0]
+	done := make(chan struct{})
+	var out []float32
+	var rerr error
+	go func() {
+		defer close(done)
+		out, rerr = render.Lane(s.Region().Lane(0), in, 0)
+	}()
+	// Kill once the render is well under way (and not finished).
+	for s.Region().Lane(0).Committed() < 1000 {
+		time.Sleep(50 * time.Microsecond)
+	}
+	inj, err := s.InjectFault(0, FaultKill, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	ref := (&rig{t: t, in: [][]float32{in}, frames: 64}).reference()[0]
+	if n := mismatches(ref, out); n != 0 {
+		t.Errorf("%d samples differ after killing pid %d mid-render", n, inj.PID)
+	}
+	fo := 0
+	for deadline := time.Now().Add(2 * time.Second); fo == 0 && time.Now().Before(deadline); {
+		select {
+		case e := <-s.Events():
+			if e.Kind == EvFailover && e.PID == inj.PID {
+				fo++
+			}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if fo != 1 {
+		t.Errorf("no failover event for the killed owner")
+	}
 }
 
 // Two faults closer together than a respawn still fail over while a spare is

@@ -22,6 +22,8 @@ misbehaving kernel never interrupts the audio.
 
 Usage:
   understudy demo [flags]     run the built-in failover scenario (see understudy demo --help)
+  understudy process [flags]  render a WAV file through a chain of kernels in supervised workers
+  understudy kernels          list the kernels, their parameters and the variants this CPU runs
   understudy version          print version, region layout and kernel ABI
   understudy help             this text
 
@@ -48,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "demo":
 		err = runDemo(args[1:], stdout, stderr)
+	case "process":
+		err = runProcess(args[1:], stdout, stderr)
+	case "kernels":
+		err = runKernels(args[1:], stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "understudy %s (region layout %d, kernel ABI %d)\n", version, shm.LayoutVersion, shm.KernelABI)
 	case "help", "--help", "-h", "-help":

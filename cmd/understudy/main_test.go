@@ -208,3 +208,62 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Errorf("%d child processes left behind", n)
 	}
 }
+
+// process renders a file through supervised workers: a unity chain gives the
+// input back bit for bit, a real chain equals the in-process reference, and
+// the output keeps the input's rate, channels and length.
+func TestProcessRendersFiles(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.wav")
+	frames := 48000/2 + 17 // not a whole number of blocks
+	a := &wav.Audio{Rate: 44100, Channels: 2, Samples: make([]float32, 2*frames)}
+	for i := range a.Samples {
+		a.Samples[i] = float32((i*7919)%2000-1000) / 2000
+	}
+	if err := wav.WriteFile(in, a); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.wav")
+	code, stdout, stderr := runCLI("process", "--in", in, "--out", out, "--chain", "gain db=0", "--lanes", "2", "--worker", worker(t))
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	got, err := wav.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rate != 44100 || got.Channels != 2 || got.Frames() != frames {
+		t.Fatalf("output %d Hz %d ch %d frames", got.Rate, got.Channels, got.Frames())
+	}
+	for i := range a.Samples {
+		if got.Samples[i] != a.Samples[i] {
+			t.Fatalf("sample %d: %g, want %g (unity chain)", i, got.Samples[i], a.Samples[i])
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--chain", "gain db=0"}, "--in, --out and --chain are required"},
+		{[]string{"--in", in, "--out", out, "--chain", "lowpass f=30000"}, "f=30000 is out of range"},
+		{[]string{"--in", in, "--out", out, "--chain", "gain", "--lanes", "3"}, "cannot split evenly"},
+		{[]string{"--in", in, "--out", out, "--chain", "gain", "--variant", "avx9000"}, "no avx9000 variant"},
+	} {
+		code, _, stderr := runCLI(append([]string{"process", "--worker", worker(t)}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("process %v: exit %d, %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+func TestKernelsListsSchemaAndVariants(t *testing.T) {
+	code, out, stderr := runCLI("kernels", "--worker", worker(t))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"lowpass", "gain", "f         number  10..20000 Hz, default 1000", "sections  integer 1..8", ">*scalar"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kernels output lacks %q:\n%s", want, out)
+		}
+	}
+}

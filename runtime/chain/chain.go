@@ -87,7 +87,7 @@ func Parse(s string, cat *catalog.Catalog) ([]Stage, error) {
 			}
 			sp := specs[idx]
 			if v < float64(sp.Min) || v > float64(sp.Max) {
-				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s=%g is out of range %g..%g %s", name, v, sp.Min, sp.Max, sp.Unit)}
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s=%g is out of range %g..%g%s", name, v, sp.Min, sp.Max, unitSuffix(sp.Unit))}
 			}
 			if sp.Integer && v != math.Trunc(v) {
 				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s must be a whole number", name)}
