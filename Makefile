@@ -39,8 +39,12 @@ demo: all
 test: all
 	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -count=1 -timeout 30m ./...
 
+# Every figure in bench/RESULTS.md and bench/results.json comes from this
+# one run on this machine; bench/raw.txt keeps go test's own output.
 bench: all
-	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -run '^$$' -bench . -benchtime 2s ./...
+	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -run '^$$' -bench . -benchtime 300ms \
+		./cdsp ./bench ./supervisor | tee bench/raw.txt
+	$(GO) run ./bench/report -json bench/results.json -md bench/RESULTS.md -cmd "make bench" < bench/raw.txt
 
 clean:
 	rm -rf $(BIN) out

@@ -1,0 +1,217 @@
+// Command report turns `go test -bench` output into bench/results.json and a
+// Markdown table, so every figure in them comes from one run:
+//
+//	go test -run '^$' -bench . ./cdsp ./bench | go run ./bench/report -json bench/results.json -md bench/RESULTS.md
+//
+// Benchmark names follow Benchmark<Group>/<name>/<variant>/frames=<n>[/...];
+// a name that does not is kept with what could be read of it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Record is one benchmark result.
+type Record struct {
+	Group       string             `json:"group"`
+	Name        string             `json:"name"`
+	Variant     string             `json:"variant"`
+	Frames      int                `json:"frames,omitempty"`
+	Extra       string             `json:"extra,omitempty"` // further path elements, e.g. taps=512
+	Iterations  int                `json:"iterations"`
+	NsPerOp     float64            `json:"ns_per_op"`
+	NsPerSample float64            `json:"ns_per_sample,omitempty"`
+	NsP50       float64            `json:"ns_p50,omitempty"`
+	NsP99       float64            `json:"ns_p99,omitempty"`
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
+}
+
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+([0-9.]+) ns/op(.*)$`)
+
+func parse(r io.Reader) ([]Record, []string) {
+	var recs []Record
+	var env []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		t := sc.Text()
+		for _, p := range []string{"goos:", "goarch:", "cpu:"} {
+			if strings.HasPrefix(t, p) {
+				env = append(env, strings.TrimSpace(t))
+			}
+		}
+		m := line.FindStringSubmatch(t)
+		if m == nil {
+			continue
+		}
+		parts := strings.Split(m[1], "/")
+		rec := Record{Group: parts[0], Metrics: map[string]float64{}}
+		rec.Iterations, _ = strconv.Atoi(m[2])
+		rec.NsPerOp, _ = strconv.ParseFloat(m[3], 64)
+		var extra []string
+		for i, p := range parts[1:] {
+			switch {
+			case strings.HasPrefix(p, "frames="):
+				rec.Frames, _ = strconv.Atoi(strings.TrimPrefix(p, "frames="))
+			case i == 0:
+				rec.Name = p
+			case i == 1:
+				rec.Variant = p
+			default:
+				extra = append(extra, p)
+			}
+		}
+		rec.Extra = strings.Join(extra, "/")
+		f := strings.Fields(m[4])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/sample":
+				rec.NsPerSample = v
+			case "ns-p50":
+				rec.NsP50 = v
+			case "ns-p99":
+				rec.NsP99 = v
+			default:
+				rec.Metrics[f[i+1]] = v
+			}
+		}
+		if len(rec.Metrics) == 0 {
+			rec.Metrics = nil
+		}
+		recs = append(recs, rec)
+	}
+	return recs, env
+}
+
+// markdown writes one table per group: a row per name/variant/extra, a column
+// per block size, each cell ns/sample (and the ratio to the group's baseline
+// row for that block size, when the group has one: the pure Go row).
+func markdown(w io.Writer, recs []Record, env []string, cmd string) {
+	fmt.Fprintf(w, "# Benchmark results\n\nGenerated %s by `%s`", time.Now().UTC().Format("2006-01-02"), cmd)
+	if len(env) > 0 {
+		fmt.Fprintf(w, " on %s", strings.Join(env, ", "))
+	}
+	fmt.Fprint(w, ".\nEach cell: ns per sample (lower is better); in brackets, how many times faster than the pure Go row of the same block size.\n")
+	groups := map[string][]Record{}
+	var order []string
+	for _, r := range recs {
+		if _, ok := groups[r.Group]; !ok {
+			order = append(order, r.Group)
+		}
+		groups[r.Group] = append(groups[r.Group], r)
+	}
+	for _, g := range order {
+		rs := groups[g]
+		frameSet := map[int]bool{}
+		type rowKey struct{ name, variant, extra string }
+		rows := map[rowKey]map[int]Record{}
+		var rowOrder []rowKey
+		for _, r := range rs {
+			frameSet[r.Frames] = true
+			k := rowKey{r.Name, r.Variant, r.Extra}
+			if rows[k] == nil {
+				rows[k] = map[int]Record{}
+				rowOrder = append(rowOrder, k)
+			}
+			rows[k][r.Frames] = r
+		}
+		var frames []int
+		for f := range frameSet {
+			frames = append(frames, f)
+		}
+		sort.Ints(frames)
+		fmt.Fprintf(w, "\n## %s\n\n| name | variant | extra |", g)
+		for _, f := range frames {
+			fmt.Fprintf(w, " %d frames |", f)
+		}
+		fmt.Fprint(w, "\n|---|---|---|")
+		for range frames {
+			fmt.Fprint(w, "---:|")
+		}
+		fmt.Fprintln(w)
+		for _, k := range rowOrder {
+			fmt.Fprintf(w, "| %s | %s | %s |", k.name, k.variant, k.extra)
+			for _, f := range frames {
+				r, ok := rows[k][f]
+				if !ok {
+					fmt.Fprint(w, " |")
+					continue
+				}
+				v := r.NsPerSample
+				unit := ""
+				if v == 0 {
+					v, unit = r.NsP50, " ns p50"
+				}
+				cell := fmt.Sprintf("%.3g%s", v, unit)
+				if base := baseline(rows, k, f); base > 0 && r.NsPerSample > 0 {
+					cell += fmt.Sprintf(" (%.2fx)", base/r.NsPerSample)
+				}
+				fmt.Fprintf(w, " %s |", cell)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+// baseline is the pure Go figure for the same kernel, extra and block size:
+// the row named "go" (transports) or with variant "go" (kernels).
+func baseline[K comparable](rows map[K]map[int]Record, k K, f int) float64 {
+	for kk, byFrames := range rows {
+		r, ok := byFrames[f]
+		if !ok {
+			continue
+		}
+		cur := rows[k][f]
+		sameKernel := r.Name == cur.Name && r.Extra == cur.Extra && r.Variant == "go"
+		transportGo := r.Name == "go" && r.Variant == cur.Variant && r.Extra == cur.Extra && cur.Group == "Transport"
+		if (sameKernel || transportGo) && kk != k {
+			return r.NsPerSample
+		}
+	}
+	return 0
+}
+
+func main() {
+	jsonPath := flag.String("json", "bench/results.json", "where to write the records")
+	mdPath := flag.String("md", "bench/RESULTS.md", "where to write the Markdown tables")
+	cmd := flag.String("cmd", "make bench", "the command that produced the input, quoted in the Markdown")
+	flag.Parse()
+	recs, env := parse(os.Stdin)
+	if len(recs) == 0 {
+		fmt.Fprintln(os.Stderr, "report: no benchmark lines on stdin; pipe `go test -bench` output into it")
+		os.Exit(1)
+	}
+	b, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	f, err := os.Create(*mdPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	markdown(f, recs, env, *cmd)
+	if err := f.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("report: %d results → %s, %s\n", len(recs), *jsonPath, *mdPath)
+}
