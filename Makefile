@@ -12,11 +12,12 @@ BIN     := bin
 # cgo in-process, reference): no FMA contraction, no fast-math.
 DSPFLAGS := -O2 -ffp-contract=off -fno-fast-math
 CFLAGS  ?= -g -Wall -Wextra -Wno-unused-parameter
-WORKER_SRC := csrc/us_worker.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
+RUNTIME_SRC := csrc/us_worker.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
+WORKER_SRC := $(RUNTIME_SRC)
 C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
 GO_SRC  := $(shell find . -name '*.go' -not -path './.git/*') go.mod $(wildcard go.sum)
 
-.PHONY: all demo test bench clean worker rt-check
+.PHONY: all demo test bench clean worker deps user-worker
 
 all: $(BIN)/understudy-worker $(BIN)/understudy
 
@@ -30,13 +31,28 @@ $(BIN)/understudy: $(GO_SRC) $(wildcard csrc/*.c) $(C_HDRS) $(wildcard cdsp/*.c)
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ ./cmd/understudy
 
+# A worker carrying a user's own kernel file as well as the built-ins:
+#   make user-worker KERNEL=path/to/mykernel.c OUT=path/to/my-worker
+user-worker: $(RUNTIME_SRC) $(C_HDRS)
+	@test -n "$(KERNEL)" -a -n "$(OUT)" || { echo "usage: make user-worker KERNEL=file.c OUT=worker-path"; exit 2; }
+	$(CC) -std=gnu11 $(CFLAGS) $(DSPFLAGS) -Icsrc -Icdsp -o $(OUT) $(RUNTIME_SRC) $(KERNEL) -lm
+
+# What a fresh Debian machine lacks for the tests: cmake, for the CMake
+# build of the example kernel. Installed only where missing, as root.
+deps:
+	@command -v cmake >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing cmake (needed by the SDK tests)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null) || exit 1; \
+	  else echo "cmake is missing: install it (apt-get install cmake) to run the SDK tests"; exit 1; fi; }
+
 demo: all
 	@mkdir -p out
 	$(BIN)/understudy demo --worker $(BIN)/understudy-worker
 
 # UNDERSTUDY_WORKER points the tests at the worker just built. Packages run
 # one at a time (-p 1): the real-time tests own the machine's 2 cores.
-test: all
+test: all deps
 	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 # Every figure in bench/RESULTS.md and bench/results.json comes from this

@@ -52,6 +52,16 @@ typedef struct us_kernel {
 /* The built-in kernels a worker carries, terminated by a NULL entry. */
 extern const us_kernel *const us_builtin_kernels[];
 
+/* A user's own kernels, terminated by a NULL entry. A worker built from one
+ * C file of the user's declares them with US_USER_KERNELS(&a, &b, ...); a
+ * worker without one carries none. User kernels are found before built-in
+ * ones of the same name and variant. */
+extern const us_kernel *const us_user_kernels[];
+#define US_USER_KERNELS(...) const us_kernel *const us_user_kernels[] = {__VA_ARGS__, NULL}
+
+/* Kernel i of all a worker carries, user ones first; NULL past the end. */
+const us_kernel *us_kernel_at(size_t i);
+
 /* Looks a kernel up by name; the "scalar" variant, or NULL when the worker has
  * none of that name. */
 const us_kernel *us_find_kernel(const char *name);

@@ -295,8 +295,8 @@ static int list_kernels(void) {
     printf("{\"abi\":%u,\"layout\":%u,\"max_channels\":%d,\"state_limit\":%d,\"kernels\":[",
            US_KERNEL_ABI_VERSION, US_LAYOUT_VERSION, US_MAX_CHANNELS, US_LANE_STATE_BYTES);
     int first = 1;
-    for (size_t i = 0; us_builtin_kernels[i]; i++) {
-        const us_kernel *k = us_builtin_kernels[i];
+    for (size_t i = 0; us_kernel_at(i); i++) {
+        const us_kernel *k = us_kernel_at(i);
         printf("%s{\"name\":", first ? "" : ",");
         first = 0;
         json_string(k->name);

@@ -1,0 +1,156 @@
+// The SDK end to end: the example kernel is built into a worker with the
+// Makefile and with CMake, each worker is asked for its kernels, and a file
+// is rendered through it under supervision (with a kill in the middle) and
+// compared bit for bit with the same arithmetic in Go.
+package examples_test
+
+import (
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/catalog"
+	"github.com/understudy-rt/understudy/runtime/chain"
+	"github.com/understudy-rt/understudy/runtime/render"
+	"github.com/understudy-rt/understudy/runtime/shm"
+	"github.com/understudy-rt/understudy/supervisor"
+)
+
+func root(t *testing.T) string {
+	r, err := workerbin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func run(t *testing.T, dir string, name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func buildWithMake(t *testing.T) string {
+	out := filepath.Join(t.TempDir(), "softclip-worker")
+	run(t, root(t), "make", "-s", "user-worker", "KERNEL=examples/softclip/softclip.c", "OUT="+out)
+	return out
+}
+
+func buildWithCMake(t *testing.T) string {
+	if _, err := exec.LookPath("cmake"); err != nil {
+		t.Fatal("cmake is not installed: `make test` installs it (make deps), or apt-get install cmake")
+	}
+	build := t.TempDir()
+	run(t, root(t), "cmake", "-S", "examples/softclip", "-B", build, "-DCMAKE_BUILD_TYPE=Release")
+	run(t, root(t), "cmake", "--build", build, "-j2")
+	return filepath.Join(build, "softclip-worker")
+}
+
+// drive is the kernel's own 10^(db/20) loop, in float32 like the C.
+func drive(db float32) float32 {
+	g := float32(1)
+	for d := float32(0); d+1 <= db; d++ {
+		g *= float32(1.12201845)
+	}
+	return g
+}
+
+func TestSoftclipWorkerBuiltBothWays(t *testing.T) {
+	for _, b := range []struct {
+		name  string
+		build func(*testing.T) string
+	}{{"make", buildWithMake}, {"cmake", buildWithCMake}} {
+		t.Run(b.name, func(t *testing.T) {
+			worker := b.build(t)
+			cat, err := catalog.Load(worker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, ok := cat.Lookup("softclip")
+			if !ok || len(k.Params) != 1 || k.Params[0].Name != "drive" {
+				t.Fatalf("worker lists softclip as %+v", k)
+			}
+			if _, ok := cat.Lookup("lowpass"); !ok {
+				t.Error("a user worker should still carry the built-in kernels")
+			}
+			st, err := chain.Parse("softclip drive=12", cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := chain.Parse("softclip drive=99", cat); err == nil || !strings.Contains(err.Error(), "out of range") {
+				t.Errorf("drive=99: %v", err)
+			}
+			lc, err := chain.LaneConfig(st, 2, 128, 48000, "auto")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: []shm.LaneConfig{lc}, Spares: 1, WorkerCPU: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Start(nil); err != nil {
+				t.Fatal(err)
+			}
+			in := make([]float32, 2*128*20000)
+			for i := range in {
+				in[i] = float32(math.Sin(float64(i)*0.003)) * 1.5
+			}
+			done := make(chan struct{})
+			var out []float32
+			var rerr error
+			go func() {
+				defer close(done)
+				out, rerr = render.Lane(s.Region().Lane(0), in, 0)
+			}()
+			for s.Region().Lane(0).Committed() < 500 {
+				time.Sleep(50 * time.Microsecond)
+			}
+			if _, err := s.InjectFault(0, supervisor.FaultKill, 0); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			d := drive(12)
+			for i, x := range in {
+				v := x * d
+				a := v
+				if a < 0 {
+					a = -a
+				}
+				if want := v / (1 + a); math.Float32bits(out[i]) != math.Float32bits(want) {
+					t.Fatalf("sample %d: %g, want %g", i, out[i], want)
+				}
+			}
+		})
+	}
+}
+
+// A kernel built for another ABI version is refused with a clear error.
+func TestKernelOfAnotherABIIsRefused(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "old.c")
+	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION", ".abi_version = 999", 1)
+	if old == string(code) {
+		t.Fatal("could not rewrite the example's ABI version")
+	}
+	os.WriteFile(src, []byte(old), 0o644)
+	worker := filepath.Join(t.TempDir(), "old-worker")
+	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+src, "OUT="+worker)
+	_, err = catalog.Load(worker)
+	if err == nil || !strings.Contains(err.Error(), "softclip was built for ABI 999") {
+		t.Errorf("loading a worker with an ABI-999 kernel: %v", err)
+	}
+}
