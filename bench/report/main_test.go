@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+cpu: AMD EPYC
+BenchmarkTransport/go/scalar/frames=64-2         	    2000	       294.0 ns/op	       231.0 ns-p50	       241.0 ns-p99	         3.609 ns/sample
+BenchmarkTransport/shm-spin/scalar/frames=64-2   	    2000	     21949 ns/op	       521.0 ns-p50	    407872 ns-p99	         8.141 ns/sample
+BenchmarkKernels/fir/avx2/frames=256/taps=512-2   	  10000	      1200 ns/op	         2.3 ns/sample
+BenchmarkKernels/fir/go/frames=256/taps=512-2     	  10000	      9200 ns/op	        17.9 ns/sample
+BenchmarkFutexPingPong-2                         	    2000	     35561 ns/op	     31978 ns-p50	     51237 ns-p99
+PASS
+`
+
+func TestParseAndTables(t *testing.T) {
+	recs, env := parse(strings.NewReader(sample))
+	if len(recs) != 5 || len(env) != 3 {
+		t.Fatalf("%d records, %d env lines", len(recs), len(env))
+	}
+	r := recs[1]
+	if r.Group != "Transport" || r.Name != "shm-spin" || r.Variant != "scalar" || r.Frames != 64 ||
+		r.NsP50 != 521 || r.NsP99 != 407872 || r.NsPerSample != 8.141 || r.Iterations != 2000 {
+		t.Errorf("record %+v", r)
+	}
+	if k := recs[2]; k.Group != "Kernels" || k.Name != "fir" || k.Variant != "avx2" || k.Frames != 256 || k.Extra != "taps=512" {
+		t.Errorf("kernel record %+v", k)
+	}
+	if f := recs[4]; f.Group != "FutexPingPong" || f.NsP50 != 31978 {
+		t.Errorf("ping-pong record %+v", f)
+	}
+	var md bytes.Buffer
+	markdown(&md, recs, env, "make bench")
+	out := md.String()
+	for _, want := range []string{"## Transport", "| shm-spin | scalar |  | 8.14 (0.44x) |", "| fir | avx2 | taps=512 | 2.3 (7.78x) |", "3.2e+04 ns p50"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, out)
+		}
+	}
+}
