@@ -196,6 +196,11 @@ func (m *monitor) scanGasps(now uint64) {
 		if !w.state.CompareAndSwap(st, wDying) {
 			continue
 		}
+		// It is dying by its own hand; make sure of it. A worker is trusted
+		// to write its own gasp only from its fatal-signal handler, but a
+		// scribbler could forge another's: the kill bounds what a forged
+		// gasp can do to microseconds.
+		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 		if st == wOwner {
 			l := int(w.lane.Load())
 			m.detected(l, i, PathLastGasp, sig, block, now)
