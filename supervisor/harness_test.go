@@ -228,6 +228,35 @@ func (r *rig) finish(k EventKind, want int) {
 	}
 }
 
+// finishFor is finish waiting for an event of kind k about pid.
+func (r *rig) finishFor(k EventKind, pid int) {
+	r.clk.Join()
+	r.ioDone.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(r.eventsFor(k, pid)) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *rig) eventsFor(k EventKind, pid int) []Event {
+	var out []Event
+	for _, e := range r.eventsOf(k) {
+		if e.PID == pid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (r *rig) logEvents() {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	for _, e := range r.events {
+		r.t.Logf("event %v lane %d slot %d pid %d path %v sig %d block %d new %d/%d exit %d/%d",
+			e.Kind, e.Lane, e.Slot, e.PID, e.Path, e.Signal, e.Block, e.NewSlot, e.NewPID, e.ExitCode, e.ExitSignal)
+	}
+}
+
 func (r *rig) count(k EventKind) int {
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
