@@ -59,8 +59,9 @@ test: all deps
 # one run on this machine; bench/raw.txt keeps go test's own output.
 bench: all
 	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -run '^$$' -bench . -benchtime 300ms \
-		./cdsp ./bench ./supervisor | tee bench/raw.txt
-	$(GO) run ./bench/report -json bench/results.json -md bench/RESULTS.md -cmd "make bench" < bench/raw.txt
+		./cdsp ./bench ./supervisor > bench/raw.txt; status=$$?; cat bench/raw.txt; \
+	$(GO) run ./bench/report -json bench/results.json -md bench/RESULTS.md -cmd "make bench" < bench/raw.txt; \
+	exit $$status
 
 clean:
 	rm -rf $(BIN) out

@@ -222,7 +222,7 @@ func pipeWorker(b *testing.B) string {
 			keep = append(keep, s)
 		}
 	}
-	return buildC(b, "pipe_worker", append([]string{"csrc/tests/pipe_worker.c"}, rel(root, keep)...)...)
+	return buildC(b, "pipe_worker", append([]string{"csrc/tests/pipe_worker.c", "csrc/us_registry.c"}, rel(root, keep)...)...)
 }
 
 func rel(root string, paths []string) []string {

@@ -70,8 +70,8 @@ func BenchmarkKillToDetection(b *testing.B) {
 	reportPercentiles(b, det)
 	sort.Slice(fo, func(i, j int) bool { return fo[i] < fo[j] })
 	if len(fo) > 0 {
-		b.ReportMetric(float64(fo[len(fo)/2].Microseconds()), "failover-p50-µs")
-		b.ReportMetric(float64(fo[len(fo)*99/100].Microseconds()), "failover-p99-µs")
+		b.ReportMetric(float64(fo[len(fo)/2].Nanoseconds()), "failover-ns-p50")
+		b.ReportMetric(float64(fo[len(fo)*99/100].Nanoseconds()), "failover-ns-p99")
 	}
 }
 
@@ -80,7 +80,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 		return
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
-	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds())/1e3, "max-µs")
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "ns-p50")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "ns-p99")
+	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "ns-max")
 }

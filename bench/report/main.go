@@ -45,7 +45,7 @@ func parse(r io.Reader) ([]Record, []string) {
 	for sc.Scan() {
 		t := sc.Text()
 		for _, p := range []string{"goos:", "goarch:", "cpu:"} {
-			if strings.HasPrefix(t, p) {
+			if strings.HasPrefix(t, p) && !contains(env, strings.TrimSpace(t)) {
 				env = append(env, strings.TrimSpace(t))
 			}
 		}
@@ -152,8 +152,11 @@ func markdown(w io.Writer, recs []Record, env []string, cmd string) {
 				}
 				v := r.NsPerSample
 				unit := ""
-				if v == 0 {
+				switch {
+				case v == 0 && r.NsP50 > 0:
 					v, unit = r.NsP50, " ns p50"
+				case v == 0:
+					v, unit = r.NsPerOp, " ns/op"
 				}
 				cell := fmt.Sprintf("%.3g%s", v, unit)
 				if base := baseline(rows, k, f); base > 0 && r.NsPerSample > 0 {
@@ -214,4 +217,13 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("report: %d results → %s, %s\n", len(recs), *jsonPath, *mdPath)
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
