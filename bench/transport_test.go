@@ -14,6 +14,7 @@ import (
 	"math"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/understudy-rt/understudy/cdsp"
 	"github.com/understudy-rt/understudy/cdsp/gotwin"
 	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -110,7 +112,10 @@ func BenchmarkTransport(b *testing.B) {
 			hostSpin   time.Duration
 		}{{"shm-spin", 200, 200 * time.Microsecond}, {"shm-futex", -1, 0}} {
 			b.Run(fmt.Sprintf("%s/scalar/frames=%d", mode.name, frames), func(b *testing.B) {
+				// Worker on CPU 1, this goroutine on CPU 0: two spinners on
+				// one core would wait out each other's spin.
 				lane := supervisedLane(b, frames, mode.workerSpin)
+				pinToCPU0(b)
 				prod, cons := shm.NewProducer(lane.In()), shm.NewConsumer(lane.Out())
 				in := signal(frames)
 				lat := make([]time.Duration, 0, b.N)
@@ -199,7 +204,7 @@ func supervisedLane(b *testing.B, frames, spin int) *shm.Lane {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1, SpinMicros: spin})
+	s, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc}, WorkerCPU: 1, SpinMicros: spin})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -249,4 +254,17 @@ func buildC(b *testing.B, name string, srcs ...string) string {
 		b.Fatalf("gcc %s: %v\n%s", name, err, out)
 	}
 	return bin
+}
+
+// pinToCPU0 locks the benchmark goroutine to its thread on CPU 0 until the
+// benchmark ends.
+func pinToCPU0(b *testing.B) {
+	runtime.LockOSThread()
+	if err := rt.SetThreadAffinity([]int{0}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		rt.SetThreadAffinity([]int{0, 1})
+		runtime.UnlockOSThread()
+	})
 }

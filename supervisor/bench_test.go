@@ -1,11 +1,13 @@
 package supervisor
 
 import (
+	"runtime"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/understudy-rt/understudy/internal/rttest"
+	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -18,7 +20,10 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 		hostSpin   time.Duration
 	}{{"spin", 200, 200 * time.Microsecond}, {"futex", -1, 0}} {
 		b.Run(mode.name, func(b *testing.B) {
-			_, lane := unityLane(b, 64, mode.workerSpin)
+			// Two spinners sharing a core would wait out each other's spin:
+			// the worker gets CPU 1, this goroutine's thread CPU 0.
+			_, lane := unityLaneOn(b, 64, mode.workerSpin, 1)
+			pinToCPU0(b)
 			prod := shm.NewProducer(lane.In())
 			cons := shm.NewConsumer(lane.Out())
 			lat := make([]time.Duration, 0, b.N)
@@ -83,4 +88,17 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "ns-p50")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "ns-p99")
 	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "ns-max")
+}
+
+// pinToCPU0 locks the benchmark goroutine to its thread on CPU 0 until the
+// benchmark ends.
+func pinToCPU0(b *testing.B) {
+	runtime.LockOSThread()
+	if err := rt.SetThreadAffinity([]int{0}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		rt.SetThreadAffinity([]int{0, 1})
+		runtime.UnlockOSThread()
+	})
 }

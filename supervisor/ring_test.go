@@ -12,6 +12,11 @@ import (
 // unityLane starts one worker whose chain is a unity gain, so every output
 // sample must equal its input bit for bit.
 func unityLane(t testing.TB, frames, spin int) (*Supervisor, *shm.Lane) {
+	return unityLaneOn(t, frames, spin, -1)
+}
+
+// unityLaneOn is unityLane with the worker pinned to cpu (-1: any).
+func unityLaneOn(t testing.TB, frames, spin, cpu int) (*Supervisor, *shm.Lane) {
 	st, err := chain.Parse("gain db=0", testCatalog(t))
 	if err != nil {
 		t.Fatal(err)
@@ -20,7 +25,7 @@ func unityLane(t testing.TB, frames, spin int) (*Supervisor, *shm.Lane) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Worker: testWorker(t), Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1, SpinMicros: spin})
+	s, err := New(Config{Worker: testWorker(t), Lanes: []shm.LaneConfig{lc}, WorkerCPU: cpu, SpinMicros: spin})
 	if err != nil {
 		t.Fatal(err)
 	}
