@@ -3,41 +3,58 @@ package cdsp_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/understudy-rt/understudy/cdsp"
 	"github.com/understudy-rt/understudy/cdsp/gotwin"
 )
 
-// A worker's typical block: 256 frames of stereo.
-func BenchmarkProcess(b *testing.B) {
+// BenchmarkKernels times each kernel's variants and its Go twin on stereo
+// blocks, as BenchmarkKernels/<kernel>/<variant>/frames=<n>[/<param>=<v>]
+// (the form bench/report reads), with the Go twin as variant "go". ns/sample
+// is per sample of one channel: ns/op / (frames * 2).
+func BenchmarkKernels(b *testing.B) {
+	const channels = 2
 	for _, c := range []struct {
-		name   string
-		params []float32
+		name, extra string
+		params      []float32
 	}{
-		{"gain", []float32{-6}},
-		{"lowpass", []float32{1000, 0.7071, 1}},
-		{"lowpass", []float32{1000, 0.7071, 8}},
-		{"peaking", []float32{1000, 2, 6, 1}},
+		{"gain", "", []float32{-6}},
+		{"lowpass", "sections=1", []float32{1000, 0.7071, 1}},
+		{"lowpass", "sections=8", []float32{1000, 0.7071, 8}},
+		{"fir", "taps=64", []float32{1000, 64}},
+		{"fir", "taps=512", []float32{1000, 512}},
+		{"fir", "taps=4096", []float32{1000, 4096}},
 	} {
-		in := noise(256, 2, 1)
-		b.Run(fmt.Sprintf("C/%s%v", c.name, c.params), func(b *testing.B) {
-			inst := newC(b, c.name, c.params, 2, 48000)
-			buf := clone(in)
-			b.SetBytes(int64(4 * len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				inst.Process(buf)
+		variants := append(cdsp.Variants(c.name), "go")
+		for _, v := range variants {
+			for _, frames := range []int{16, 64, 256, 1024, 4096} {
+				name := fmt.Sprintf("%s/%s/frames=%d", c.name, v, frames)
+				if c.extra != "" {
+					name += "/" + c.extra
+				}
+				b.Run(name, func(b *testing.B) {
+					var p proc
+					if v == "go" {
+						tw, err := gotwin.New(c.name, c.params, channels, 48000)
+						if err != nil {
+							b.Fatal(err)
+						}
+						p = tw
+					} else {
+						p = newV(b, c.name, v, c.params, channels, 48000)
+					}
+					buf := noise(frames, channels, 1)
+					p.Process(buf) // first-use work (the twin's scratch) stays out of the timing
+					b.SetBytes(int64(4 * len(buf)))
+					start := time.Now()
+					for b.Loop() {
+						p.Process(buf)
+					}
+					ns := float64(time.Since(start).Nanoseconds()) / float64(b.N)
+					b.ReportMetric(ns/float64(frames*channels), "ns/sample")
+				})
 			}
-		})
-		b.Run(fmt.Sprintf("Go/%s%v", c.name, c.params), func(b *testing.B) {
-			p, err := gotwin.New(c.name, c.params, 2, 48000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			buf := clone(in)
-			b.SetBytes(int64(4 * len(buf)))
-			for b.Loop() {
-				p.Process(buf)
-			}
-		})
+		}
 	}
 }

@@ -16,31 +16,25 @@
  *   - Each output is one expression with one fixed evaluation order, which the
  *     Go twin reproduces operation for operation.
  * The cost, 16 bytes per section per channel, is 2 KiB at 8 sections x 16
- * channels, within a lane's 8 KiB.
+ * channels, within a lane's 64 KiB.
  *
  * Coefficients are computed once, in double, in init, and live in the state:
  * process needs neither params nor libm, and a spare resuming from committed
  * state cannot compute them differently. The f, q, db and sections passed to
- * process are therefore ignored; new values take a new init. */
+ * process are therefore ignored; new values take a new init.
+ *
+ * The SIMD variants (simd_x86.c, simd_neon.c) run 4 or 8 channels per vector
+ * and all sections at once as a wavefront (us_simd_tmpl.h), with this very
+ * expression per lane and section, so they give the scalar's bits. */
 #include <stdint.h>
 #include <string.h>
 
 #include "us_builtin.h"
 #include "us_dspmath.h"
 #include "us_kernel.h"
-
-#define US_BQ_MAX_SECTIONS 8u
+#include "us_kstate.h"
 
 enum bq_design { BQ_LOWPASS, BQ_HIGHPASS, BQ_BANDPASS, BQ_PEAKING, BQ_LOWSHELF, BQ_HIGHSHELF };
-
-/* Mirrored byte for byte by cdsp/gotwin/biquad.go (State, SetState). */
-typedef struct us_bq_state {
-    uint32_t channels; /* as at init: bounds every access to z */
-    uint32_t sections;
-    float b0, b1, b2, a1, a2; /* normalised by a0 */
-    uint32_t reserved;        /* zero; keeps z 16-byte aligned for SIMD variants */
-    float z[];                /* [channel][section][x1 x2 y1 y2] */
-} us_bq_state;
 
 #define BQ_PARAM_F {"f", "Hz", 10.0f, 20000.0f, 1000.0f, 0}
 #define BQ_PARAM_Q {"q", "", 0.1f, 40.0f, 0.7071f, 0}
@@ -179,18 +173,32 @@ static int highshelf_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_HIGHSHELF, p[0], p[1], p[2], p[3]);
 }
 
-#define BQ_KERNEL(kname, plist, summ)                              \
-    const us_kernel us_kernel_##kname = {                          \
-        .abi_version = US_KERNEL_ABI_VERSION,                      \
-        .name = #kname,                                            \
-        .variant = "scalar",                                       \
-        .summary = summ,                                           \
-        .n_params = sizeof plist / sizeof plist[0],                \
-        .params = plist,                                           \
-        .state_bytes = bq_state_bytes,                             \
-        .init = kname##_init,                                      \
-        .process = bq_process,                                     \
+#define BQ_KERNEL_VARIANT(kname, sym, var, proc, plist, summ) \
+    const us_kernel sym = {                                    \
+        .abi_version = US_KERNEL_ABI_VERSION,                  \
+        .name = #kname,                                        \
+        .variant = var,                                        \
+        .summary = summ,                                       \
+        .n_params = sizeof plist / sizeof plist[0],            \
+        .params = plist,                                       \
+        .state_bytes = bq_state_bytes,                         \
+        .init = kname##_init,                                  \
+        .process = proc,                                       \
     }
+
+#if defined(__x86_64__)
+#define BQ_KERNEL(kname, plist, summ)                                                         \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname, "scalar", bq_process, plist, summ);           \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname##_sse2, "sse2", us_bq_process_sse2, plist, summ); \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname##_avx2, "avx2", us_bq_process_avx2, plist, summ)
+#elif defined(__aarch64__)
+#define BQ_KERNEL(kname, plist, summ)                                               \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname, "scalar", bq_process, plist, summ); \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname##_neon, "neon", us_bq_process_neon, plist, summ)
+#else
+#define BQ_KERNEL(kname, plist, summ) \
+    BQ_KERNEL_VARIANT(kname, us_kernel_##kname, "scalar", bq_process, plist, summ)
+#endif
 
 BQ_KERNEL(lowpass, bq_params_plain, "RBJ low-pass biquad, 1..8 identical sections");
 BQ_KERNEL(highpass, bq_params_plain, "RBJ high-pass biquad, 1..8 identical sections");

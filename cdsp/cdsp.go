@@ -13,6 +13,7 @@ package cdsp
 #include <stdlib.h>
 #include "us_kernel.h"
 #include "us_fp.h"
+#include "us_region.h"
 
 // Go cannot call through a C function pointer; these trampolines do.
 static size_t us_cgo_state_bytes(const us_kernel *k, uint32_t ch) { return k->state_bytes(ch); }
@@ -26,6 +27,25 @@ static void us_cgo_process(const us_kernel *k, void *st, const float *p, float *
 static const us_kernel *us_cgo_builtin(size_t i) { return us_builtin_kernels[i]; }
 static const us_param_spec *us_cgo_param(const us_kernel *k, uint32_t i) { return &k->params[i]; }
 static void us_cgo_flush_denormals(void) { us_fp_flush_denormals(); }
+static int us_cgo_supported(const us_kernel *k) { return us_variant_supported(k->variant); }
+
+// The CPU's brand string, for error messages that tell a user which machine
+// lacks a variant; empty where there is none to read.
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <string.h>
+static void us_cgo_cpu_brand(char out[49]) {
+	unsigned int r[12] = {0};
+	out[0] = 0;
+	if (__get_cpuid_max(0x80000000u, NULL) < 0x80000004u) return;
+	for (unsigned int i = 0; i < 3; i++)
+		__get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+	memcpy(out, r, 48);
+	out[48] = 0;
+}
+#else
+static void us_cgo_cpu_brand(char out[49]) { out[0] = 0; }
+#endif
 */
 import "C"
 
@@ -34,8 +54,11 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"unsafe"
+
+	"golang.org/x/sys/cpu"
 )
 
 // ABIVersion is the kernel ABI these kernels were built for.
@@ -44,6 +67,13 @@ const ABIVersion = C.US_KERNEL_ABI_VERSION
 // MaxParams is the most params a kernel may take.
 const MaxParams = C.US_KERNEL_MAX_PARAMS
 
+// LaneStateBytes is the state a lane holds for its whole chain, and so the
+// most any kernel's state may take.
+const LaneStateBytes = C.US_LANE_STATE_BYTES
+
+// MaxChannels is the most channels a lane carries.
+const MaxChannels = C.US_MAX_CHANNELS
+
 // ParamSpec describes one kernel parameter, in the order the kernel takes it.
 type ParamSpec struct {
 	Name, Unit        string
@@ -51,13 +81,18 @@ type ParamSpec struct {
 	Integer           bool // the value must be a whole number
 }
 
-// Kernel is one built-in kernel.
+// Kernel is one built-in kernel: one variant of one name.
 type Kernel struct {
 	k       *C.us_kernel
 	name    string
 	variant string
 	summary string
 	params  []ParamSpec
+
+	// Whether this CPU runs the variant, by the C side's own test (what a
+	// worker asks before it runs a lane) and by golang.org/x/sys/cpu. A
+	// variant is offered only when both agree; the tests check that they do.
+	cSupported, goSupported bool
 }
 
 var builtins = func() []*Kernel {
@@ -73,6 +108,8 @@ var builtins = func() []*Kernel {
 			variant: C.GoString(ck.variant),
 			summary: C.GoString(ck.summary),
 		}
+		k.cSupported = C.us_cgo_supported(ck) != 0
+		k.goSupported = cpuRuns(k.variant)
 		for j := C.uint32_t(0); j < ck.n_params; j++ {
 			p := C.us_cgo_param(ck, j)
 			k.params = append(k.params, ParamSpec{
@@ -88,26 +125,150 @@ var builtins = func() []*Kernel {
 	}
 }()
 
-// Kernels lists the built-in kernels in registry order.
+// Kernels lists the built-in kernels in registry order, one per name and
+// variant compiled for this architecture, whether this CPU runs it or not
+// (see Supported).
 func Kernels() []*Kernel { return append([]*Kernel(nil), builtins...) }
 
-// Lookup finds a built-in kernel by name.
-func Lookup(name string) (*Kernel, error) {
+// Names lists the built-in kernel names in registry order, once each.
+func Names() []string {
+	var names []string
 	for _, k := range builtins {
-		if k.name == name {
-			return k, nil
+		if !slices.Contains(names, k.name) {
+			names = append(names, k.name)
 		}
 	}
-	names := make([]string, len(builtins))
-	for i, k := range builtins {
-		names[i] = k.name
+	return names
+}
+
+// Lookup finds a built-in kernel's scalar variant by name: the reference
+// every other variant must match bit for bit.
+func Lookup(name string) (*Kernel, error) { return LookupVariant(name, "scalar") }
+
+// LookupVariant finds one variant of a built-in kernel: "scalar", "sse2",
+// "avx2", "neon", or "auto" for BestVariant(name). An empty variant means
+// "scalar", as in the C registry. It fails for a variant that is not compiled
+// into this build or that this CPU cannot run, saying what to use instead.
+func LookupVariant(name, variant string) (*Kernel, error) {
+	switch variant {
+	case "":
+		variant = "scalar"
+	case "auto":
+		variant = BestVariant(name)
 	}
-	return nil, fmt.Errorf("cdsp: no kernel named %q; known kernels: %s", name, strings.Join(names, ", "))
+	var have []string
+	for _, k := range builtins {
+		if k.name != name {
+			continue
+		}
+		if k.variant == variant {
+			if !k.Supported() {
+				return nil, fmt.Errorf("cdsp: kernel %s variant %q needs %s, which this CPU (%s) lacks; %s",
+					name, variant, needs(variant), cpuName(), instead(name))
+			}
+			return k, nil
+		}
+		have = append(have, k.variant)
+	}
+	if have == nil {
+		return nil, fmt.Errorf("cdsp: no kernel named %q; known kernels: %s", name, strings.Join(Names(), ", "))
+	}
+	return nil, fmt.Errorf("cdsp: kernel %s has no %q variant in this build for %s/%s (it has %s); %s",
+		name, variant, runtime.GOOS, runtime.GOARCH, strings.Join(have, ", "), instead(name))
+}
+
+// instead says what to use when a variant cannot be had.
+func instead(name string) string {
+	if best := BestVariant(name); best != "scalar" {
+		return fmt.Sprintf("use %q instead (its BestVariant here) or \"scalar\"", best)
+	}
+	return `use "scalar" instead (its BestVariant here)`
+}
+
+// Variants lists the variants of a kernel that are compiled in and that this
+// CPU runs, in registry order (scalar first); nil for an unknown name.
+func Variants(name string) []string {
+	var out []string
+	for _, k := range builtins {
+		if k.name == name && k.Supported() {
+			out = append(out, k.variant)
+		}
+	}
+	return out
+}
+
+// variantRank orders variants by speed, fastest highest. All of them give the
+// same bits, so the fastest one this CPU runs is the one to use.
+var variantRank = map[string]int{"scalar": 0, "sse2": 1, "neon": 2, "avx2": 2}
+
+// BestVariant is the fastest variant of a kernel this CPU runs: avx2, then
+// sse2, then scalar on x86-64; neon, then scalar on arm64. "" for an unknown
+// name.
+func BestVariant(name string) string {
+	best, rank := "", -1
+	for _, v := range Variants(name) {
+		r, ok := variantRank[v]
+		if !ok {
+			r = -1 // a variant this package does not know is never preferred
+		}
+		if best == "" || r > rank {
+			best, rank = v, r
+		}
+	}
+	return best
+}
+
+// cpuRuns is golang.org/x/sys/cpu's opinion of whether this CPU has the
+// instructions a variant uses; the variants and what they use are the C
+// side's us_variant_supported.
+func cpuRuns(variant string) bool {
+	switch variant {
+	case "scalar":
+		return true
+	case "sse2":
+		return cpu.X86.HasSSE2
+	case "avx2":
+		return cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	case "avx512":
+		return cpu.X86.HasAVX512F
+	case "neon":
+		return runtime.GOARCH == "arm64" && cpu.ARM64.HasASIMD
+	}
+	return false
+}
+
+// needs names the instructions a variant uses, for error messages.
+func needs(variant string) string {
+	switch variant {
+	case "sse2":
+		return "SSE2"
+	case "avx2":
+		return "AVX2 and FMA"
+	case "avx512":
+		return "AVX-512F"
+	case "neon":
+		return "AArch64 Advanced SIMD (NEON)"
+	}
+	return "instructions this package does not know"
+}
+
+// cpuName is the CPU's brand string and architecture, e.g. "AMD EPYC, amd64".
+func cpuName() string {
+	var b [49]C.char
+	C.us_cgo_cpu_brand(&b[0])
+	if brand := strings.Join(strings.Fields(C.GoString(&b[0])), " "); brand != "" {
+		return brand + ", " + runtime.GOARCH
+	}
+	return runtime.GOARCH
 }
 
 func (k *Kernel) Name() string    { return k.name }
 func (k *Kernel) Variant() string { return k.variant }
 func (k *Kernel) Summary() string { return k.summary }
+
+// Supported reports whether this CPU runs the variant. Running one it does not
+// would die of SIGILL: New refuses it.
+func (k *Kernel) Supported() bool { return k.cSupported && k.goSupported }
 
 // ABIVersion is the ABI the kernel declares.
 func (k *Kernel) ABIVersion() uint32 { return uint32(k.k.abi_version) }
@@ -171,7 +332,13 @@ func (k *Kernel) New(params []float32, channels int, rate float64) (*Instance, e
 	if !(rate > 0) || math.IsInf(rate, 0) || rate > math.MaxFloat32 {
 		return nil, fmt.Errorf("cdsp: %s: sample rate %g is not a positive float", k.name, rate)
 	}
+	if !k.Supported() {
+		return nil, fmt.Errorf("cdsp: %s variant %q needs %s, which this CPU (%s) lacks", k.name, k.variant, needs(k.variant), cpuName())
+	}
 	n := k.StateBytes(channels)
+	if n == 0 {
+		return nil, fmt.Errorf("cdsp: %s cannot run %d channels: its state would not fit a lane", k.name, channels)
+	}
 	off := (n + 15) &^ 15 // params stay float-aligned after any state size
 	mem := C.calloc(C.size_t(off+MaxParams*4), 1)
 	if mem == nil {

@@ -19,14 +19,30 @@ var detCases = []twinCase{
 	{"peaking", []float32{4000, 2, -15, 1}, 2, 96000},
 	{"lowshelf", []float32{150, 0.7071, 9, 2}, 8, 48000},
 	{"highshelf", []float32{9000, 1, -20, 4}, 3, 48000},
+	{"fir", []float32{3000, 127}, 2, 48000},
+	{"fir", []float32{700, 4096}, 3, 44100},
+	{"pan", []float32{-0.6, 0}, 2, 48000},
+	{"pan", []float32{0.3, 1}, 1, 48000},
+	{"sine", []float32{441, -6}, 2, 48000},
+	{"noise", []float32{12345, -3}, 4, 48000},
 }
 
-// start puts a gain instance mid-ramp from the first frame so that ramps
-// cross every block and failover boundary below; filters ignore it.
+// startParams are the live params start sends.
+var startParams = map[string][]float32{
+	"gain":  {12},
+	"pan":   {0.9, 0},
+	"sine":  {441, -40},
+	"noise": {12345, -30},
+}
+
+// start changes the live params of the kernels that read them on every call
+// (gain, pan and the generators' level) so that a ramp runs from the first
+// frame and crosses every block and failover boundary below; filters have
+// none.
 func start(t testing.TB, p proc, name string) proc {
 	t.Helper()
-	if name == "gain" {
-		if err := p.SetParams([]float32{12}); err != nil {
+	if sp := startParams[name]; sp != nil {
+		if err := p.SetParams(sp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,8 +93,9 @@ func TestBlockSizeDoesNotMatter(t *testing.T) {
 
 // TestFailoverFromCommittedState plays a worker dying after a commit: its
 // state bytes go to a fresh instance, which finishes the stream. The spare is
-// initialised with default params on purpose: for the filters everything that
-// shapes the output must come from the state, not from the spare's own init.
+// initialised with default params on purpose: for the filters (the FIR's taps
+// included) everything that shapes the output must come from the state, not
+// from the spare's own init; the sine's rate too.
 func TestFailoverFromCommittedState(t *testing.T) {
 	for im := range impls {
 		for _, tc := range detCases {
@@ -92,7 +109,7 @@ func TestFailoverFromCommittedState(t *testing.T) {
 				committed := owner.State()
 
 				spareParams := []float32(nil)
-				if tc.name == "gain" {
+				if startParams[tc.name] != nil {
 					spareParams = tc.params // the host passes the lane's params to the spare
 				}
 				spare := start(t, impls[im].make(t, tc.name, spareParams, tc.channels, tc.rate), tc.name)

@@ -4,32 +4,21 @@
  * would put a step into the waveform, so a change starts a linear ramp over
  * US_GAIN_RAMP samples from the gain in force (even mid-ramp) to the new one.
  * Everything the ramp needs is in the state, so a spare that takes over in
- * the middle of a ramp continues it sample for sample. */
+ * the middle of a ramp continues it sample for sample.
+ *
+ * The SIMD variants (simd_x86.c, simd_neon.c) share the ramp and only
+ * vectorise the settled part, one product per sample as here: every variant
+ * gives the scalar's bits. */
 #include <stdint.h>
 #include <string.h>
 
 #include "us_builtin.h"
-#include "us_dspmath.h"
 #include "us_kernel.h"
-
-#define US_GAIN_RAMP 64u /* 1.3 ms at 48 kHz: inaudible as a fade, long enough to hide the step */
-
-/* Mirrored byte for byte by cdsp/gotwin/gain.go (State, SetState). */
-typedef struct us_gain_state {
-    float db;      /* the param value the target was made from: a change is detected on it */
-    float target;  /* linear */
-    float start;   /* linear gain the current ramp left from */
-    float cur;     /* linear gain applied to the last frame */
-    uint32_t pos;  /* ramp frames done; US_GAIN_RAMP once settled */
-} us_gain_state;
+#include "us_kstate.h"
 
 static const us_param_spec gain_params[] = {
     {"db", "dB", -120.0f, 24.0f, 0.0f, 0},
 };
-
-static float db_to_linear(float db) {
-    return (float)us_exp((double)db * US_LN10_20);
-}
 
 static size_t gain_state_bytes(uint32_t channels) {
     (void)channels; /* one gain for all channels */
@@ -43,7 +32,7 @@ static int gain_init(void *state, const float *params, uint32_t channels, float 
     us_gain_state *st = state;
     memset(st, 0, sizeof *st);
     st->db = db;
-    st->target = st->start = st->cur = db_to_linear(db);
+    st->target = st->start = st->cur = us_db_to_linear(db);
     st->pos = US_GAIN_RAMP;
     return 0;
 }
@@ -51,43 +40,30 @@ static int gain_init(void *state, const float *params, uint32_t channels, float 
 static void gain_process(void *state, const float *params, float *buf,
                          uint32_t frames, uint32_t channels) {
     us_gain_state *st = state;
-    const float db = params[0];
-    if (db != st->db) {
-        st->db = db;
-        st->target = db_to_linear(db);
-        st->start = st->cur;
-        st->pos = st->target == st->cur ? US_GAIN_RAMP : 0;
-    }
-
-    uint32_t pos = st->pos;
-    float g = st->cur;
-    size_t i = 0;
-    uint32_t n = 0;
-    for (; n < frames && pos < US_GAIN_RAMP; n++) {
-        pos++;
-        /* The last ramp frame takes the target itself: start + (target - start)
-         * need not round back to target, and a settled gain must be exact. */
-        if (pos == US_GAIN_RAMP)
-            g = st->target;
-        else
-            g = st->start + (st->target - st->start) * ((float)pos * (1.0f / (float)US_GAIN_RAMP));
-        for (uint32_t c = 0; c < channels; c++, i++) buf[i] = buf[i] * g;
-    }
-    st->pos = pos;
-    st->cur = g;
-
+    size_t i = us_gain_ramp(st, params[0], buf, frames, channels);
+    const float g = st->cur;
     const size_t end = (size_t)frames * channels;
     for (; i < end; i++) buf[i] = buf[i] * g;
 }
 
-const us_kernel us_kernel_gain = {
-    .abi_version = US_KERNEL_ABI_VERSION,
-    .name = "gain",
-    .variant = "scalar",
-    .summary = "gain in dB; a change ramps linearly over 64 samples",
-    .n_params = sizeof gain_params / sizeof gain_params[0],
-    .params = gain_params,
-    .state_bytes = gain_state_bytes,
-    .init = gain_init,
-    .process = gain_process,
-};
+#define GAIN_KERNEL(sym, var, proc)                                   \
+    const us_kernel sym = {                                           \
+        .abi_version = US_KERNEL_ABI_VERSION,                         \
+        .name = "gain",                                               \
+        .variant = var,                                               \
+        .summary = "gain in dB; a change ramps linearly over 64 samples", \
+        .n_params = sizeof gain_params / sizeof gain_params[0],       \
+        .params = gain_params,                                        \
+        .state_bytes = gain_state_bytes,                              \
+        .init = gain_init,                                            \
+        .process = proc,                                              \
+    }
+
+GAIN_KERNEL(us_kernel_gain, "scalar", gain_process);
+#if defined(__x86_64__)
+GAIN_KERNEL(us_kernel_gain_sse2, "sse2", us_gain_process_sse2);
+GAIN_KERNEL(us_kernel_gain_avx2, "avx2", us_gain_process_avx2);
+#endif
+#if defined(__aarch64__)
+GAIN_KERNEL(us_kernel_gain_neon, "neon", us_gain_process_neon);
+#endif

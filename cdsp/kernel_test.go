@@ -2,6 +2,8 @@ package cdsp_test
 
 import (
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,25 +11,66 @@ import (
 	"github.com/understudy-rt/understudy/cdsp/gotwin"
 )
 
-var allKernels = []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf"}
+var (
+	allKernels = []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf",
+		"fir", "pan", "sine", "noise"}
+	biquads = []string{"lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf"}
+	// Kernels whose first param is a frequency that must stay below rate/2.
+	withF = append(append([]string(nil), biquads...), "fir", "sine")
+	// Kernels with SIMD variants.
+	simdKernels = append(append([]string{"gain"}, biquads...), "fir")
+)
+
+// compiledVariants is what the registry must hold on this architecture.
+func compiledVariants(name string) []string {
+	if !slices.Contains(simdKernels, name) {
+		return []string{"scalar"}
+	}
+	switch runtime.GOARCH {
+	case "amd64":
+		return []string{"scalar", "sse2", "avx2"}
+	case "arm64":
+		return []string{"scalar", "neon"}
+	}
+	return []string{"scalar"}
+}
 
 func TestRegistry(t *testing.T) {
 	var names []string
+	byName := map[string][]string{}
 	for _, k := range cdsp.Kernels() {
-		names = append(names, k.Name())
-		if k.Variant() != "scalar" || k.Summary() == "" || k.ABIVersion() != cdsp.ABIVersion {
-			t.Errorf("%s: variant %q, summary %q, ABI %d", k.Name(), k.Variant(), k.Summary(), k.ABIVersion())
+		if !slices.Contains(names, k.Name()) {
+			names = append(names, k.Name())
 		}
-		if len(k.Name()) >= 24 {
-			t.Errorf("%s: name too long for US_KERNEL_NAME_MAX", k.Name())
+		byName[k.Name()] = append(byName[k.Name()], k.Variant())
+		if k.Summary() == "" || k.ABIVersion() != cdsp.ABIVersion {
+			t.Errorf("%s/%s: summary %q, ABI %d", k.Name(), k.Variant(), k.Summary(), k.ABIVersion())
+		}
+		if len(k.Name()) >= 24 || len(k.Variant()) >= 16 {
+			t.Errorf("%s/%s: name or variant too long for US_KERNEL_NAME_MAX / US_KERNEL_VARIANT_MAX", k.Name(), k.Variant())
 		}
 		got, err := cdsp.Lookup(k.Name())
-		if err != nil || got != k {
-			t.Errorf("Lookup(%q) = %v, %v", k.Name(), got, err)
+		if err != nil || got.Variant() != "scalar" || got.Name() != k.Name() {
+			t.Errorf("Lookup(%q) = %v, %v; want the scalar variant", k.Name(), got, err)
+		}
+		// Every variant of a name shares the scalar one's schema and state size.
+		if !reflect.DeepEqual(k.Params(), got.Params()) || k.Summary() != got.Summary() {
+			t.Errorf("%s/%s: params or summary differ from the scalar variant's", k.Name(), k.Variant())
+		}
+		for _, ch := range []int{1, 2, 3, 4, 16} {
+			if k.StateBytes(ch) != got.StateBytes(ch) {
+				t.Errorf("%s/%s: StateBytes(%d) = %d, scalar %d", k.Name(), k.Variant(), ch, k.StateBytes(ch), got.StateBytes(ch))
+			}
 		}
 	}
-	if !reflect.DeepEqual(names, allKernels) || !reflect.DeepEqual(gotwin.Names(), allKernels) {
-		t.Fatalf("kernels %v, twins %v, want %v", names, gotwin.Names(), allKernels)
+	if !reflect.DeepEqual(names, allKernels) || !reflect.DeepEqual(gotwin.Names(), allKernels) ||
+		!reflect.DeepEqual(cdsp.Names(), allKernels) {
+		t.Fatalf("kernels %v, Names %v, twins %v, want %v", names, cdsp.Names(), gotwin.Names(), allKernels)
+	}
+	for _, name := range allKernels {
+		if want := compiledVariants(name); !reflect.DeepEqual(byName[name], want) {
+			t.Errorf("%s: variants %v compiled in, want %v (scalar first)", name, byName[name], want)
+		}
 	}
 	_, err := cdsp.Lookup("reverb")
 	if err == nil || !strings.Contains(err.Error(), `"reverb"`) || !strings.Contains(err.Error(), "lowpass, highpass") {
@@ -40,7 +83,9 @@ func TestParamSpecs(t *testing.T) {
 		"gain":    {"db"},
 		"lowpass": {"f", "q", "sections"}, "highpass": {"f", "q", "sections"}, "bandpass": {"f", "q", "sections"},
 		"peaking": {"f", "q", "db", "sections"}, "lowshelf": {"f", "q", "db", "sections"}, "highshelf": {"f", "q", "db", "sections"},
+		"fir": {"f", "taps"}, "pan": {"pos", "law"}, "sine": {"f", "db"}, "noise": {"seed", "db"},
 	}
+	integer := map[string]bool{"sections": true, "taps": true, "law": true, "seed": true}
 	for _, name := range allKernels {
 		k, _ := cdsp.Lookup(name)
 		var got []string
@@ -49,7 +94,7 @@ func TestParamSpecs(t *testing.T) {
 			if p.Default < p.Min || p.Default > p.Max {
 				t.Errorf("%s.%s default %g outside %g..%g", name, p.Name, p.Default, p.Min, p.Max)
 			}
-			if (p.Name == "sections") != p.Integer {
+			if integer[p.Name] != p.Integer {
 				t.Errorf("%s.%s integer = %v", name, p.Name, p.Integer)
 			}
 		}
@@ -73,17 +118,52 @@ func TestParamSpecs(t *testing.T) {
 	}
 }
 
+// stateBytes is what each kernel's state_bytes must say; 0 is "cannot run".
+func stateBytes(name string, ch int) int {
+	switch name {
+	case "gain":
+		return 20 // one gain for every channel
+	case "fir":
+		if ch > 3 {
+			return 0
+		}
+		return 16 + 4*2048 + ch*4*4096 // header, half of 4096 taps, 4096 floats of history per channel
+	case "pan":
+		if ch > 2 {
+			return 0
+		}
+		return 40
+	case "sine":
+		return 40
+	case "noise":
+		return 24
+	}
+	return 32 + ch*8*16 // header + 8 sections x 4 floats per channel
+}
+
 func TestStateBytesScaleWithChannels(t *testing.T) {
 	for _, name := range allKernels {
 		k, _ := cdsp.Lookup(name)
-		for _, ch := range []int{1, 2, 8, 16} {
+		for _, ch := range []int{1, 2, 3, 4, 8, 16} {
 			n := k.StateBytes(ch)
-			if name == "gain" {
-				if n != 20 { // one gain for every channel
-					t.Errorf("gain StateBytes(%d) = %d", ch, n)
+			if want := stateBytes(name, ch); n != want {
+				t.Errorf("%s StateBytes(%d) = %d, want %d", name, ch, n, want)
+			}
+			if n > cdsp.LaneStateBytes {
+				t.Errorf("%s StateBytes(%d) = %d, more than a lane's %d", name, ch, n, cdsp.LaneStateBytes)
+			}
+			if n == 0 {
+				// Refused by the Go side and by the kernel's own init.
+				if inst, err := k.New(nil, ch, 48000); err == nil || !strings.Contains(err.Error(), "channels") {
+					if inst != nil {
+						inst.Free()
+					}
+					t.Errorf("%s at %d channels: New error %v, want a refusal naming the channels", name, ch, err)
 				}
-			} else if want := 32 + ch*8*16; n != want {
-				t.Errorf("%s StateBytes(%d) = %d, want %d (header + 8 sections x 4 floats per channel)", name, ch, n, want)
+				if _, err := gotwin.New(name, nil, ch, 48000); err == nil {
+					t.Errorf("%s twin accepted %d channels", name, ch)
+				}
+				continue
 			}
 			inst := newC(t, name, nil, ch, 48000)
 			tw := newTwin(t, name, nil, ch, 48000)
@@ -95,7 +175,7 @@ func TestStateBytesScaleWithChannels(t *testing.T) {
 }
 
 func TestFAtOrAboveNyquistIsRefused(t *testing.T) {
-	for _, name := range allKernels[1:] {
+	for _, name := range withF {
 		for _, c := range []struct {
 			f, rate float64
 			ok      bool
@@ -161,15 +241,27 @@ func TestParamsAreValidated(t *testing.T) {
 }
 
 func TestProcessDoesNotAllocate(t *testing.T) {
-	for _, name := range allKernels {
-		var params []float32
-		if name == "gain" {
-			params = []float32{-6}
+	for _, k := range cdsp.Kernels() {
+		if !k.Supported() {
+			continue
 		}
-		inst := newC(t, name, params, 2, 48000)
+		inst, err := k.New(nil, 2, 48000)
+		if err != nil {
+			t.Fatal(err)
+		}
 		buf := noise(256, 2, 1)
 		if n := testing.AllocsPerRun(200, func() { inst.Process(buf) }); n != 0 {
-			t.Errorf("%s: Process allocates %v times per call", name, n)
+			t.Errorf("%s/%s: Process allocates %v times per call", k.Name(), k.Variant(), n)
+		}
+		inst.Free()
+	}
+	// The twins too: a lane running on Go must not allocate per block either.
+	for _, name := range allKernels {
+		p := newTwin(t, name, nil, 2, 48000)
+		buf := noise(256, 2, 1)
+		p.Process(buf) // scratch is made on first use
+		if n := testing.AllocsPerRun(200, func() { p.Process(buf) }); n != 0 {
+			t.Errorf("twin %s: Process allocates %v times per call", name, n)
 		}
 	}
 }

@@ -62,7 +62,43 @@ func twinCases() []twinCase {
 			cs = append(cs, c)
 		}
 	}
+	cs = append(cs,
+		twinCase{"fir", nil, 2, 48000},
+		twinCase{"fir", []float32{10, 1}, 1, 48000},
+		twinCase{"fir", []float32{440, 2}, 3, 44100},
+		twinCase{"fir", []float32{5000, 128}, 2, 48000},
+		twinCase{"fir", []float32{12345.6, 301}, 1, 96000},
+		twinCase{"fir", []float32{20000, 4096}, 2, 40100},
+		twinCase{"fir", []float32{100, 4095}, 3, 8000},
+		twinCase{"pan", nil, 2, 48000},
+		twinCase{"pan", []float32{-1, 0}, 2, 48000},
+		twinCase{"pan", []float32{0.37, 1}, 2, 44100},
+		twinCase{"pan", []float32{0.9, 0}, 1, 48000},
+		twinCase{"sine", nil, 1, 48000},
+		twinCase{"sine", []float32{997, -0.5}, 2, 44100},
+		twinCase{"sine", []float32{19999.9, -120}, 3, 40100},
+		twinCase{"sine", []float32{0.5, 0}, 16, 8000},
+		twinCase{"noise", nil, 1, 48000},
+		twinCase{"noise", []float32{0, 0}, 2, 48000},
+		twinCase{"noise", []float32{16777215, -60}, 5, 96000},
+	)
 	return cs
+}
+
+// liveParams are what a host might send between blocks to the kernels that
+// read their params on every call; b counts blocks.
+func liveParams(name string, b int) []float32 {
+	switch name {
+	case "gain":
+		return []float32{[]float32{-120, -20, 0, 6, 24, -3.5}[b%6]}
+	case "pan":
+		return []float32{[]float32{-1, -0.25, 0, 0.7, 1}[b%5], float32(b / 2 % 2)}
+	case "sine":
+		return []float32{[]float32{1000, 50, 13000.5, 440}[b%4], []float32{-20, 0, -120, -6}[b%4]}
+	case "noise":
+		return []float32{1, []float32{-20, 0, -120, -6, -6}[b%5]}
+	}
+	return nil
 }
 
 type signal struct {
@@ -88,8 +124,12 @@ var signals = []signal{
 
 func TestTwinsMatchC(t *testing.T) {
 	exact := runtime.GOARCH == "amd64"
-	const frames, block = 4096, 256
+	const block = 256
 	for _, tc := range twinCases() {
+		frames := 4096
+		if tc.name == "fir" && len(tc.params) == 2 {
+			frames += 2 * block * (int(tc.params[1])/block + 1) // past the window's filling
+		}
 		for _, sig := range signals {
 			t.Run(fmt.Sprintf("%s%v/ch%d/%g/%s", tc.name, tc.params, tc.channels, tc.rate, sig.name), func(t *testing.T) {
 				c := newC(t, tc.name, tc.params, tc.channels, tc.rate)
@@ -101,14 +141,13 @@ func TestTwinsMatchC(t *testing.T) {
 				outC, outG := clone(in), clone(in)
 				step := block * tc.channels
 				for i, b := 0, 0; i < len(in); i, b = i+step, b+1 {
-					if tc.name == "gain" && b%3 == 1 {
-						// A host changing the level between blocks; ramps
+					if p := liveParams(tc.name, b); p != nil && b%3 == 1 {
+						// A host changing params between blocks; ramps
 						// overlap and cross block boundaries.
-						db := []float32{-120, -20, 0, 6, 24, -3.5}[b%6]
-						if err := c.SetParams([]float32{db}); err != nil {
+						if err := c.SetParams(p); err != nil {
 							t.Fatal(err)
 						}
-						if err := g.SetParams([]float32{db}); err != nil {
+						if err := g.SetParams(p); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -145,34 +184,40 @@ func TestStateCrossesBetweenCAndGo(t *testing.T) {
 		{"gain", []float32{-10}, 2, 48000},
 		{"lowpass", []float32{500, 3, 2}, 2, 48000},
 		{"highshelf", []float32{4000, 0.7071, -9, 3}, 3, 44100},
+		{"fir", []float32{2500, 511}, 2, 48000},
+		{"pan", []float32{-0.5, 1}, 2, 48000},
+		{"sine", []float32{1234.5, -3}, 2, 48000},
+		{"noise", []float32{99, -9}, 3, 48000},
 	} {
+		// The params a host sends with every block: for the kernels that read
+		// them live, a change that starts a ramp at the first block.
+		live := map[string][]float32{"gain": {6}, "pan": {0.25, 0}, "sine": {1234.5, -30}, "noise": {99, -1}}[tc.name]
+		setLive := func(p proc) {
+			if live != nil {
+				if err := p.SetParams(live); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		in := noise(3000, tc.channels, 11)
 		ref := clone(in)
 		r := newC(t, tc.name, tc.params, tc.channels, tc.rate)
 		cut := 1000 * tc.channels
-		if tc.name == "gain" {
-			_ = r.SetParams([]float32{6})
-		}
+		setLive(r)
 		r.Process(ref)
 
 		out := clone(in)
 		a := newC(t, tc.name, tc.params, tc.channels, tc.rate)
-		if tc.name == "gain" {
-			_ = a.SetParams([]float32{6})
-		}
+		setLive(a)
 		a.Process(out[:cut-30*tc.channels]) // leaves a gain ramp half done
 		g := newTwin(t, tc.name, nil, tc.channels, tc.rate)
-		if tc.name == "gain" {
-			_ = g.SetParams([]float32{6})
-		}
+		setLive(g)
 		if err := g.SetState(a.State()); err != nil {
 			t.Fatal(err)
 		}
 		g.Process(out[cut-30*tc.channels : cut])
 		b := newC(t, tc.name, nil, tc.channels, tc.rate)
-		if tc.name == "gain" {
-			_ = b.SetParams([]float32{6})
-		}
+		setLive(b)
 		if err := b.SetState(g.State()); err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +235,7 @@ func TestTwinCoefficientsMatchC(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(12, 34))
 	rates := []float64{8000, 22050, 32000, 44100, 48000, 88200, 96000, 192000}
-	for _, name := range allKernels[1:] {
+	for _, name := range biquads {
 		k, _ := cdsp.Lookup(name)
 		for i := 0; i < 3000; i++ {
 			rate := rates[r.IntN(len(rates))]
@@ -216,5 +261,38 @@ func TestTwinCoefficientsMatchC(t *testing.T) {
 			}
 			c.Free()
 		}
+	}
+}
+
+// The FIR's taps, designed in double and rounded to float, must come out the
+// same in C and Go over the whole param space.
+func TestTwinFIRTapsMatchC(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("bit-exactness between C and Go is asserted on amd64 only")
+	}
+	r := rand.New(rand.NewPCG(56, 78))
+	rates := []float64{8000, 22050, 32000, 44100, 48000, 88200, 96000, 192000}
+	k, _ := cdsp.Lookup("fir")
+	for i := 0; i < 400; i++ {
+		rate := rates[r.IntN(len(rates))]
+		top := math.Min(20000, rate/2*0.9999)
+		f := float32(10 * math.Pow(top/10, r.Float64()))
+		taps := float32(1 + r.IntN(4096))
+		if i%4 == 0 {
+			taps = float32(1 + r.IntN(64))
+		}
+		p := []float32{f, taps}
+		c, err := k.New(p, 1, rate)
+		if err != nil {
+			t.Fatalf("fir%v at %g: %v", p, rate, err)
+		}
+		g, err := gotwin.New("fir", p, 1, rate)
+		if err != nil {
+			t.Fatalf("twin fir%v at %g: %v", p, rate, err)
+		}
+		if !bytes.Equal(c.State(), g.State()) {
+			t.Fatalf("fir%v at %g Hz: taps differ", p, rate)
+		}
+		c.Free()
 	}
 }

@@ -54,3 +54,34 @@ func detSincos(x float64) (s, c float64) {
 	}
 	return float64(x * ps), float64(sign * pc)
 }
+
+// Taylor coefficients of sin, as in us_dspmath.h.
+const (
+	sinC3  = -0x1.5555555555555p-3
+	sinC5  = 0x1.1111111111111p-7
+	sinC7  = -0x1.a01a01a01a01ap-13
+	sinC9  = 0x1.71de3a556c734p-19
+	sinC11 = -0x1.ae64567f544e4p-26
+	sinC13 = 0x1.6124613a86d09p-33
+	sinC15 = -0x1.ae7f3e733b81fp-41
+)
+
+// sinTurns is us_sin_turns: sin(2 pi p) for 0 <= p < 1.
+func sinTurns(p float64) float64 {
+	t := p - 0.5
+	if t > 0.25 {
+		t = 0.5 - t
+	} else if t < -0.25 {
+		t = -0.5 - t
+	}
+	x := float64(twoPi * t)
+	x2 := float64(x * x)
+	q := float64(sinC15)
+	q = float64(q*x2) + sinC13
+	q = float64(q*x2) + sinC11
+	q = float64(q*x2) + sinC9
+	q = float64(q*x2) + sinC7
+	q = float64(q*x2) + sinC5
+	q = float64(q*x2) + sinC3
+	return -(x + float64(float64(x*x2)*q))
+}

@@ -44,6 +44,11 @@ var (
 	paramSection = ParamSpec{"sections", "", 1, 8, 1, true}
 	paramsPlain  = []ParamSpec{paramF, paramQ, paramSection}
 	paramsShaped = []ParamSpec{paramF, paramQ, paramDB, paramSection}
+	paramsFIR    = []ParamSpec{paramF, {"taps", "", 1, 4096, 63, true}}
+	paramsPan    = []ParamSpec{{"pos", "", -1, 1, 0, false}, {"law", "", 0, 1, 0, true}}
+	paramGenDB   = ParamSpec{"db", "dB", -120, 0, -20, false}
+	paramsSine   = []ParamSpec{{"f", "Hz", 0, 20000, 1000, false}, paramGenDB}
+	paramsNoise  = []ParamSpec{{"seed", "", 0, 16777215, 1, true}, paramGenDB}
 )
 
 type entry struct {
@@ -52,7 +57,8 @@ type entry struct {
 	init   func(p []float32, channels int, rate float64) (Processor, error)
 }
 
-// registry lists the twins in the C registry's order.
+// registry lists the twins in the C registry's order of names. A twin is
+// the scalar kernel's twin, and so every variant's: they all give its bits.
 var registry = []entry{
 	{"gain", paramsGain, func(p []float32, c int, r float64) (Processor, error) { return InitGain(p, c, r) }},
 	{"lowpass", paramsPlain, func(p []float32, c int, r float64) (Processor, error) { return InitLowpass(p, c, r) }},
@@ -61,6 +67,10 @@ var registry = []entry{
 	{"peaking", paramsShaped, func(p []float32, c int, r float64) (Processor, error) { return InitPeaking(p, c, r) }},
 	{"lowshelf", paramsShaped, func(p []float32, c int, r float64) (Processor, error) { return InitLowshelf(p, c, r) }},
 	{"highshelf", paramsShaped, func(p []float32, c int, r float64) (Processor, error) { return InitHighshelf(p, c, r) }},
+	{"fir", paramsFIR, func(p []float32, c int, r float64) (Processor, error) { return InitFIR(p, c, r) }},
+	{"pan", paramsPan, func(p []float32, c int, r float64) (Processor, error) { return InitPan(p, c, r) }},
+	{"sine", paramsSine, func(p []float32, c int, r float64) (Processor, error) { return InitSine(p, c, r) }},
+	{"noise", paramsNoise, func(p []float32, c int, r float64) (Processor, error) { return InitNoise(p, c, r) }},
 }
 
 // Names lists the twins in registry order.

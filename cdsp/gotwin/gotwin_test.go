@@ -33,8 +33,12 @@ func TestDetSincosAccuracy(t *testing.T) {
 	}
 }
 
+// withF lists the kernels whose first param is a frequency that must stay
+// below rate/2.
+var withF = []string{"lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf", "fir", "sine"}
+
 func TestNyquistRefused(t *testing.T) {
-	for _, name := range Names()[1:] {
+	for _, name := range withF {
 		if _, err := New(name, []float32{16000}, 1, 32000); err == nil {
 			t.Errorf("%s accepted f = rate/2", name)
 		}
@@ -58,12 +62,13 @@ func noise(n int) []float32 {
 
 func TestSplitAndResume(t *testing.T) {
 	for _, name := range Names() {
-		params := []float32{-6}
-		if name != "gain" {
-			params = []float32{700, 3, 3}
-			if name == "peaking" || name == "lowshelf" || name == "highshelf" {
-				params = []float32{700, 3, -4, 3}
-			}
+		params := map[string][]float32{
+			"gain": {-6}, "lowpass": {700, 3, 3}, "highpass": {700, 3, 3}, "bandpass": {700, 3, 3},
+			"peaking": {700, 3, -4, 3}, "lowshelf": {700, 3, -4, 3}, "highshelf": {700, 3, -4, 3},
+			"fir": {3000, 255}, "pan": {-0.3, 0}, "sine": {440, -3}, "noise": {77, -10},
+		}[name]
+		if params == nil {
+			t.Fatalf("no test params for %s", name)
 		}
 		in := noise(2 * 3000)
 		mk := func() Processor {
@@ -71,8 +76,16 @@ func TestSplitAndResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if name == "gain" {
-				_ = p.SetParams([]float32{10}) // ramp from the first frame
+			// Change a live param so that a ramp runs from the first frame.
+			switch name {
+			case "gain":
+				_ = p.SetParams([]float32{10})
+			case "pan":
+				_ = p.SetParams([]float32{0.8, 1})
+			case "sine":
+				_ = p.SetParams([]float32{440, -30})
+			case "noise":
+				_ = p.SetParams([]float32{77, 0})
 			}
 			return p
 		}
@@ -137,5 +150,45 @@ func TestGainSettlesExactly(t *testing.T) {
 	g.Process(buf)
 	if buf[63] != dbToLinear(-20) || buf[99] != buf[63] || buf[62] == buf[63] {
 		t.Fatalf("ramp ends %v, want exactly %v from frame 63", buf[60:66], dbToLinear(-20))
+	}
+}
+
+func TestSinTurnsAccuracy(t *testing.T) {
+	for p := 0.0; p < 1; p += 1.0 / 65536 {
+		if got, want := sinTurns(p), math.Sin(2*math.Pi*p); math.Abs(got-want) > 1e-11 {
+			t.Fatalf("sinTurns(%g) = %v, math.Sin %v", p, got, want)
+		}
+	}
+	// The generator's samples are floats: the peaks round to exactly ±1.
+	for _, c := range []struct{ p, want float64 }{{0, 0}, {0.25, 1}, {0.5, 0}, {0.75, -1}} {
+		if got := float32(sinTurns(c.p)); got != float32(c.want) {
+			t.Errorf("float32(sinTurns(%g)) = %v, want exactly %v", c.p, got, c.want)
+		}
+	}
+}
+
+func TestFIRTapsAreSymmetricAndNormalised(t *testing.T) {
+	for _, taps := range []float32{1, 2, 3, 64, 127, 4096} {
+		f, err := InitFIR([]float32{1000, taps}, 1, 48000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int(taps)
+		buf := make([]float32, n)
+		buf[0] = 1
+		f.Process(buf)
+		var sum float64
+		for k := range buf {
+			sum += float64(buf[k])
+			if buf[k] != buf[n-1-k] {
+				t.Fatalf("%d taps: h[%d] != h[%d]", n, k, n-1-k)
+			}
+		}
+		if math.Abs(sum-1) > 1e-5 {
+			t.Errorf("%d taps: DC gain %g", n, sum)
+		}
+	}
+	if _, err := InitFIR(nil, 4, 48000); err == nil {
+		t.Error("4 channels accepted")
 	}
 }
