@@ -67,7 +67,8 @@ func (k *Kernel) Best() string {
 }
 
 // Choose resolves a variant request: "auto" (or "") picks Best, any other
-// name must be compiled into the worker and supported by this CPU.
+// name must be compiled into the worker and supported by this CPU, except
+// that a scalar-only kernel runs scalar whatever is asked.
 func (k *Kernel) Choose(want string) (string, error) {
 	if want == "" || want == "auto" {
 		if b := k.Best(); b != "" {
@@ -84,6 +85,12 @@ func (k *Kernel) Choose(want string) (string, error) {
 			return want, nil
 		}
 		have = append(have, v.Name)
+	}
+	// A kernel with no SIMD variant at all (a generator, a pan) runs its
+	// scalar code under any request: there is nothing else it could run, and
+	// refusing would forbid forcing a variant on any chain that holds one.
+	if len(have) == 1 && have[0] == "scalar" {
+		return "scalar", nil
 	}
 	return "", fmt.Errorf("kernel %s has no %s variant in this worker (it has %s); use --variant auto", k.Name, want, strings.Join(have, ", "))
 }

@@ -1,0 +1,70 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/understudy-rt/understudy/internal/workerbin"
+)
+
+func TestChooseVariant(t *testing.T) {
+	simd := &Kernel{Name: "lowpass", Variants: []Variant{{"scalar", true}, {"sse2", true}, {"avx2", false}}}
+	scalarOnly := &Kernel{Name: "sine", Variants: []Variant{{"scalar", true}}}
+	for _, c := range []struct {
+		k        *Kernel
+		want     string
+		got, err string
+	}{
+		{simd, "auto", "sse2", ""},
+		{simd, "", "sse2", ""},
+		{simd, "scalar", "scalar", ""},
+		{simd, "sse2", "sse2", ""},
+		{simd, "avx2", "", "needs instructions this CPU lacks"},
+		{simd, "neon", "", "has no neon variant"},
+		{scalarOnly, "avx2", "scalar", ""},
+		{scalarOnly, "auto", "scalar", ""},
+	} {
+		got, err := c.k.Choose(c.want)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s.Choose(%q) = %q, %v; want an error saying %q", c.k.Name, c.want, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.got {
+			t.Errorf("%s.Choose(%q) = %q, %v; want %q", c.k.Name, c.want, got, err, c.got)
+		}
+	}
+}
+
+// The stock worker's own listing: every built-in kernel, a scalar variant
+// each, and at least one variant this CPU runs.
+func TestLoadStockWorker(t *testing.T) {
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf", "fir", "pan", "sine", "noise"} {
+		k, ok := c.Lookup(name)
+		if !ok {
+			t.Errorf("worker lists no %s", name)
+			continue
+		}
+		if v, err := k.Choose("scalar"); err != nil || v != "scalar" {
+			t.Errorf("%s: scalar variant: %q, %v", name, v, err)
+		}
+		if k.Best() == "" {
+			t.Errorf("%s: no variant this CPU runs", name)
+		}
+		if k.StateBytes(1) == 0 {
+			t.Errorf("%s: no state size for one channel", name)
+		}
+	}
+	if _, err := Load("/nonexistent/understudy-worker"); err == nil {
+		t.Error("Load of a missing worker succeeded")
+	}
+}
