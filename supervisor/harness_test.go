@@ -3,6 +3,8 @@ package supervisor
 import (
 	"errors"
 	"math"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ type rig struct {
 	in      [][]float32
 	out     [][]float32
 	flags   [][]uint32
+	latency int
 	nBlocks int
 	frames  int
 	events  []Event
@@ -100,11 +103,17 @@ func newRig(t testing.TB, c rigConfig) *rig {
 		c.rate = 48000
 	}
 	if c.latency == 0 {
-		c.latency = 2
+		// Tests keep 10 periods (13.3 ms at 64 frames) of headroom, not the
+		// demo's 2: shared machines stall for milliseconds, and a stall is
+		// the machine's, not a failover's (see underNoise).
+		c.latency = 10
 	}
-	period := time.Duration(int64(c.frames) * int64(time.Second) / int64(c.rate))
 	if c.hang == 0 {
-		c.hang = max(period/2, 500*time.Microsecond)
+		// 5 ms, not the demo's max(P/2, 500 µs): on a virtual machine a
+		// sleeping worker's vCPU can take milliseconds to wake, and every
+		// such wake-up would be a false positive. Detection speed is the
+		// benchmarks' business; the tests judge paths and bits.
+		c.hang = 5 * time.Millisecond
 	}
 	mon, clock, work := 0, 0, 0
 	if c.rt {
@@ -129,12 +138,8 @@ func newRig(t testing.TB, c rigConfig) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, sup: sup, clk: clk, nBlocks: c.blocks, frames: c.frames, evDone: make(chan struct{})}
-	t.Cleanup(func() {
-		clk.Stop()
-		clk.Join()
-		sup.Close()
-		clk.Free()
-	})
+	r.latency = c.latency
+	t.Cleanup(r.close)
 	go func() {
 		defer close(r.evDone)
 		for e := range sup.Events() {
@@ -313,4 +318,89 @@ func mismatches(a, b []float32) int {
 		}
 	}
 	return n
+}
+
+
+// close stops the clock and the supervisor; safe to call again.
+func (r *rig) close() {
+	r.clk.Stop()
+	r.clk.Join()
+	r.sup.Close()
+	r.clk.Free()
+}
+
+// trial collects one attempt's failed checks instead of failing the test,
+// so that underNoise can tell the code's failures from the machine's.
+type trial struct {
+	problems []string
+	targets  map[int]bool // pids the scenario itself made fail
+}
+
+func (tr *trial) errorf(format string, args ...any) {
+	tr.problems = append(tr.problems, fmt.Sprintf(format, args...))
+}
+
+func (tr *trial) target(pid int) { tr.targets[pid] = true }
+
+// disturbance names what the machine did to this run that no code under test
+// could have prevented, or "" if nothing: a failover of a worker the scenario
+// did not fault (a deadline the worker missed because it got no CPU), or a
+// clock wake-up later than the output latency's headroom (the whole machine
+// stopped; no output can be ready for a clock that wakes after its deadline).
+func (r *rig) disturbance(tr *trial) string {
+	var why []string
+	for _, e := range r.eventsOf(EvFailover) {
+		if !tr.targets[e.PID] {
+			why = append(why, fmt.Sprintf("unplanned %v failover of pid %d at block %d", e.Path, e.PID, e.Block))
+		}
+	}
+	for _, e := range r.eventsOf(EvNoSpare) {
+		if !tr.targets[e.PID] {
+			why = append(why, fmt.Sprintf("unplanned %v outage of pid %d at block %d", e.Path, e.PID, e.Block))
+		}
+	}
+	late, _ := r.clk.Lateness()
+	if headroom := time.Duration(r.latency-1) * r.clk.Period(); late > headroom {
+		why = append(why, fmt.Sprintf("clock woke %v late, more than the %v headroom", late, headroom))
+	}
+	return strings.Join(why, "; ")
+}
+
+// noiseAttempts bounds how often a scenario is rerun because the machine
+// disturbed it.
+const noiseAttempts = 5
+
+// underNoise runs a real-time scenario until one attempt is either clean (no
+// problem: pass) or failed undisturbed (a problem the machine does not
+// explain: fail). An attempt whose problems coincide with a disturbance
+// proves nothing either way and is rerun, up to noiseAttempts times; if the
+// machine disturbs them all the test fails, saying so. Timing figures belong
+// to benchmarks; this keeps the correctness checks (every block delivered,
+// bit-exact, the expected detection path) from failing on a host's stall.
+func underNoise(t *testing.T, scenario func(tr *trial) *rig) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		tr := &trial{targets: map[int]bool{}}
+		r := scenario(tr)
+		why := r.disturbance(tr)
+		if len(tr.problems) > 0 && why != "" && attempt < noiseAttempts {
+			t.Logf("attempt %d disturbed by the machine (%s); its problems prove nothing: %s",
+				attempt, why, strings.Join(tr.problems, "; "))
+			r.close()
+			continue
+		}
+		if len(tr.problems) > 0 {
+			r.logEvents()
+			for _, p := range tr.problems {
+				t.Error(p)
+			}
+			if why != "" {
+				t.Errorf("all %d attempts were disturbed by the machine; the last by %s", attempt, why)
+			}
+		} else if why != "" {
+			t.Logf("passed despite: %s", why)
+		}
+		r.close()
+		return
+	}
 }

@@ -130,6 +130,10 @@ func (q *monQueue) pop(e *monEvent) bool {
 	return true
 }
 
+// maxStallRun is how many consecutive late wake-ups may each restart the
+// deadlines; a hang is then detected at most this many stalls late.
+const maxStallRun = 3
+
 type monitor struct {
 	s       *Supervisor
 	epfd    int
@@ -142,7 +146,9 @@ type monitor struct {
 	stop    atomic.Bool
 	wakes   atomic.Uint64 // epoll returns, for the hot-path tests
 	hangNS  uint64
-	graceNS uint64 // when the monitor last killed a hung worker
+	graceNS uint64        // when the monitor last killed a hung worker or woke from a stall
+	stalls  atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
+	lateRun int           // consecutive late wake-ups; bounds how long stalls can defer a kill
 }
 
 // run is the monitor goroutine's body; the caller locked the thread.
@@ -161,6 +167,22 @@ func (m *monitor) poll(msec int) {
 	}
 	m.wakes.Add(1)
 	now := shm.NowNS()
+	// The timer should have woken this FIFO thread at armedNS. Waking far
+	// later means the whole machine (or this vCPU) was frozen: no worker
+	// could have made progress either, so a pending block is judged from
+	// now, not from its push. Without this, every host-level stall longer
+	// than the hang timeout kills a healthy owner: the false positive the
+	// naive heartbeat suffers from. A machine late on every wake-up would
+	// defer a real hang forever, so at most maxStallRun in a row count.
+	if m.armedNS != 0 && now > m.armedNS+m.hangNS/2 {
+		if m.lateRun < maxStallRun {
+			m.graceNS = now
+			m.stalls.Add(1)
+		}
+		m.lateRun++
+	} else if m.armedNS != 0 && now >= m.armedNS {
+		m.lateRun = 0
+	}
 	for i := 0; i < n; i++ {
 		ev := &m.events[i]
 		switch ev.Fd {

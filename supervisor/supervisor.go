@@ -551,6 +551,11 @@ func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error
 	return inj, nil
 }
 
+// MonitorStalls counts the monitor's wake-ups that came so late (more than
+// half the hang timeout) that the machine itself had stalled; each restarted
+// the pending deadlines instead of killing owners that could not have run.
+func (s *Supervisor) MonitorStalls() uint64 { return s.mon.stalls.Load() }
+
 // Counts reports live workers by state, for tests and status lines.
 func (s *Supervisor) Counts() (spares, owners, other int) {
 	for i := range s.workers {

@@ -31,45 +31,46 @@ func (r *rig) waitPeriods(n uint64) {
 func TestFailoverEveryFault(t *testing.T) {
 	for _, f := range Faults {
 		t.Run(f.String(), func(t *testing.T) {
-			r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-			r.play()
-			r.waitPeriods(100)
-			inj, err := r.sup.InjectFault(0, f, 150)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.finishFor(EvFailover, inj.PID)
-			// Only the injected fault's failover is judged; any other (a
-			// false positive on a noisy machine) is logged, and the output
-			// must be bit-exact regardless.
-			fos := r.eventsFor(EvFailover, inj.PID)
-			if len(fos) != 1 {
-				r.logEvents()
-				t.Fatalf("%d failovers of pid %d, want 1 (injected at block %d)", len(fos), inj.PID, inj.Block)
-			}
-			e := fos[0]
-			if e.Path != f.ExpectedPath() {
-				t.Errorf("detected by %v, want %v", e.Path, f.ExpectedPath())
-			}
-			wantSig := map[Fault]syscall.Signal{FaultSegv: syscall.SIGSEGV, FaultBus: syscall.SIGBUS, FaultAbort: syscall.SIGABRT, FaultFPE: syscall.SIGFPE}[f]
-			if e.Signal != int(wantSig) {
-				t.Errorf("last gasp reported signal %d, want %d", e.Signal, wantSig)
-			}
-			if e.NewPID == inj.PID || e.NewPID <= 0 || e.FirstCommitNS == 0 {
-				t.Errorf("new owner pid %d first commit %d: the lane did not continue", e.NewPID, e.FirstCommitNS)
-			}
-			st := r.clk.Stats(0)
-			if st.Delivered != uint64(r.nBlocks) {
-				t.Errorf("delivered %d of %d blocks", st.Delivered, r.nBlocks)
-			}
-			if st.Xruns != 0 {
-				t.Errorf("%d xruns", st.Xruns)
-			}
-			ref := r.reference()
-			if n := mismatches(ref[0], r.out[0]); n != 0 {
-				t.Errorf("%d samples differ from the fault-free reference", n)
-			}
-			t.Logf("%v: detected by %v in %v, failover %v", f, e.Path, e.Detection(), e.Failover())
+			underNoise(t, func(tr *trial) *rig {
+				r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+				r.play()
+				r.waitPeriods(100)
+				inj, err := r.sup.InjectFault(0, f, 150)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr.target(inj.PID)
+				r.finishFor(EvFailover, inj.PID)
+				fos := r.eventsFor(EvFailover, inj.PID)
+				if len(fos) != 1 {
+					tr.errorf("%d failovers of pid %d, want 1 (injected at block %d)", len(fos), inj.PID, inj.Block)
+					return r
+				}
+				e := fos[0]
+				if e.Path != f.ExpectedPath() {
+					tr.errorf("detected by %v, want %v", e.Path, f.ExpectedPath())
+				}
+				wantSig := map[Fault]syscall.Signal{FaultSegv: syscall.SIGSEGV, FaultBus: syscall.SIGBUS, FaultAbort: syscall.SIGABRT, FaultFPE: syscall.SIGFPE}[f]
+				if e.Signal != int(wantSig) {
+					tr.errorf("last gasp reported signal %d, want %d", e.Signal, wantSig)
+				}
+				if e.NewPID == inj.PID || e.NewPID <= 0 || e.FirstCommitNS == 0 {
+					tr.errorf("new owner pid %d first commit %d: the lane did not continue", e.NewPID, e.FirstCommitNS)
+				}
+				st := r.clk.Stats(0)
+				if st.Delivered != uint64(r.nBlocks) {
+					tr.errorf("delivered %d of %d blocks", st.Delivered, r.nBlocks)
+				}
+				if st.Xruns != 0 {
+					tr.errorf("%d xruns", st.Xruns)
+				}
+				ref := r.reference()
+				if n := mismatches(ref[0], r.out[0]); n != 0 {
+					tr.errorf("%d samples differ from the fault-free reference", n)
+				}
+				t.Logf("%v: detected by %v in %v, failover %v", f, e.Path, e.Detection(), e.Failover())
+				return r
+			})
 		})
 	}
 }
@@ -78,40 +79,46 @@ func TestFailoverEveryFault(t *testing.T) {
 // bounds checks, killed, and never followed: the lane continues under a new
 // owner, with the fallback only for the blocks the scribbler held.
 func TestScribblerIsKilledNotFollowed(t *testing.T) {
-	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-	r.play()
-	r.waitPeriods(100)
-	inj, err := r.sup.InjectFault(0, FaultScribble, 150)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.finishFor(EvFailover, inj.PID)
-	fos := r.eventsFor(EvFailover, inj.PID)
-	if len(fos) != 1 || fos[0].Path != PathCorrupt {
-		r.logEvents()
-		t.Fatalf("%d failovers of pid %d, want one by the corrupt path", len(fos), inj.PID)
-	}
-	st := r.clk.Stats(0)
-	// The monitor or the clock, whichever looks first, catches it.
-	if st.Delivered != uint64(r.nBlocks) {
-		t.Errorf("stats %+v: want every block delivered", st)
-	}
-	ref := r.reference()[0]
-	fallback := 0
-	for b := 0; b < r.nBlocks; b++ {
-		lo, hi := b*r.frames, (b+1)*r.frames
-		if r.flags[0][b]&shm.BlockBypassed != 0 {
-			fallback++
-			continue
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+		r.play()
+		r.waitPeriods(100)
+		inj, err := r.sup.InjectFault(0, FaultScribble, 150)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if n := mismatches(ref[lo:hi], r.out[0][lo:hi]); n != 0 {
-			t.Fatalf("block %d: %d samples differ from the reference (not a fallback block)", b, n)
+		tr.target(inj.PID)
+		r.finishFor(EvFailover, inj.PID)
+		fos := r.eventsFor(EvFailover, inj.PID)
+		if len(fos) != 1 || fos[0].Path != PathCorrupt {
+			tr.errorf("%d failovers of pid %d, want one by the corrupt path", len(fos), inj.PID)
+			return r
 		}
-	}
-	if fallback > 8 {
-		t.Errorf("%d fallback blocks for one scribble", fallback)
-	}
-	t.Logf("%d fallback blocks, the rest bit-exact", fallback)
+		st := r.clk.Stats(0)
+		// The monitor or the clock, whichever looks first, catches it.
+		if st.Delivered != uint64(r.nBlocks) {
+			tr.errorf("stats %+v: want every block delivered", st)
+		}
+		ref := r.reference()[0]
+		fallback := 0
+		for b := 0; b < r.nBlocks; b++ {
+			lo, hi := b*r.frames, (b+1)*r.frames
+			if r.flags[0][b]&shm.BlockBypassed != 0 {
+				fallback++
+				continue
+			}
+			if n := mismatches(ref[lo:hi], r.out[0][lo:hi]); n != 0 {
+				tr.errorf("block %d: %d samples differ from the reference (not a fallback block)", b, n)
+				return r
+			}
+		}
+		// The scribbler's blocks in hand, at most a ring's worth.
+		if fallback > shm.RingSlots {
+			tr.errorf("%d fallback blocks for one scribble", fallback)
+		}
+		t.Logf("%d fallback blocks, the rest bit-exact", fallback)
+		return r
+	})
 }
 
 // Offline rendering is supervised too: kill the owner mid-file and the
@@ -168,17 +175,41 @@ func TestRenderSurvivesKill(t *testing.T) {
 // Two faults closer together than a respawn still fail over while a spare is
 // ready.
 func TestTwoFaultsTwoSpares(t *testing.T) {
-	r := newRig(t, rigConfig{lanes: 1, spares: 2, blocks: 600, rt: true})
-	r.sup.cfg.RespawnDelay = 300 * time.Millisecond
-	r.play()
-	r.waitPeriods(100)
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 2, blocks: 600, rt: true})
+		r.sup.cfg.RespawnDelay = 300 * time.Millisecond
+		r.play()
+		r.waitPeriods(100)
+		first, second, ok := r.killTwice(tr)
+		if !ok {
+			return r
+		}
+		if a, b := len(r.eventsFor(EvFailover, first.PID)), len(r.eventsFor(EvFailover, second.PID)); a != 1 || b != 1 {
+			tr.errorf("failovers: %d of the first owner, %d of the second; want 1 and 1", a, b)
+			return r
+		}
+		if n := r.count(EvNoSpare); n != 0 {
+			tr.errorf("%d outages without a spare, want 0", n)
+		}
+		if x := r.clk.Stats(0).Xruns; x != 0 {
+			tr.errorf("%d xruns", x)
+		}
+		if n := mismatches(r.reference()[0], r.out[0]); n != 0 {
+			tr.errorf("%d samples differ from the fault-free reference", n)
+		}
+		return r
+	})
+}
+
+// killTwice kills the lane's owner, then its successor as soon as it owns
+// the lane, long before any replacement could be ready, and waits for the
+// run to end.
+func (r *rig) killTwice(tr *trial) (first, second Injection, ok bool) {
 	first, err := r.sup.InjectFault(0, FaultKill, 0)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	// The next owner: wait for the hand-over, then kill it at once, long
-	// before any replacement could be ready.
-	var second Injection
+	tr.target(first.PID)
 	for i := 0; i < 1000; i++ {
 		if slot, _ := r.sup.Owner(0); slot >= 0 && slot != first.Slot {
 			if second, err = r.sup.InjectFault(0, FaultKill, 0); err == nil {
@@ -188,88 +219,74 @@ func TestTwoFaultsTwoSpares(t *testing.T) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	if second.PID == 0 {
-		t.Fatal("no second owner to kill")
+		tr.errorf("no second owner to kill")
+		r.finish(EvFailover, 1)
+		return first, second, false
 	}
+	tr.target(second.PID)
 	r.finishFor(EvFailover, second.PID)
-	if a, b := len(r.eventsFor(EvFailover, first.PID)), len(r.eventsFor(EvFailover, second.PID)); a != 1 || b != 1 {
-		r.logEvents()
-		t.Fatalf("failovers: %d of the first owner, %d of the second; want 1 and 1", a, b)
-	}
-	if n := r.count(EvNoSpare); n != 0 {
-		t.Errorf("%d outages without a spare, want 0", n)
-	}
-	if x := r.clk.Stats(0).Xruns; x != 0 {
-		t.Errorf("%d xruns", x)
-	}
-	if n := mismatches(r.reference()[0], r.out[0]); n != 0 {
-		t.Errorf("%d samples differ from the fault-free reference", n)
-	}
+	return first, second, true
 }
 
 // With no spare ready the lane outputs the fallback and counts xruns, and it
 // recovers when a spare arrives; it never hangs.
 func TestNoSpareFallbackThenRecovery(t *testing.T) {
-	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 900, rt: true})
-	r.sup.cfg.RespawnDelay = 200 * time.Millisecond // about 150 periods without a spare
-	r.play()
-	r.waitPeriods(100)
-	first, err := r.sup.InjectFault(0, FaultKill, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var second Injection
-	for i := 0; i < 1000; i++ {
-		if slot, _ := r.sup.Owner(0); slot >= 0 && slot != first.Slot {
-			if second, err = r.sup.InjectFault(0, FaultKill, 0); err == nil {
-				break
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 900, rt: true})
+		r.sup.cfg.RespawnDelay = 200 * time.Millisecond // about 150 periods without a spare
+		r.play()
+		r.waitPeriods(100)
+		_, second, ok := r.killTwice(tr)
+		if !ok {
+			return r
+		}
+		if n := len(r.eventsFor(EvNoSpare, second.PID)); n != 1 {
+			tr.errorf("%d outages without a spare after killing the second owner, want 1", n)
+			return r
+		}
+		if n := len(r.eventsFor(EvFailover, second.PID)); n != 1 {
+			tr.errorf("%d failovers of the second owner, want 1 (once the new spare was ready)", n)
+			return r
+		}
+		st := r.clk.Stats(0)
+		if st.Xruns == 0 {
+			tr.errorf("no xruns counted while the lane had no owner")
+		}
+		if st.Delivered != uint64(r.nBlocks) {
+			tr.errorf("delivered %d of %d blocks: the lane hung", st.Delivered, r.nBlocks)
+		}
+		// Recovered: the last blocks are processed output, not fallback.
+		tail := r.flags[0][r.nBlocks-50:]
+		for i, f := range tail {
+			if f&shm.BlockBypassed != 0 {
+				tr.errorf("block %d is still fallback at the end", r.nBlocks-50+i)
+				return r
 			}
 		}
-		time.Sleep(100 * time.Microsecond)
-	}
-	if second.PID == 0 {
-		t.Fatal("no second owner to kill")
-	}
-	r.finishFor(EvFailover, second.PID)
-	if n := len(r.eventsFor(EvNoSpare, second.PID)); n != 1 {
-		r.logEvents()
-		t.Fatalf("%d outages without a spare after killing the second owner, want 1", n)
-	}
-	if n := len(r.eventsFor(EvFailover, second.PID)); n != 1 {
-		r.logEvents()
-		t.Fatalf("%d failovers of the second owner, want 1 (once the new spare was ready)", n)
-	}
-	st := r.clk.Stats(0)
-	if st.Xruns == 0 {
-		t.Error("no xruns counted while the lane had no owner")
-	}
-	if st.Delivered != uint64(r.nBlocks) {
-		t.Errorf("delivered %d of %d blocks: the lane hung", st.Delivered, r.nBlocks)
-	}
-	// Recovered: the last blocks are processed output, not fallback.
-	tail := r.flags[0][r.nBlocks-50:]
-	for i, f := range tail {
-		if f&shm.BlockBypassed != 0 {
-			t.Fatalf("block %d is still fallback at the end", r.nBlocks-50+i)
-		}
-	}
-	// And the fallback was the dry input, block-aligned.
-	ref := r.reference()[0]
-	bypassed, processed := 0, 0
-	for b := 0; b < r.nBlocks; b++ {
-		lo, hi := b*r.frames, (b+1)*r.frames
-		if r.flags[0][b]&shm.BlockBypassed != 0 {
-			bypassed++
-			if mismatches(r.in[0][lo:hi], r.out[0][lo:hi]) != 0 {
-				t.Fatalf("fallback block %d is not the dry input", b)
+		// And the fallback was the dry input, block-aligned.
+		ref := r.reference()[0]
+		bypassed, processed := 0, 0
+		for b := 0; b < r.nBlocks; b++ {
+			lo, hi := b*r.frames, (b+1)*r.frames
+			if r.flags[0][b]&shm.BlockBypassed != 0 {
+				bypassed++
+				if mismatches(r.in[0][lo:hi], r.out[0][lo:hi]) != 0 {
+					tr.errorf("fallback block %d is not the dry input", b)
+					return r
+				}
+			} else if mismatches(ref[lo:hi], r.out[0][lo:hi]) == 0 {
+				processed++
 			}
-		} else if mismatches(ref[lo:hi], r.out[0][lo:hi]) == 0 {
-			processed++
 		}
-	}
-	if bypassed != int(st.Xruns) {
-		t.Errorf("%d fallback blocks, %d xruns", bypassed, st.Xruns)
-	}
-	t.Logf("%d fallback blocks, %d processed blocks equal to the fault-free reference", bypassed, processed)
+		if bypassed != int(st.Xruns) {
+			tr.errorf("%d fallback blocks, %d xruns", bypassed, st.Xruns)
+		}
+		// Not every processed block equals the reference: the blocks the
+		// lane missed never reached its state, so the filter's tail differs
+		// for a few blocks after the recovery.
+		t.Logf("%d fallback blocks, %d processed blocks equal to the fault-free reference", bypassed, processed)
+		return r
+	})
 }
 
 // Host death: SIGKILL the host; every worker is gone within 100 ms.

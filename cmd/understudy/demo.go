@@ -311,6 +311,7 @@ type rtResult struct {
 	events     []supervisor.Event
 	injections []*injected
 	lateMax    time.Duration
+	monStalls  uint64
 	lateHist   [32]uint64
 	rtWarnings []string
 	startNS    uint64
@@ -533,6 +534,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		res.stats = append(res.stats, clk.Stats(l))
 	}
 	res.lateMax, res.lateHist = clk.Lateness()
+	res.monStalls = sup.MonitorStalls()
 	res.startNS = clk.StartNS()
 	sup.Close()
 	<-evDone

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,13 +139,19 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 type demoReport struct {
-	Privileged        bool `json:"privileged"`
-	Blocks            int  `json:"blocks"`
-	Xruns             int  `json:"xruns"`
-	LostBlocks        int  `json:"lost_blocks"`
-	BitExact          bool `json:"bit_exact"`
-	MismatchedSamples int  `json:"mismatched_samples"`
-	Faults            struct {
+	Privileged        bool    `json:"privileged"`
+	Blocks            int     `json:"blocks"`
+	Xruns             int     `json:"xruns"`
+	LostBlocks        int     `json:"lost_blocks"`
+	BitExact          bool    `json:"bit_exact"`
+	MismatchedSamples int     `json:"mismatched_samples"`
+	ClockLateMaxUS    float64 `json:"clock_wake_late_max_us"`
+	Unplanned         []struct {
+		PID   int    `json:"pid"`
+		Path  string `json:"path"`
+		Block uint64 `json:"block"`
+	} `json:"unplanned_failovers"`
+	Faults struct {
 		Injected     int `json:"injected"`
 		Detected     int `json:"detected"`
 		ExpectedPath int `json:"detected_by_expected_path"`
@@ -172,30 +179,58 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, rep := filepath.Join(dir, "out.wav"), filepath.Join(dir, "report.json")
-	code, stdout, stderr := runCLI("demo", "--in", in, "--fault-every", "100ms", "--out", out, "--report", rep, "--worker", worker(t))
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
-	t.Log(stdout)
-	var r demoReport
-	b, err := os.ReadFile(rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
-	if r.LostBlocks != 0 {
-		t.Errorf("lost %d blocks", r.LostBlocks)
-	}
-	if !r.BitExact {
-		t.Errorf("not bit-exact: %d samples differ (%d xruns)", r.MismatchedSamples, r.Xruns)
-	}
-	if r.Faults.Injected < 16 || r.Faults.Detected != r.Faults.Injected || r.Faults.ExpectedPath != r.Faults.Injected {
-		t.Errorf("faults: %d injected, %d detected, %d by the expected path", r.Faults.Injected, r.Faults.Detected, r.Faults.ExpectedPath)
-	}
-	if len(r.Faults.ByKind) != 8 {
-		t.Errorf("%d fault kinds injected, want all 8", len(r.Faults.ByKind))
+	// 10 periods of output latency and a 5 ms hang timeout, not the demo's
+	// 2 and max(P/2, 500 µs), for the reason the supervisor's tests give:
+	// this test judges paths and bits, and a shared machine's stalls are not
+	// the code's. A run the machine disturbed (a failover nobody injected,
+	// or a clock wake-up later than the headroom) and that failed a check
+	// proves nothing and is run again, at most 4 times in all.
+	const latency, period = 10, 1333.3 // µs at 64 frames, 48 kHz
+	for attempt := 1; ; attempt++ {
+		code, stdout, stderr := runCLI("demo", "--in", in, "--fault-every", "100ms", "--out", out, "--report", rep,
+			"--latency", fmt.Sprint(latency), "--hang-timeout", "5ms", "--worker", worker(t))
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		var r demoReport
+		b, err := os.ReadFile(rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		var problems, why []string
+		if r.LostBlocks != 0 {
+			problems = append(problems, fmt.Sprintf("lost %d blocks", r.LostBlocks))
+		}
+		if !r.BitExact {
+			problems = append(problems, fmt.Sprintf("not bit-exact: %d samples differ (%d xruns)", r.MismatchedSamples, r.Xruns))
+		}
+		if r.Faults.Injected < 16 || r.Faults.Detected != r.Faults.Injected || r.Faults.ExpectedPath != r.Faults.Injected {
+			problems = append(problems, fmt.Sprintf("faults: %d injected, %d detected, %d by the expected path", r.Faults.Injected, r.Faults.Detected, r.Faults.ExpectedPath))
+		}
+		if len(r.Faults.ByKind) != 8 {
+			problems = append(problems, fmt.Sprintf("%d fault kinds injected, want all 8", len(r.Faults.ByKind)))
+		}
+		for _, u := range r.Unplanned {
+			why = append(why, fmt.Sprintf("unplanned %s failover of pid %d at block %d", u.Path, u.PID, u.Block))
+		}
+		if r.ClockLateMaxUS > (latency-1)*period {
+			why = append(why, fmt.Sprintf("clock woke %.0f µs late", r.ClockLateMaxUS))
+		}
+		if len(problems) > 0 && len(why) > 0 && attempt < 4 {
+			t.Logf("attempt %d disturbed by the machine (%s); its problems prove nothing: %s", attempt, strings.Join(why, "; "), strings.Join(problems, "; "))
+			continue
+		}
+		t.Log(stdout)
+		for _, p := range problems {
+			t.Error(p)
+		}
+		if len(problems) > 0 && len(why) > 0 {
+			t.Errorf("all %d attempts were disturbed by the machine; the last by %s", attempt, strings.Join(why, "; "))
+		}
+		break
 	}
 	got, err := wav.Read(out)
 	if err != nil {

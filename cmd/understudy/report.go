@@ -63,6 +63,7 @@ type report struct {
 	MismatchedSamples int               `json:"mismatched_samples"`
 	ClockLateMaxUS    float64           `json:"clock_wake_late_max_us"`
 	ClockLateHist     map[string]uint64 `json:"clock_wake_late_hist"`
+	MonitorStalls     uint64            `json:"monitor_stalls"`
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 }
@@ -82,7 +83,8 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	nBlocks := len(r.blockFlags[0])
 	rep := &report{Config: c, Privileged: privileged, RTWarnings: r.rtWarnings,
 		Blocks: nBlocks * len(r.out), MismatchedSamples: mismatched, BitExact: mismatched == 0,
-		ClockLateMaxUS: float64(r.lateMax) / 1e3, ClockLateHist: map[string]uint64{}}
+		ClockLateMaxUS: float64(r.lateMax) / 1e3, ClockLateHist: map[string]uint64{},
+		MonitorStalls: r.monStalls}
 	rep.LostBlocks = rep.Blocks - r.received
 	for _, s := range r.stats {
 		rep.Xruns += s.Xruns
@@ -187,7 +189,7 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 			fmt.Sprintf("%d by expected path", r.Faults.ExpectedPath), triple(r.DetectionUS), triple(r.FailoverUS))
 		fmt.Fprintf(w, "new spare ready (spawn → handshake) µs p50/p99/max: %s over %d respawns\n", triple(r.RespawnUS), r.RespawnUS.N)
 	}
-	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs\n", r.ClockLateMaxUS)
+	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs; monitor woke from %d machine stalls\n", r.ClockLateMaxUS, r.MonitorStalls)
 	fmt.Fprintf(w, "wrote %s and %s\n", c.Out, c.Report)
 }
 
