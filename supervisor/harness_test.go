@@ -2,8 +2,8 @@ package supervisor
 
 import (
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -319,7 +319,6 @@ func mismatches(a, b []float32) int {
 	}
 	return n
 }
-
 
 // close stops the clock and the supervisor; safe to call again.
 func (r *rig) close() {

@@ -146,7 +146,8 @@ type monitor struct {
 	stop    atomic.Bool
 	wakes   atomic.Uint64 // epoll returns, for the hot-path tests
 	hangNS  uint64
-	graceNS uint64        // when the monitor last killed a hung worker or woke from a stall
+	graceNS uint64        // when the monitor last killed a hung worker
+	stallNS uint64        // when it last woke from a machine stall (0: none counts now)
 	stalls  atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
 	lateRun int           // consecutive late wake-ups; bounds how long stalls can defer a kill
 }
@@ -176,8 +177,10 @@ func (m *monitor) poll(msec int) {
 	// defer a real hang forever, so at most maxStallRun in a row count.
 	if m.armedNS != 0 && now > m.armedNS+m.hangNS/2 {
 		if m.lateRun < maxStallRun {
-			m.graceNS = now
+			m.stallNS = now
 			m.stalls.Add(1)
+		} else {
+			m.stallNS = 0 // judged from their pushes again
 		}
 		m.lateRun++
 	} else if m.armedNS != 0 && now >= m.armedNS {
@@ -357,7 +360,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 		}
 		var due uint64
 		if r < w {
-			due = max(tl.PushNS(l, r), lr.attachNS, m.graceNS) // a new owner's backlog runs from its attach
+			due = max(tl.PushNS(l, r), lr.attachNS, m.graceNS, m.stallNS) // a new owner's backlog runs from its attach
 			due += m.hangNS
 			if now >= due {
 				m.kill(l, o, PathDeadline, now)

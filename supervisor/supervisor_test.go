@@ -538,3 +538,63 @@ func TestMonitorPollAllocatesNothing(t *testing.T) {
 }
 
 var _ = unix.Getpid
+
+// stallTimeline is the clock's side of the monitor's view, set by hand: lane
+// 0 has one block pushed at pushNS that the (real, idle) owner never sees.
+type stallTimeline struct{ inWrite, pushNS uint64 }
+
+func (s *stallTimeline) InWrite(int) uint64        { return s.inWrite }
+func (s *stallTimeline) PushNS(int, uint64) uint64 { return s.pushNS }
+func (s *stallTimeline) NextDeadlineNS() uint64    { return shm.NowNS() + uint64(time.Millisecond) }
+func (s *stallTimeline) OutRead(int) uint64        { return 0 }
+func (s *stallTimeline) Corrupt(int) uint32        { return 0 }
+func (s *stallTimeline) MarkReset(int)             {}
+
+// A monitor that wakes long after its timer was due (the machine stalled)
+// does not kill an owner whose block is overdue only by the stall; it gives
+// the owner a whole hang timeout from then, and kills it when that passes
+// unanswered. Consecutive late wake-ups defer a kill at most maxStallRun
+// times, so a machine late on every wake-up still detects a hang.
+func TestMonitorForgivesItsOwnStall(t *testing.T) {
+	const hang = 5 * time.Millisecond
+	for _, late := range []int{1, maxStallRun + 1} {
+		t.Run(fmt.Sprintf("late_wakeups=%d", late), func(t *testing.T) {
+			tl := &stallTimeline{}
+			lanes := testLanes(t, 1, 64, 48000)
+			s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Start(tl); err != nil {
+				t.Fatal(err)
+			}
+			owner, _ := s.Owner(0)
+			time.Sleep(2 * hang) // the owner's attach is no excuse either
+			alive := func() bool { return s.workers[owner].state.Load() == wOwner }
+			// The block has been pending for four hang timeouts, and the
+			// monitor's timer was due three ago: it slept through a stall.
+			now := shm.NowNS()
+			tl.pushNS, tl.inWrite = now-4*uint64(hang), 1
+			for i := 0; i < late; i++ {
+				s.mon.armedNS = shm.NowNS() - 3*uint64(hang)
+				s.mon.poll(0)
+			}
+			if late <= maxStallRun {
+				if !alive() || s.MonitorStalls() != uint64(late) {
+					t.Fatalf("after %d late wake-up(s): owner alive %v, %d stalls counted; want alive, %d", late, alive(), s.MonitorStalls(), late)
+				}
+				// On time from now on: the owner gets one hang timeout.
+				time.Sleep(hang + time.Millisecond)
+				s.mon.armedNS = shm.NowNS() - uint64(hang)/4
+				s.mon.poll(0)
+			}
+			if alive() {
+				t.Fatalf("owner still alive with its block %v overdue", time.Duration(shm.NowNS()-tl.pushNS))
+			}
+			if s.MonitorStalls() != uint64(min(late, maxStallRun)) {
+				t.Errorf("%d stalls counted, want %d", s.MonitorStalls(), min(late, maxStallRun))
+			}
+		})
+	}
+}
