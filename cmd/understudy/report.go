@@ -190,6 +190,13 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 		fmt.Fprintf(w, "new spare ready (spawn → handshake) µs p50/p99/max: %s over %d respawns\n", triple(r.RespawnUS), r.RespawnUS.N)
 	}
 	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs; monitor woke from %d machine stalls\n", r.ClockLateMaxUS, r.MonitorStalls)
+	periodUS := float64(c.Block) * 1e6 / float64(c.Rate)
+	if r.Xruns > 0 && (r.ClockLateMaxUS > float64(c.Latency-1)*periodUS || len(r.Unplanned) > 0) {
+		// Say whose xruns these are, and what to try.
+		fmt.Fprintf(w, "note: this machine stalled (the clock woke %.1f ms late; %d failovers no fault explains), longer than "+
+			"the %.1f ms of output latency: such xruns are the host's. Compare `cyclictest -m -p 90 -i 1000 -D 10`; "+
+			"try --latency 10 --hang-timeout 5ms\n", r.ClockLateMaxUS/1e3, len(r.Unplanned), float64(c.Latency)*periodUS/1e3)
+	}
 	fmt.Fprintf(w, "wrote %s and %s\n", c.Out, c.Report)
 }
 
