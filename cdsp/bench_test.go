@@ -10,22 +10,29 @@ import (
 )
 
 // BenchmarkKernels times each kernel's variants and its Go twin on stereo
-// blocks, as BenchmarkKernels/<kernel>/<variant>/frames=<n>[/<param>=<v>]
-// (the form bench/report reads), with the Go twin as variant "go". ns/sample
-// is per sample of one channel: ns/op / (frames * 2).
+// blocks (mix also on 8 channels, its most inputs), as
+// BenchmarkKernels/<kernel>/<variant>/frames=<n>[/<param>=<v>] (the form
+// bench/report reads), with the Go twin as variant "go". ns/sample is per
+// sample of one channel: ns/op / (frames * channels).
 func BenchmarkKernels(b *testing.B) {
-	const channels = 2
 	for _, c := range []struct {
 		name, extra string
 		params      []float32
+		channels    int // 0: stereo
 	}{
-		{"gain", "", []float32{-6}},
-		{"lowpass", "sections=1", []float32{1000, 0.7071, 1}},
-		{"lowpass", "sections=8", []float32{1000, 0.7071, 8}},
-		{"fir", "taps=64", []float32{1000, 64}},
-		{"fir", "taps=512", []float32{1000, 512}},
-		{"fir", "taps=4096", []float32{1000, 4096}},
+		{"gain", "", []float32{-6}, 0},
+		{"mix", "inputs=2", []float32{-0.5, 0.5}, 0},
+		{"mix", "inputs=8", []float32{-1, 1, -0.6, 0.6, -0.2, 0.2, 0, 0.9}, 8},
+		{"lowpass", "sections=1", []float32{1000, 0.7071, 1}, 0},
+		{"lowpass", "sections=8", []float32{1000, 0.7071, 8}, 0},
+		{"fir", "taps=64", []float32{1000, 64}, 0},
+		{"fir", "taps=512", []float32{1000, 512}, 0},
+		{"fir", "taps=4096", []float32{1000, 4096}, 0},
 	} {
+		channels := c.channels
+		if channels == 0 {
+			channels = 2
+		}
 		variants := append(cdsp.Variants(c.name), "go")
 		for _, v := range variants {
 			for _, frames := range []int{16, 64, 256, 1024, 4096} {

@@ -23,6 +23,9 @@ var detCases = []twinCase{
 	{"fir", []float32{700, 4096}, 3, 44100},
 	{"pan", []float32{-0.6, 0}, 2, 48000},
 	{"pan", []float32{0.3, 1}, 1, 48000},
+	{"mix", []float32{-1, 1}, 2, 48000},
+	{"mix", []float32{0.4, 0, 0, 0, 0, 0, 0, 0, 1, -6}, 1, 48000},
+	{"mix", []float32{-0.7, 0.7, 0.2, -1, 1, 0, 0.5, -0.5, 0, 3}, 8, 44100},
 	{"sine", []float32{441, -6}, 2, 48000},
 	{"noise", []float32{12345, -3}, 4, 48000},
 }
@@ -31,12 +34,13 @@ var detCases = []twinCase{
 var startParams = map[string][]float32{
 	"gain":  {12},
 	"pan":   {0.9, 0},
+	"mix":   {0.9, -0.3, 0, 1, -1, 0.25, -0.8, 0.6, 0, -4.5},
 	"sine":  {441, -40},
 	"noise": {12345, -30},
 }
 
 // start changes the live params of the kernels that read them on every call
-// (gain, pan and the generators' level) so that a ramp runs from the first
+// (gain, pan, mix and the generators' level) so that a ramp runs from the first
 // frame and crosses every block and failover boundary below; filters have
 // none.
 func start(t testing.TB, p proc, name string) proc {

@@ -13,7 +13,7 @@ import (
 
 var (
 	allKernels = []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf",
-		"fir", "pan", "sine", "noise"}
+		"fir", "pan", "mix", "sine", "noise"}
 	biquads = []string{"lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf"}
 	// Kernels whose first param is a frequency that must stay below rate/2.
 	withF = append(append([]string(nil), biquads...), "fir", "sine")
@@ -84,6 +84,7 @@ func TestParamSpecs(t *testing.T) {
 		"lowpass": {"f", "q", "sections"}, "highpass": {"f", "q", "sections"}, "bandpass": {"f", "q", "sections"},
 		"peaking": {"f", "q", "db", "sections"}, "lowshelf": {"f", "q", "db", "sections"}, "highshelf": {"f", "q", "db", "sections"},
 		"fir": {"f", "taps"}, "pan": {"pos", "law"}, "sine": {"f", "db"}, "noise": {"seed", "db"},
+		"mix": {"p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "law", "trim"},
 	}
 	integer := map[string]bool{"sections": true, "taps": true, "law": true, "seed": true}
 	for _, name := range allKernels {
@@ -133,6 +134,11 @@ func stateBytes(name string, ch int) int {
 			return 0
 		}
 		return 40
+	case "mix":
+		if ch > 8 {
+			return 0
+		}
+		return 240 // the same for every channel count: 8 inputs' positions and gains
 	case "sine":
 		return 40
 	case "noise":

@@ -18,7 +18,8 @@
  *   law 1, linear:         gl = (1 - pos)/2, gr = (1 + pos)/2
  *          (-6 dB each at the centre, the summed amplitude constant)
  * Computed in double from us_dspmath.h, from the nearer edge, so that a hard
- * pan is exactly 0 and 1 and pos and -pos give mirrored gains bit for bit.
+ * pan is exactly 0 and 1 and pos and -pos give mirrored gains bit for bit
+ * (us_panlaw.h, shared with mix.c).
  *
  * pos and law may change between any two blocks: as with gain, the change
  * ramps both gains linearly over US_PAN_RAMP frames from wherever they are,
@@ -29,6 +30,7 @@
 #include "us_builtin.h"
 #include "us_dspmath.h"
 #include "us_kernel.h"
+#include "us_panlaw.h"
 
 #define US_PAN_RAMP 64u
 #define US_PAN_MAX_CHANNELS 2u
@@ -49,17 +51,10 @@ static const us_param_spec pan_params[] = {
 };
 
 static void pan_gains(float pos, float law, float *gl, float *gr) {
-    if (law != 0.0f) {
-        *gl = (float)((1.0 - (double)pos) * 0.5);
-        *gr = (float)((1.0 + (double)pos) * 0.5);
-        return;
-    }
-    /* The angle from the nearer edge: 0 there, pi/4 at the centre. */
-    const double a = (1.0 - (pos < 0.0f ? -(double)pos : (double)pos)) * (US_PI * 0.25);
-    double s, c;
-    us_sincos(a, &s, &c);
-    *gl = (float)(pos > 0.0f ? s : c);
-    *gr = (float)(pos > 0.0f ? c : s);
+    double l, r;
+    us_pan_law(pos, law, &l, &r);
+    *gl = (float)l;
+    *gr = (float)r;
 }
 
 static size_t pan_state_bytes(uint32_t channels) {

@@ -26,6 +26,7 @@ const us_kernel *const us_builtin_kernels[] = {
     US_VARIANTS(highshelf),
     US_VARIANTS(fir),
     &us_kernel_pan,
+    &us_kernel_mix,
     &us_kernel_sine,
     &us_kernel_noise,
     NULL,

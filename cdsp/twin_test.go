@@ -74,6 +74,12 @@ func twinCases() []twinCase {
 		twinCase{"pan", []float32{-1, 0}, 2, 48000},
 		twinCase{"pan", []float32{0.37, 1}, 2, 44100},
 		twinCase{"pan", []float32{0.9, 0}, 1, 48000},
+		twinCase{"mix", nil, 1, 48000},
+		twinCase{"mix", nil, 2, 48000},
+		twinCase{"mix", []float32{-1, 1}, 2, 48000},
+		twinCase{"mix", []float32{0.3, -0.6, 1, 0, 0, 0, 0, 0, 1, -12}, 3, 44100},
+		twinCase{"mix", []float32{-1, -0.5, 0, 0.5, 1, 0.1, 0, 0, 0, 6}, 5, 48000},
+		twinCase{"mix", []float32{-0.9, 0.9, -0.3, 0.3, -1, 1, 0, 0.77, 0, -60}, 8, 96000},
 		twinCase{"sine", nil, 1, 48000},
 		twinCase{"sine", []float32{997, -0.5}, 2, 44100},
 		twinCase{"sine", []float32{19999.9, -120}, 3, 40100},
@@ -93,6 +99,14 @@ func liveParams(name string, b int) []float32 {
 		return []float32{[]float32{-120, -20, 0, 6, 24, -3.5}[b%6]}
 	case "pan":
 		return []float32{[]float32{-1, -0.25, 0, 0.7, 1}[b%5], float32(b / 2 % 2)}
+	case "mix":
+		p := make([]float32, 10)
+		for i := range 8 {
+			p[i] = []float32{-1, -0.25, 0, 0.7, 1, 0.33}[(b+i)%6]
+		}
+		p[8] = float32(b / 2 % 2)
+		p[9] = []float32{0, -60, 12, -3.5}[b%4]
+		return p
 	case "sine":
 		return []float32{[]float32{1000, 50, 13000.5, 440}[b%4], []float32{-20, 0, -120, -6}[b%4]}
 	case "noise":
@@ -186,12 +200,13 @@ func TestStateCrossesBetweenCAndGo(t *testing.T) {
 		{"highshelf", []float32{4000, 0.7071, -9, 3}, 3, 44100},
 		{"fir", []float32{2500, 511}, 2, 48000},
 		{"pan", []float32{-0.5, 1}, 2, 48000},
+		{"mix", []float32{-0.5, 1, 0.25}, 3, 48000},
 		{"sine", []float32{1234.5, -3}, 2, 48000},
 		{"noise", []float32{99, -9}, 3, 48000},
 	} {
 		// The params a host sends with every block: for the kernels that read
 		// them live, a change that starts a ramp at the first block.
-		live := map[string][]float32{"gain": {6}, "pan": {0.25, 0}, "sine": {1234.5, -30}, "noise": {99, -1}}[tc.name]
+		live := map[string][]float32{"gain": {6}, "pan": {0.25, 0}, "mix": {0.5, -1, 0, 0, 0, 0, 0, 0, 1, -9}, "sine": {1234.5, -30}, "noise": {99, -1}}[tc.name]
 		setLive := func(p proc) {
 			if live != nil {
 				if err := p.SetParams(live); err != nil {

@@ -14,6 +14,7 @@ extern const us_kernel us_kernel_lowshelf;
 extern const us_kernel us_kernel_highshelf;
 extern const us_kernel us_kernel_fir;
 extern const us_kernel us_kernel_pan;
+extern const us_kernel us_kernel_mix;
 extern const us_kernel us_kernel_sine;
 extern const us_kernel us_kernel_noise;
 

@@ -69,6 +69,7 @@ var registry = []entry{
 	{"highshelf", paramsShaped, func(p []float32, c int, r float64) (Processor, error) { return InitHighshelf(p, c, r) }},
 	{"fir", paramsFIR, func(p []float32, c int, r float64) (Processor, error) { return InitFIR(p, c, r) }},
 	{"pan", paramsPan, func(p []float32, c int, r float64) (Processor, error) { return InitPan(p, c, r) }},
+	{"mix", paramsMix, func(p []float32, c int, r float64) (Processor, error) { return InitMix(p, c, r) }},
 	{"sine", paramsSine, func(p []float32, c int, r float64) (Processor, error) { return InitSine(p, c, r) }},
 	{"noise", paramsNoise, func(p []float32, c int, r float64) (Processor, error) { return InitNoise(p, c, r) }},
 }

@@ -66,6 +66,7 @@ func TestSplitAndResume(t *testing.T) {
 			"gain": {-6}, "lowpass": {700, 3, 3}, "highpass": {700, 3, 3}, "bandpass": {700, 3, 3},
 			"peaking": {700, 3, -4, 3}, "lowshelf": {700, 3, -4, 3}, "highshelf": {700, 3, -4, 3},
 			"fir": {3000, 255}, "pan": {-0.3, 0}, "sine": {440, -3}, "noise": {77, -10},
+			"mix": {-0.8, 0.4, 0, 0, 0, 0, 0, 0, 0, -2},
 		}[name]
 		if params == nil {
 			t.Fatalf("no test params for %s", name)
@@ -82,6 +83,8 @@ func TestSplitAndResume(t *testing.T) {
 				_ = p.SetParams([]float32{10})
 			case "pan":
 				_ = p.SetParams([]float32{0.8, 1})
+			case "mix":
+				_ = p.SetParams([]float32{0.6, -0.2, 0, 0, 0, 0, 0, 0, 1, 3})
 			case "sine":
 				_ = p.SetParams([]float32{440, -30})
 			case "noise":

@@ -35,10 +35,11 @@ func PanStateBytes(channels int) int {
 	return panStateBytes
 }
 
-// panGains is pan_gains.
-func panGains(pos, law float32) (gl, gr float32) {
+// panLaw is us_pan_law (cdsp/us_panlaw.h), shared with mix: the gains in
+// double, before any rounding to float.
+func panLaw(pos, law float32) (gl, gr float64) {
 	if law != 0 {
-		return float32(float64(1.0-float64(pos)) * 0.5), float32(float64(1.0+float64(pos)) * 0.5)
+		return float64(1.0-float64(pos)) * 0.5, float64(1.0+float64(pos)) * 0.5
 	}
 	ap := float64(pos)
 	if pos < 0 {
@@ -47,9 +48,15 @@ func panGains(pos, law float32) (gl, gr float32) {
 	a := float64((1.0 - ap) * (pi * 0.25))
 	s, c := detSincos(a)
 	if pos > 0 {
-		return float32(s), float32(c)
+		return s, c
 	}
-	return float32(c), float32(s)
+	return c, s
+}
+
+// panGains is pan_gains.
+func panGains(pos, law float32) (gl, gr float32) {
+	l, r := panLaw(pos, law)
+	return float32(l), float32(r)
 }
 
 // InitPan mirrors pan_init.

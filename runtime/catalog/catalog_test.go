@@ -48,7 +48,7 @@ func TestLoadStockWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf", "fir", "pan", "sine", "noise"} {
+	for _, name := range []string{"gain", "lowpass", "highpass", "bandpass", "peaking", "lowshelf", "highshelf", "fir", "pan", "mix", "sine", "noise"} {
 		k, ok := c.Lookup(name)
 		if !ok {
 			t.Errorf("worker lists no %s", name)
