@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkKernels times each kernel's variants and its Go twin on stereo
-// blocks (mix also on 8 channels, its most inputs), as
+// blocks (mix also on 8 channels, its most inputs, and the 8-section
+// lowpass on 8 channels, a full AVX2 vector of channels), as
 // BenchmarkKernels/<kernel>/<variant>/frames=<n>[/<param>=<v>] (the form
 // bench/report reads), with the Go twin as variant "go". ns/sample is per
 // sample of one channel: ns/op / (frames * channels).
@@ -25,6 +26,7 @@ func BenchmarkKernels(b *testing.B) {
 		{"mix", "inputs=8", []float32{-1, 1, -0.6, 0.6, -0.2, 0.2, 0, 0.9}, 8},
 		{"lowpass", "sections=1", []float32{1000, 0.7071, 1}, 0},
 		{"lowpass", "sections=8", []float32{1000, 0.7071, 8}, 0},
+		{"lowpass", "sections=8/channels=8", []float32{1000, 0.7071, 8}, 8},
 		{"fir", "taps=64", []float32{1000, 64}, 0},
 		{"fir", "taps=512", []float32{1000, 512}, 0},
 		{"fir", "taps=4096", []float32{1000, 4096}, 0},

@@ -591,3 +591,45 @@ func helperRTPrio(t *testing.T) {
 		}
 	})
 }
+
+// A hold is the system's effective request while it stands, and is gone once
+// released; a second, looser hold does not loosen the first.
+func TestHoldWakeLatency(t *testing.T) {
+	if _, err := os.Stat("/dev/cpu_dma_latency"); err != nil {
+		rttest.SkipOrFail(t, "no PM QoS here: %v", err)
+	}
+	rttest.RequireRT(t)
+	before, err := rt.CurrentWakeLatency()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 7 {
+		rttest.SkipOrFail(t, "something else already holds the wake latency at %d µs", before)
+	}
+	h, err := rt.HoldWakeLatency(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release()
+	if got, _ := rt.CurrentWakeLatency(); got != 7 {
+		t.Errorf("with a 7 µs hold the system's request is %d µs", got)
+	}
+	loose, err := rt.HoldWakeLatency(5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rt.CurrentWakeLatency(); got != 7 {
+		t.Errorf("a looser second hold changed the request to %d µs", got)
+	}
+	loose.Release()
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	h.Release() // again: harmless
+	if got, _ := rt.CurrentWakeLatency(); got != before {
+		t.Errorf("after release the request is %d µs, was %d", got, before)
+	}
+	if _, err := rt.HoldWakeLatency(-1); err == nil {
+		t.Error("a negative latency was accepted")
+	}
+}

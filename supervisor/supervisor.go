@@ -43,6 +43,13 @@ type Config struct {
 	WorkerCPU    int              // pin workers to this CPU; -1 = any
 	SpinMicros   int              // how long an idle worker spins before sleeping on its futex (0: 20 µs, <0: none)
 	RespawnDelay time.Duration    // wait this long before replacing a spare that was used (crash-loop backoff)
+	// DeepIdle lets idle CPUs enter deep idle states while the supervisor
+	// runs real-time (MonitorPrio > 0). By default it holds the CPU wake-up
+	// latency PM QoS request at 0 µs (rt.HoldWakeLatency) from Start to
+	// Close: on a virtual machine a halted vCPU can take milliseconds to
+	// wake, and every such wake-up is a late worker, a false hang and a
+	// needless failover. Set it to save power where wake-ups are cheap.
+	DeepIdle bool
 
 	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
 }
@@ -60,6 +67,7 @@ type Supervisor struct {
 	sp       *spawner
 
 	evFile   *os.File // the monitor's event eventfd, read through Go's poller
+	wakeHold *rt.WakeLatencyHold
 	monDone  chan struct{}
 	ctlDone  chan struct{}
 	events   chan Event
@@ -143,6 +151,10 @@ func (s *Supervisor) RTWarning() error { return s.rtWarn }
 func (s *Supervisor) Start(tl Timeline) (err error) {
 	s.timeline = tl
 	s.sp = startSpawner()
+	var holdErr error
+	if s.cfg.MonitorPrio > 0 && !s.cfg.DeepIdle {
+		s.wakeHold, holdErr = rt.HoldWakeLatency(0)
+	}
 	for l := range s.cfg.Lanes {
 		// Set before the monitor starts: from then on only it touches these.
 		s.lanes[l].initial = true
@@ -157,6 +169,9 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 		monReady := make(chan error, 1)
 		go s.runMonitor(monReady)
 		s.rtWarn = <-monReady
+		if s.rtWarn == nil && holdErr != nil {
+			s.rtWarn = holdErr
+		}
 	}
 	go s.controlPlane()
 	defer func() {
@@ -583,6 +598,7 @@ func (s *Supervisor) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	defer s.wakeHold.Release()
 	// Workers still being spawned finish their handshake or time out; wait.
 	for {
 		s.mu.Lock()

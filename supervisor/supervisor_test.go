@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-rt/understudy/internal/rttest"
+	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
@@ -596,5 +598,38 @@ func TestMonitorForgivesItsOwnStall(t *testing.T) {
 				t.Errorf("%d stalls counted, want %d", s.MonitorStalls(), min(late, maxStallRun))
 			}
 		})
+	}
+}
+
+// A real-time supervisor keeps idle CPUs out of deep idle from Start to
+// Close, and leaves them alone when told DeepIdle.
+func TestSupervisorHoldsWakeLatency(t *testing.T) {
+	rttest.RequireRT(t)
+	before, err := rt.CurrentWakeLatency()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before == 0 {
+		rttest.SkipOrFail(t, "something else already holds the wake latency at 0 µs")
+	}
+	for _, deep := range []bool{false, true} {
+		s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), MonitorPrio: 80, WorkerCPU: -1, DeepIdle: deep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(nil); err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		during, _ := rt.CurrentWakeLatency()
+		s.Close()
+		after, _ := rt.CurrentWakeLatency()
+		want := int32(0)
+		if deep {
+			want = before
+		}
+		if during != want || after != before {
+			t.Errorf("DeepIdle %v: wake latency %d µs while running (want %d), %d after Close (want %d)", deep, during, want, after, before)
+		}
 	}
 }

@@ -67,6 +67,7 @@ type demoConfig struct {
 	Chain       string        `json:"chain"`
 	Variant     string        `json:"variant"`
 	Fallback    string        `json:"fallback"`
+	DeepIdle    bool          `json:"deep_idle"`
 	In          string        `json:"in,omitempty"`
 	Out         string        `json:"out"`
 	Report      string        `json:"report"`
@@ -93,6 +94,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.Chain, "chain", "lowpass f=4000 q=0.7071 | gain db=-6", "kernels of each lane, '|' between stages")
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant for every worker: auto (fastest this CPU runs), scalar, sse2, avx2, ...")
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
+	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
 	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
@@ -320,7 +322,7 @@ type rtResult struct {
 func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio func(int) int, stdout, stderr io.Writer) (*rtResult, error) {
 	sup, err := supervisor.New(supervisor.Config{
 		Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
-		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1,
+		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1, DeepIdle: c.DeepIdle,
 	})
 	if err != nil {
 		return nil, classify(err)
