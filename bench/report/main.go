@@ -99,12 +99,16 @@ func parse(r io.Reader) ([]Record, []string) {
 // markdown writes one table per group: a row per name/variant/extra, a column
 // per block size, each cell ns/sample (and the ratio to the group's baseline
 // row for that block size, when the group has one: the pure Go row).
-func markdown(w io.Writer, recs []Record, env []string, cmd string) {
+func markdown(w io.Writer, recs []Record, env []string, cmd, note string) {
 	fmt.Fprintf(w, "# Benchmark results\n\nGenerated %s by `%s`", time.Now().UTC().Format("2006-01-02"), cmd)
 	if len(env) > 0 {
 		fmt.Fprintf(w, " on %s", strings.Join(env, ", "))
 	}
-	fmt.Fprint(w, ".\nEach cell: ns per sample (lower is better); in brackets, how many times faster than the pure Go row of the same block size.\n")
+	fmt.Fprint(w, ".\n")
+	if note != "" {
+		fmt.Fprintf(w, "%s\n", note)
+	}
+	fmt.Fprint(w, "Each cell: ns per sample (lower is better); in brackets, how many times faster than the pure Go row of the same block size.\n")
 	groups := map[string][]Record{}
 	var order []string
 	for _, r := range recs {
@@ -191,6 +195,7 @@ func main() {
 	jsonPath := flag.String("json", "bench/results.json", "where to write the records")
 	mdPath := flag.String("md", "bench/RESULTS.md", "where to write the Markdown tables")
 	cmd := flag.String("cmd", "make bench", "the command that produced the input, quoted in the Markdown")
+	note := flag.String("note", "", "a sentence on how the run was made, printed under the heading")
 	flag.Parse()
 	recs, env := parse(os.Stdin)
 	if len(recs) == 0 {
@@ -211,7 +216,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
-	markdown(f, recs, env, *cmd)
+	markdown(f, recs, env, *cmd, *note)
 	if err := f.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)

@@ -34,9 +34,9 @@ func TestParseAndTables(t *testing.T) {
 		t.Errorf("ping-pong record %+v", f)
 	}
 	var md bytes.Buffer
-	markdown(&md, recs, env, "make bench")
+	markdown(&md, recs, env, "make bench", "A note on the run.")
 	out := md.String()
-	for _, want := range []string{"## Transport", "| shm-spin | scalar |  | 8.14 (0.44x) |", "| fir | avx2 | taps=512 | 2.3 (7.78x) |", "3.2e+04 ns p50"} {
+	for _, want := range []string{"## Transport", "| shm-spin | scalar |  | 8.14 (0.44x) |", "| fir | avx2 | taps=512 | 2.3 (7.78x) |", "3.2e+04 ns p50", "\nA note on the run.\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}

@@ -40,3 +40,23 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 	}
 	t.Skip(reason)
 }
+
+// HoldWakeEnv, set to 1 (as `make bench` does), makes HoldWakeForRun hold
+// the CPU wake-up latency at 0 µs for a whole test binary's run: the setting
+// a real-time supervisor runs under, so that benchmarks of wake-ups measure
+// what a user's lanes get.
+const HoldWakeEnv = "UNDERSTUDY_HOLD_WAKE"
+
+// HoldWakeForRun applies HoldWakeEnv; call it from TestMain and call the
+// result when m.Run returns.
+func HoldWakeForRun() (release func()) {
+	if os.Getenv(HoldWakeEnv) != "1" {
+		return func() {}
+	}
+	h, err := rt.HoldWakeLatency(0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s=1 but the hold failed, idle CPUs may halt: %v\n", HoldWakeEnv, err)
+		return func() {}
+	}
+	return func() { h.Release() }
+}
