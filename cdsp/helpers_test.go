@@ -19,16 +19,7 @@ type proc interface {
 
 func newC(t testing.TB, name string, params []float32, channels int, rate float64) *cdsp.Instance {
 	t.Helper()
-	k, err := cdsp.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := k.New(params, channels, rate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(inst.Free)
-	return inst
+	return newV(t, name, "scalar", params, channels, rate)
 }
 
 func newTwin(t testing.TB, name string, params []float32, channels int, rate float64) gotwin.Processor {
