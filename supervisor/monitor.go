@@ -42,8 +42,11 @@ type workerRec struct {
 	state atomic.Uint32
 	pid   atomic.Int32
 	pidfd atomic.Int32
-	lane  atomic.Int32 // lane owned, -1 for none (monitor writes)
-	gen   uint32       // control plane
+	// /proc/<pid>/stat, opened at spawn and closed at reap: the monitor's
+	// fence reads the process's exit flag from it without opening anything.
+	statFD atomic.Int32
+	lane   atomic.Int32 // lane owned, -1 for none (monitor writes)
+	gen    uint32       // control plane
 	// monitor only
 	gaspSeen    bool
 	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
@@ -150,6 +153,75 @@ type monitor struct {
 	stallNS uint64        // when it last woke from a machine stall (0: none counts now)
 	stalls  atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
 	lateRun int           // consecutive late wake-ups; bounds how long stalls can defer a kill
+	statBuf [512]byte     // one /proc/<pid>/stat read
+	// killed owners whose lane moved on their exit flag, before the pidfd
+	earlyFences atomic.Uint64
+}
+
+// fencePollNS is how often the monitor looks at a killed owner until the
+// kernel has taken it out of user space.
+const fencePollNS = 20_000
+
+// pfExiting is the kernel's PF_EXITING task flag (include/linux/sched.h),
+// set as do_exit begins: from then on the task never returns to user space.
+const pfExiting = 0x4
+
+// exited reports whether slot's process can no longer run a single user
+// instruction: the kernel has begun its exit, or it is a zombie, or gone.
+// This is the fence for a killed owner. Waiting for its pidfd instead would
+// also wait for the kernel to unmap and unlock all its memory, hundreds of
+// µs that protect nothing: a task in do_exit writes no shared memory (the
+// worker is one thread, holds no robust futex in the region and sets no
+// clear-child-tid there). Reads /proc/<pid>/stat into a fixed buffer: no
+// allocation.
+func (m *monitor) exited(slot int) bool {
+	fd := int(m.s.workers[slot].statFD.Load())
+	if fd < 0 {
+		return false // cannot tell: wait for the pidfd
+	}
+	n, err := unix.Pread(fd, m.statBuf[:], 0)
+	if err != nil {
+		return err == unix.ESRCH // reaped
+	}
+	return statExited(m.statBuf[:n])
+}
+
+// statExited reads a /proc/<pid>/stat line: true once the task is exiting
+// (PF_EXITING), a zombie or dead.
+func statExited(b []byte) bool {
+	// "pid (comm) S ppid pgrp session tty_nr tpgid flags ...": comm may
+	// hold anything, so fields count from its last ')'.
+	i := len(b) - 1
+	for i >= 0 && b[i] != ')' {
+		i--
+	}
+	if i < 0 {
+		return false
+	}
+	var field int
+	var flags uint64
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		if c == ' ' {
+			field++
+			if field > 7 {
+				break
+			}
+			continue
+		}
+		switch field {
+		case 1: // state
+			if c == 'Z' || c == 'X' || c == 'x' {
+				return true
+			}
+		case 7: // flags
+			if c < '0' || c > '9' {
+				return false
+			}
+			flags = flags*10 + uint64(c-'0')
+		}
+	}
+	return field >= 7 && flags&pfExiting != 0
 }
 
 // run is the monitor goroutine's body; the caller locked the thread.
@@ -260,8 +332,8 @@ func (m *monitor) onDeath(slot int, now uint64) {
 	fd := int(w.pidfd.Load())
 	unix.EpollCtl(m.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	prev := w.state.Swap(wDead)
-	if prev == wOwner || prev == wKilled {
-		l := int(w.lane.Load())
+	// A killed owner the fence already took its lane from has no lane.
+	if l := int(w.lane.Load()); l >= 0 && (prev == wOwner || prev == wKilled) {
 		lr := &s.lanes[l]
 		if prev == wOwner {
 			m.detected(l, slot, PathPidfd, 0, s.region.Lane(l).Committed(), now)
@@ -344,7 +416,19 @@ func (m *monitor) checkDeadlines(now uint64) {
 	for l := 0; l < s.region.Lanes(); l++ {
 		lr := &s.lanes[l]
 		o := int(lr.owner.Load())
-		if o < 0 || lr.awaiting >= 0 {
+		if a := lr.awaiting; a >= 0 {
+			// A killed owner: its lane moves as soon as it can no longer
+			// write, without waiting for the kernel to finish its exit.
+			if m.exited(a) {
+				lr.awaiting = -1
+				m.earlyFences.Add(1)
+				m.orphan(l, a)
+			} else if due := now + fencePollNS; due < next {
+				next = due
+			}
+			continue
+		}
+		if o < 0 {
 			continue
 		}
 		lane := s.region.Lane(l)
@@ -356,6 +440,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
 			lr.corrupt = true
 			m.kill(l, o, PathCorrupt, now)
+			next = min(next, now+fencePollNS)
 			continue
 		}
 		var due uint64
@@ -364,6 +449,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 			due += m.hangNS
 			if now >= due {
 				m.kill(l, o, PathDeadline, now)
+				next = min(next, now+fencePollNS) // the fence's first look
 				continue
 			}
 		} else {

@@ -117,6 +117,7 @@ func New(cfg Config) (*Supervisor, error) {
 	for i := range s.workers {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)
+		s.workers[i].statFD.Store(-1)
 	}
 	for i := range s.lanes {
 		s.lanes[i].owner.Store(-1)
@@ -326,10 +327,24 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		}
 	}()
 	w.pid.Store(int32(pid))
+	// The pid cannot be reused before we reap it through pidfd, so this is
+	// the worker's own stat file. Without it the fence waits for the pidfd.
+	statFD, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		statFD = -1
+	}
+	w.statFD.Store(int32(statFD))
 	w.pidfd.Store(int32(pidfd))
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagPidfd, Pad: int32(slot)}
 	if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
+		// The monitor will never see this one die: reap it here.
 		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		var info unix.Siginfo
+		unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED, nil)
+		unix.Close(pidfd)
+		w.pidfd.Store(-1)
+		closeStat(w)
+		w.state.Store(wFree)
 		return fmt.Errorf("supervisor: epoll_ctl pidfd: %w", err)
 	}
 	deadline := time.Now().Add(s.cfg.Handshake)
@@ -439,6 +454,14 @@ func (s *Supervisor) finishFailovers() {
 	s.pending = kept
 }
 
+// closeStat closes a reaped worker's stat file; the monitor no longer reads
+// it, having seen the death before the reap was asked for.
+func closeStat(w *workerRec) {
+	if fd := int(w.statFD.Swap(-1)); fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
 // reap collects a dead worker and frees its slot.
 func (s *Supervisor) reap(slot int) {
 	w := &s.workers[slot]
@@ -450,6 +473,7 @@ func (s *Supervisor) reap(slot int) {
 	}
 	unix.Close(fd)
 	w.pidfd.Store(-1)
+	closeStat(w)
 	pid := int(w.pid.Load())
 	if sig != 0 {
 		w.exitStatus.Store(int32(-sig))
@@ -571,6 +595,10 @@ func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error
 // the pending deadlines instead of killing owners that could not have run.
 func (s *Supervisor) MonitorStalls() uint64 { return s.mon.stalls.Load() }
 
+// EarlyFences counts killed owners whose lane moved as soon as the kernel
+// had them in exit, before their pidfd reported the death.
+func (s *Supervisor) EarlyFences() uint64 { return s.mon.earlyFences.Load() }
+
 // Counts reports live workers by state, for tests and status lines.
 func (s *Supervisor) Counts() (spares, owners, other int) {
 	for i := range s.workers {
@@ -645,6 +673,7 @@ func (s *Supervisor) Close() error {
 		unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
 		unix.Close(fd)
 		w.pidfd.Store(-1)
+		closeStat(w)
 		w.state.Store(wFree)
 	}
 	if s.sp != nil {

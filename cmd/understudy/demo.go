@@ -314,6 +314,7 @@ type rtResult struct {
 	injections []*injected
 	lateMax    time.Duration
 	monStalls  uint64
+	earlyFence uint64
 	lateHist   [32]uint64
 	rtWarnings []string
 	startNS    uint64
@@ -537,6 +538,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}
 	res.lateMax, res.lateHist = clk.Lateness()
 	res.monStalls = sup.MonitorStalls()
+	res.earlyFence = sup.EarlyFences()
 	res.startNS = clk.StartNS()
 	sup.Close()
 	<-evDone

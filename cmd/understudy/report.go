@@ -23,8 +23,10 @@ type kindReport struct {
 	Path        map[string]int `json:"path"`
 	DetectionUS stats.Summary  `json:"detection_us"`
 	FailoverUS  stats.Summary  `json:"failover_us"`
+	FenceUS     stats.Summary  `json:"fence_us"` // detection to hand-over: the old owner made harmless
 	detect      []time.Duration
 	failover    []time.Duration
+	fence       []time.Duration
 }
 
 type faultsReport struct {
@@ -64,6 +66,7 @@ type report struct {
 	ClockLateMaxUS    float64           `json:"clock_wake_late_max_us"`
 	ClockLateHist     map[string]uint64 `json:"clock_wake_late_hist"`
 	MonitorStalls     uint64            `json:"monitor_stalls"`
+	EarlyFences       uint64            `json:"early_fences"` // killed owners fenced on their exit flag, before the pidfd
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 }
@@ -84,7 +87,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	rep := &report{Config: c, Privileged: privileged, RTWarnings: r.rtWarnings,
 		Blocks: nBlocks * len(r.out), MismatchedSamples: mismatched, BitExact: mismatched == 0,
 		ClockLateMaxUS: float64(r.lateMax) / 1e3, ClockLateHist: map[string]uint64{},
-		MonitorStalls: r.monStalls}
+		MonitorStalls: r.monStalls, EarlyFences: r.earlyFence}
 	rep.LostBlocks = rep.Blocks - r.received
 	for _, s := range r.stats {
 		rep.Xruns += s.Xruns
@@ -127,6 +130,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		}
 		kr.detect = append(kr.detect, e.Detection())
 		kr.failover = append(kr.failover, e.Failover())
+		kr.fence = append(kr.fence, e.Fence())
 		detAll = append(detAll, e.Detection())
 		foAll = append(foAll, e.Failover())
 		fence = append(fence, e.Fence())
@@ -134,6 +138,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	for _, kr := range rep.Faults.ByKind {
 		kr.DetectionUS = stats.Summarize(kr.detect)
 		kr.FailoverUS = stats.Summarize(kr.failover)
+		kr.FenceUS = stats.Summarize(kr.fence)
 	}
 	planned := map[int]bool{}
 	for _, in := range r.injections {

@@ -1,0 +1,154 @@
+package supervisor
+
+import (
+	"fmt"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/understudy-rt/understudy/runtime/shm"
+)
+
+func TestStatExited(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want bool
+	}{
+		{"1234 (understudy-work) R 1 1234 1234 0 -1 4194560 120 0 0 0", false},
+		{"1234 (understudy-work) S 1 1234 1234 0 -1 4194564 120 0 0 0", true}, // PF_EXITING (0x4) set
+		{"1234 (understudy-work) Z 1 1234 1234 0 -1 4194560 120 0 0 0", true},
+		{"1234 (understudy-work) X 1 1234 1234 0 -1 4194560 120 0 0 0", true},
+		{"1234 (a) b (c) T 1 1234 1234 0 -1 4194560 120 0 0 0", false}, // comm with ") " inside
+		{"1234 (a) b (c) D 1 1234 1234 0 -1 4 0 0", true},
+		{"1234 (x) R 1 2 3", false}, // cut short: no flags field
+		{"garbage", false},
+		{"", false},
+	} {
+		if got := statExited([]byte(c.line)); got != c.want {
+			t.Errorf("statExited(%q) = %v, want %v", c.line, got, c.want)
+		}
+	}
+}
+
+// The fence reads a real process's stat: a running, a stopped and a
+// sleeping process can still run user code; a zombie and a reaped one
+// cannot.
+func TestExitedOnRealProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Supervisor{}
+	s.workers[0].statFD.Store(int32(fd))
+	m := &monitor{s: s}
+	defer unix.Close(fd)
+	if m.exited(0) {
+		t.Fatal("a sleeping process reads as exited")
+	}
+	if a := testing.AllocsPerRun(200, func() { m.exited(0) }); a != 0 {
+		t.Errorf("the fence's read allocates %.1f times", a)
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	if waitFor(func() bool { return statState(t, pid) == 'T' }) && m.exited(0) {
+		t.Fatal("a stopped process reads as exited")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	if !waitFor(func() bool { return m.exited(0) }) {
+		t.Fatalf("a killed, unreaped process (state %c) does not read as exited", statState(t, pid))
+	}
+	cmd.Wait()
+	if !m.exited(0) {
+		t.Fatal("a reaped process does not read as exited")
+	}
+	s.workers[1].statFD.Store(-1)
+	if m.exited(1) {
+		t.Fatal("no stat file reads as exited; it must wait for the pidfd")
+	}
+}
+
+func waitFor(f func() bool) bool {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if f() {
+			return true
+		}
+	}
+	return false
+}
+
+func statState(t *testing.T, pid int) byte {
+	var st [512]byte
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	n, _ := unix.Read(fd, st[:])
+	for i := n - 1; i >= 0; i-- {
+		if st[i] == ')' && i+2 < n {
+			return st[i+2]
+		}
+	}
+	return 0
+}
+
+// A hung owner is killed; the fence hands its lane over as soon as the
+// kernel has it in exit, and the pidfd's report that follows finds the lane
+// already gone and changes nothing.
+func TestFenceThenDeath(t *testing.T) {
+	const hang = 5 * time.Millisecond
+	tl := &stallTimeline{}
+	s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(tl); err != nil {
+		t.Fatal(err)
+	}
+	first, pid := s.Owner(0)
+	time.Sleep(2 * hang)
+	tl.pushNS, tl.inWrite = shm.NowNS()-4*uint64(hang), 1
+	killNS := shm.NowNS()
+	s.mon.checkDeadlines(killNS) // kills: the block is overdue
+	if st := s.workers[first].state.Load(); st != wKilled {
+		t.Fatalf("owner state %d after its deadline, want killed", st)
+	}
+	// The monitor must come back to look for the exit flag; its timer
+	// armed any later would leave the lane waiting for the pidfd.
+	if s.mon.armedNS > killNS+fencePollNS {
+		t.Fatalf("after the kill the timer is armed %v ahead, want at most %v", time.Duration(s.mon.armedNS-killNS), time.Duration(fencePollNS))
+	}
+	if !waitFor(func() bool { return s.mon.exited(first) }) {
+		t.Fatal("killed owner never read as exited")
+	}
+	// Only the fence runs, not the pidfd: the lane must move on its word.
+	s.mon.checkDeadlines(shm.NowNS())
+	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
+		t.Fatalf("after the fence: owner slot %d (killed: %d), awaiting %d", o, first, s.lanes[0].awaiting)
+	}
+	tl.inWrite = 0 // nothing pending for the new owner
+	s.mon.assign(shm.NowNS())
+	second, pid2 := s.Owner(0)
+	if second < 0 || second == first || pid2 == pid {
+		t.Fatalf("lane not handed over: owner slot %d pid %d (was %d/%d)", second, pid2, first, pid)
+	}
+	for i := 0; i < 50; i++ { // now the pidfd: the old owner's death
+		s.mon.poll(0)
+		time.Sleep(time.Millisecond)
+	}
+	if o, p := s.Owner(0); o != second || p != pid2 {
+		t.Errorf("the old owner's death moved the lane again: slot %d pid %d, want %d/%d", o, p, second, pid2)
+	}
+	if st := s.workers[first].state.Load(); st == wKilled {
+		t.Errorf("old owner's death never processed (state %d)", st)
+	}
+}
