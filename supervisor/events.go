@@ -16,6 +16,10 @@ const (
 	PathPidfd         // the worker's pidfd became readable: it exited
 	PathDeadline      // the lane's pending block missed its deadline: hung
 	PathCorrupt       // the worker broke the ring protocol: scribbled on shared memory
+	// PathExiting: its block's deadline came while the worker was already
+	// in exit (its pidfd not yet readable: the kernel was still tearing it
+	// down). A death, like PathPidfd, seen by the deadline's look at it.
+	PathExiting
 )
 
 func (p Path) String() string {
@@ -28,6 +32,8 @@ func (p Path) String() string {
 		return "deadline"
 	case PathCorrupt:
 		return "corrupt"
+	case PathExiting:
+		return "exiting"
 	}
 	return "none"
 }
@@ -88,6 +94,13 @@ func (f Fault) ExpectedPath() Path {
 		return PathCorrupt
 	}
 	return PathNone
+}
+
+// Expects says whether p is how f should be detected: its ExpectedPath, or
+// for a process death (kill, exit), the exit flag seen before the pidfd.
+func (f Fault) Expects(p Path) bool {
+	want := f.ExpectedPath()
+	return p == want || (want == PathPidfd && p == PathExiting)
 }
 
 // EventKind says what happened.

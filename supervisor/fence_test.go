@@ -152,3 +152,36 @@ func TestFenceThenDeath(t *testing.T) {
 		t.Errorf("old owner's death never processed (state %d)", st)
 	}
 }
+
+// An owner that dies by itself while its block is pending, and whose pidfd
+// the kernel has not made readable yet, is a death, not a hang: the deadline
+// finds it in exit, says so, and moves the lane at once.
+func TestDeadlineFindsOwnerExiting(t *testing.T) {
+	const hang = 5 * time.Millisecond
+	tl := &stallTimeline{}
+	s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(tl); err != nil {
+		t.Fatal(err)
+	}
+	first, pid := s.Owner(0)
+	time.Sleep(2 * hang)
+	syscall.Kill(pid, syscall.SIGKILL) // from outside; the monitor polls nothing meanwhile
+	if !waitFor(func() bool { return s.mon.exited(first) }) {
+		t.Fatal("killed owner never read as exited")
+	}
+	tl.pushNS, tl.inWrite = shm.NowNS()-4*uint64(hang), 1
+	s.mon.checkDeadlines(shm.NowNS())
+	if p := s.lanes[0].det.path; p != PathExiting {
+		t.Errorf("detected by %v, want %v", p, PathExiting)
+	}
+	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
+		t.Errorf("lane not moved at once: owner slot %d (dead: %d), awaiting %d", o, first, s.lanes[0].awaiting)
+	}
+	if !FaultExit.Expects(PathExiting) || !FaultKill.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
+		t.Error("Expects: exit and kill are deaths (pidfd or exiting); a hang is not")
+	}
+}

@@ -355,7 +355,7 @@ func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint6
 	ss := m.s.region.Slot(slot)
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
 		block: block, faultNS: ss.FaultNS(), detectNS: now}
-	if p == PathPidfd || p == PathDeadline || p == PathCorrupt {
+	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting {
 		// The block in hand is the first uncommitted one.
 		lr.det.block = m.s.region.Lane(l).InBlockNumber(m.s.region.Lane(l).Committed())
 	}
@@ -400,7 +400,9 @@ func (m *monitor) kill(l, slot int, p Path, now uint64) {
 	// A hung worker spins at the workers' priority and can starve the
 	// other lanes' workers on its CPU until now: judge their pending blocks
 	// from this moment, not from their push, or one hang kills them all.
-	m.graceNS = now
+	if p != PathExiting {
+		m.graceNS = now
+	}
 }
 
 // checkDeadlines finds hung owners and arms the timer for the next deadline.
@@ -448,6 +450,15 @@ func (m *monitor) checkDeadlines(now uint64) {
 			due = max(tl.PushNS(l, r), lr.attachNS, m.graceNS, m.stallNS) // a new owner's backlog runs from its attach
 			due += m.hangNS
 			if now >= due {
+				if m.exited(o) {
+					// Dying by itself, not hung: a death the pidfd has not
+					// reported yet, and already fenced.
+					m.kill(l, o, PathExiting, now)
+					lr.awaiting = -1
+					m.earlyFences.Add(1)
+					m.orphan(l, o)
+					continue
+				}
 				m.kill(l, o, PathDeadline, now)
 				next = min(next, now+fencePollNS) // the fence's first look
 				continue

@@ -49,7 +49,7 @@ func TestFailoverEveryFault(t *testing.T) {
 					return r
 				}
 				e := fos[0]
-				if e.Path != f.ExpectedPath() {
+				if !f.Expects(e.Path) {
 					tr.errorf("detected by %v, want %v", e.Path, f.ExpectedPath())
 				}
 				wantSig := map[Fault]syscall.Signal{FaultSegv: syscall.SIGSEGV, FaultBus: syscall.SIGBUS, FaultAbort: syscall.SIGABRT, FaultFPE: syscall.SIGFPE}[f]

@@ -121,7 +121,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		kr.Detected++
 		rep.Faults.Detected++
 		kr.Path[e.Path.String()]++
-		if e.Path == in.inj.Fault.ExpectedPath() {
+		if in.inj.Fault.Expects(e.Path) {
 			rep.Faults.ExpectedPath++
 		}
 		if e.Kind == supervisor.EvNoSpare {
