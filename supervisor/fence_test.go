@@ -13,17 +13,25 @@ import (
 )
 
 func TestStatExited(t *testing.T) {
+	// The fields after comm: state ppid pgrp session tty tpgid FLAGS minflt
+	// cminflt majflt cmajflt utime stime cutime cstime priority nice
+	// NUM_THREADS itrealvalue starttime ...
+	line := func(comm string, state byte, flags, threads int) string {
+		return fmt.Sprintf("1234 (%s) %c 1 1234 1234 0 -1 %d 120 0 0 0 5 3 0 0 20 0 %d 0 98765 1000", comm, state, flags, threads)
+	}
 	for _, c := range []struct {
 		line string
 		want bool
 	}{
-		{"1234 (understudy-work) R 1 1234 1234 0 -1 4194560 120 0 0 0", false},
-		{"1234 (understudy-work) S 1 1234 1234 0 -1 4194564 120 0 0 0", true}, // PF_EXITING (0x4) set
-		{"1234 (understudy-work) Z 1 1234 1234 0 -1 4194560 120 0 0 0", true},
-		{"1234 (understudy-work) X 1 1234 1234 0 -1 4194560 120 0 0 0", true},
-		{"1234 (a) b (c) T 1 1234 1234 0 -1 4194560 120 0 0 0", false}, // comm with ") " inside
-		{"1234 (a) b (c) D 1 1234 1234 0 -1 4 0 0", true},
-		{"1234 (x) R 1 2 3", false}, // cut short: no flags field
+		{line("understudy-work", 'R', 4194560, 1), false},
+		{line("understudy-work", 'S', 4194564, 1), true}, // PF_EXITING (0x4)
+		{line("understudy-work", 'Z', 4194560, 1), true},
+		{line("understudy-work", 'X', 4194560, 1), true},
+		{line("understudy-work", 'D', 4194564, 2), false}, // a sibling thread may still run user code
+		{line("understudy-work", 'Z', 4194560, 3), false}, // leader gone, threads left
+		{line("a) b (c", 'T', 4194560, 1), false},         // comm with ") " inside
+		{line("a) b (c", 'D', 4, 1), true},
+		{"1234 (x) R 1 2 3 4 5 4 0 0", false}, // cut short: no num_threads
 		{"garbage", false},
 		{"", false},
 	} {
@@ -135,12 +143,21 @@ func TestFenceThenDeath(t *testing.T) {
 	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
 		t.Fatalf("after the fence: owner slot %d (killed: %d), awaiting %d", o, first, s.lanes[0].awaiting)
 	}
-	tl.inWrite = 0 // nothing pending for the new owner
-	s.mon.assign(shm.NowNS())
+	s.mon.poll(0) // hands the lane to the spare
 	second, pid2 := s.Owner(0)
 	if second < 0 || second == first || pid2 == pid {
 		t.Fatalf("lane not handed over: owner slot %d pid %d (was %d/%d)", second, pid2, first, pid)
 	}
+	// The new owner has one hang timeout from its attach (or, if the lane
+	// is idle, from the next period, 1 ms away on this timeline), and the
+	// monitor must be due back by then, not at its 100 ms idle re-arm.
+	if due := s.lanes[0].attachNS + uint64(hang+2*time.Millisecond); s.mon.armedNS > due {
+		t.Errorf("new owner's deadline not armed: timer %v after it", time.Duration(s.mon.armedNS-due))
+	}
+	// From now on that block is not overdue, whatever the new owner makes
+	// of it (the timeline is fake; the lane's indices are real and must
+	// not move backwards).
+	tl.pushNS = shm.NowNS() + uint64(time.Hour)
 	for i := 0; i < 50; i++ { // now the pidfd: the old owner's death
 		s.mon.poll(0)
 		time.Sleep(time.Millisecond)

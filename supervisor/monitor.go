@@ -69,16 +69,17 @@ type detection struct {
 type laneRec struct {
 	owner atomic.Int32 // slot, -1 while none (monitor writes)
 	// monitor only
-	epoch     uint64
-	needOwner bool
-	initial   bool // the first attach is not a failover
-	awaiting  int  // slot killed and not yet dead, -1
-	det       detection
-	attachNS  uint64
-	noSpare   bool   // an EvNoSpare was sent for this outage
-	lastDeath uint64 // commit point at the last owner death
-	deathRun  int    // owners that died in a row at lastDeath
-	corrupt   bool   // indices must be repaired before the next owner
+	epoch      uint64
+	needOwner  bool
+	initial    bool // the first attach is not a failover
+	awaiting   int  // slot killed and not yet dead, -1
+	fencePolls int  // looks at the awaited slot's exit flag so far
+	det        detection
+	attachNS   uint64
+	noSpare    bool   // an EvNoSpare was sent for this outage
+	lastDeath  uint64 // commit point at the last owner death
+	deathRun   int    // owners that died in a row at lastDeath
+	corrupt    bool   // indices must be repaired before the next owner
 }
 
 // monEvent is what the monitor tells the control plane.
@@ -159,8 +160,13 @@ type monitor struct {
 }
 
 // fencePollNS is how often the monitor looks at a killed owner until the
-// kernel has taken it out of user space.
-const fencePollNS = 20_000
+// kernel has taken it out of user space; after fenceFastPolls looks (a task
+// stuck in the kernel, say) it looks every fenceSlowPollNS until its pidfd.
+const (
+	fencePollNS     = 20_000
+	fenceFastPolls  = 25
+	fenceSlowPollNS = 1_000_000
+)
 
 // pfExiting is the kernel's PF_EXITING task flag (include/linux/sched.h),
 // set as do_exit begins: from then on the task never returns to user space.
@@ -187,10 +193,14 @@ func (m *monitor) exited(slot int) bool {
 }
 
 // statExited reads a /proc/<pid>/stat line: true once the task is exiting
-// (PF_EXITING), a zombie or dead.
+// (PF_EXITING), a zombie or dead, and is the process's only thread. The
+// stock worker has one thread, but a user's kernel linked into a worker
+// might start others, and a leader in exit says nothing of a sibling still
+// running user code: then only the pidfd will do.
 func statExited(b []byte) bool {
-	// "pid (comm) S ppid pgrp session tty_nr tpgid flags ...": comm may
-	// hold anything, so fields count from its last ')'.
+	// "pid (comm) S ppid pgrp session tty_nr tpgid flags ... num_threads
+	// ...": comm may hold anything, so fields count from its last ')';
+	// flags is the 7th after it, num_threads the 18th.
 	i := len(b) - 1
 	for i >= 0 && b[i] != ')' {
 		i--
@@ -199,29 +209,32 @@ func statExited(b []byte) bool {
 		return false
 	}
 	var field int
-	var flags uint64
+	var flags, threads uint64
+	dead := false
 	for j := i + 1; j < len(b); j++ {
 		c := b[j]
 		if c == ' ' {
 			field++
-			if field > 7 {
+			if field > 18 {
 				break
 			}
 			continue
 		}
 		switch field {
 		case 1: // state
-			if c == 'Z' || c == 'X' || c == 'x' {
-				return true
-			}
-		case 7: // flags
+			dead = c == 'Z' || c == 'X' || c == 'x'
+		case 7, 18: // flags, num_threads
 			if c < '0' || c > '9' {
 				return false
 			}
-			flags = flags*10 + uint64(c-'0')
+			if field == 7 {
+				flags = flags*10 + uint64(c-'0')
+			} else {
+				threads = threads*10 + uint64(c-'0')
+			}
 		}
 	}
-	return field >= 7 && flags&pfExiting != 0
+	return field > 18 && threads <= 1 && (dead || flags&pfExiting != 0)
 }
 
 // run is the monitor goroutine's body; the caller locked the thread.
@@ -274,7 +287,9 @@ func (m *monitor) poll(msec int) {
 		}
 	}
 	m.checkDeadlines(now)
-	m.assign(now)
+	if m.assign(now) {
+		m.checkDeadlines(now) // arm the new owners' deadlines
+	}
 }
 
 func (m *monitor) scanGasps(now uint64) {
@@ -396,6 +411,7 @@ func (m *monitor) kill(l, slot int, p Path, now uint64) {
 	}
 	m.detected(l, slot, p, 0, 0, now)
 	m.s.lanes[l].awaiting = slot
+	m.s.lanes[l].fencePolls = 0
 	unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 	// A hung worker spins at the workers' priority and can starve the
 	// other lanes' workers on its CPU until now: judge their pending blocks
@@ -425,8 +441,13 @@ func (m *monitor) checkDeadlines(now uint64) {
 				lr.awaiting = -1
 				m.earlyFences.Add(1)
 				m.orphan(l, a)
-			} else if due := now + fencePollNS; due < next {
-				next = due
+			} else if m.s.workers[a].statFD.Load() >= 0 { // else only its pidfd can tell
+				lr.fencePolls++
+				due := now + fencePollNS
+				if lr.fencePolls > fenceFastPolls {
+					due = now + fenceSlowPollNS
+				}
+				next = min(next, due)
 			}
 			continue
 		}
@@ -447,7 +468,11 @@ func (m *monitor) checkDeadlines(now uint64) {
 		}
 		var due uint64
 		if r < w {
-			due = max(tl.PushNS(l, r), lr.attachNS, m.graceNS, m.stallNS) // a new owner's backlog runs from its attach
+			// A new owner's backlog runs from its attach; a machine stall
+			// restarts the wait, but never beyond maxStallRun hang timeouts
+			// past the block's push, however many stalls come.
+			push := tl.PushNS(l, r)
+			due = max(push, lr.attachNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
 			due += m.hangNS
 			if now >= due {
 				if m.exited(o) {
@@ -484,7 +509,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 }
 
 // assign hands every ownerless lane to a ready spare.
-func (m *monitor) assign(now uint64) {
+func (m *monitor) assign(now uint64) (attached bool) {
 	s := m.s
 	for l := 0; l < s.region.Lanes(); l++ {
 		lr := &s.lanes[l]
@@ -532,5 +557,7 @@ func (m *monitor) assign(now uint64) {
 			lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), det: lr.det, attachNS: lr.attachNS})
 		lr.initial = false
 		lr.det = detection{}
+		attached = true
 	}
+	return attached
 }

@@ -66,17 +66,18 @@ type Supervisor struct {
 	mon      monitor
 	sp       *spawner
 
-	evFile   *os.File // the monitor's event eventfd, read through Go's poller
-	wakeHold *rt.WakeLatencyHold
-	monDone  chan struct{}
-	ctlDone  chan struct{}
-	events   chan Event
-	mu       sync.Mutex // guards what follows: control plane state
-	pending  []monEvent // failovers waiting for the new owner's first commit
-	closed   bool
-	spawning int
-	dropped  int
-	rtWarn   error
+	evFile      *os.File // the monitor's event eventfd, read through Go's poller
+	wakeHold    *rt.WakeLatencyHold
+	wakeHoldErr error // why the hold could not be taken (see Config.DeepIdle)
+	monDone     chan struct{}
+	ctlDone     chan struct{}
+	events      chan Event
+	mu          sync.Mutex // guards what follows: control plane state
+	pending     []monEvent // failovers waiting for the new owner's first commit
+	closed      bool
+	spawning    int
+	dropped     int
+	rtWarn      error
 }
 
 // New validates cfg and creates the region; Start runs it. Workers are not
@@ -152,9 +153,8 @@ func (s *Supervisor) RTWarning() error { return s.rtWarn }
 func (s *Supervisor) Start(tl Timeline) (err error) {
 	s.timeline = tl
 	s.sp = startSpawner()
-	var holdErr error
 	if s.cfg.MonitorPrio > 0 && !s.cfg.DeepIdle {
-		s.wakeHold, holdErr = rt.HoldWakeLatency(0)
+		s.wakeHold, s.wakeHoldErr = rt.HoldWakeLatency(0)
 	}
 	for l := range s.cfg.Lanes {
 		// Set before the monitor starts: from then on only it touches these.
@@ -170,9 +170,6 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 		monReady := make(chan error, 1)
 		go s.runMonitor(monReady)
 		s.rtWarn = <-monReady
-		if s.rtWarn == nil && holdErr != nil {
-			s.rtWarn = holdErr
-		}
 	}
 	go s.controlPlane()
 	defer func() {
@@ -589,6 +586,11 @@ func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error
 	s.region.Slot(slot).InjectFault(uint32(f), block)
 	return inj, nil
 }
+
+// WakeHoldErr says why a real-time supervisor could not hold the CPU
+// wake-up latency (Config.DeepIdle), or nil: it holds it, or was not asked.
+// The supervisor runs either way.
+func (s *Supervisor) WakeHoldErr() error { return s.wakeHoldErr }
 
 // MonitorStalls counts the monitor's wake-ups that came so late (more than
 // half the hang timeout) that the machine itself had stalled; each restarted

@@ -559,8 +559,15 @@ func (s *stallTimeline) MarkReset(int)             {}
 // times, so a machine late on every wake-up still detects a hang.
 func TestMonitorForgivesItsOwnStall(t *testing.T) {
 	const hang = 5 * time.Millisecond
-	for _, late := range []int{1, maxStallRun + 1} {
-		t.Run(fmt.Sprintf("late_wakeups=%d", late), func(t *testing.T) {
+	for _, c := range []struct {
+		late, ageHangs int
+		forgiven       bool
+	}{
+		{1, 2, true},                // one stall: a whole hang timeout from now
+		{maxStallRun + 1, 2, false}, // late on every wake-up: no longer forgiven
+		{1, maxStallRun + 1, false}, // a block this old is past any stall's credit
+	} {
+		t.Run(fmt.Sprintf("late=%d/age=%dh", c.late, c.ageHangs), func(t *testing.T) {
 			tl := &stallTimeline{}
 			lanes := testLanes(t, 1, 64, 48000)
 			s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
@@ -572,19 +579,18 @@ func TestMonitorForgivesItsOwnStall(t *testing.T) {
 				t.Fatal(err)
 			}
 			owner, _ := s.Owner(0)
-			time.Sleep(2 * hang) // the owner's attach is no excuse either
+			time.Sleep(time.Duration(c.ageHangs+1) * hang) // the owner's attach is no excuse either
 			alive := func() bool { return s.workers[owner].state.Load() == wOwner }
-			// The block has been pending for four hang timeouts, and the
-			// monitor's timer was due three ago: it slept through a stall.
-			now := shm.NowNS()
-			tl.pushNS, tl.inWrite = now-4*uint64(hang), 1
-			for i := 0; i < late; i++ {
-				s.mon.armedNS = shm.NowNS() - 3*uint64(hang)
+			// The block has been pending for ageHangs hang timeouts, and the
+			// monitor's timer was due 1.5 ago: it slept through a stall.
+			tl.pushNS, tl.inWrite = shm.NowNS()-uint64(c.ageHangs)*uint64(hang), 1
+			for i := 0; i < c.late; i++ {
+				s.mon.armedNS = shm.NowNS() - 3*uint64(hang)/2
 				s.mon.poll(0)
 			}
-			if late <= maxStallRun {
-				if !alive() || s.MonitorStalls() != uint64(late) {
-					t.Fatalf("after %d late wake-up(s): owner alive %v, %d stalls counted; want alive, %d", late, alive(), s.MonitorStalls(), late)
+			if c.forgiven {
+				if !alive() || s.MonitorStalls() != uint64(c.late) {
+					t.Fatalf("after %d late wake-up(s): owner alive %v, %d stalls counted; want alive, %d", c.late, alive(), s.MonitorStalls(), c.late)
 				}
 				// On time from now on: the owner gets one hang timeout.
 				time.Sleep(hang + time.Millisecond)
@@ -594,8 +600,8 @@ func TestMonitorForgivesItsOwnStall(t *testing.T) {
 			if alive() {
 				t.Fatalf("owner still alive with its block %v overdue", time.Duration(shm.NowNS()-tl.pushNS))
 			}
-			if s.MonitorStalls() != uint64(min(late, maxStallRun)) {
-				t.Errorf("%d stalls counted, want %d", s.MonitorStalls(), min(late, maxStallRun))
+			if want := uint64(min(c.late, maxStallRun)); s.MonitorStalls() != want {
+				t.Errorf("%d stalls counted, want %d", s.MonitorStalls(), want)
 			}
 		})
 	}
@@ -622,6 +628,9 @@ func TestSupervisorHoldsWakeLatency(t *testing.T) {
 			t.Fatal(err)
 		}
 		during, _ := rt.CurrentWakeLatency()
+		if err := s.WakeHoldErr(); err != nil {
+			t.Errorf("DeepIdle %v: %v", deep, err)
+		}
 		s.Close()
 		after, _ := rt.CurrentWakeLatency()
 		want := int32(0)

@@ -364,6 +364,8 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}
 	if w := sup.RTWarning(); w != nil {
 		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
+	} else if w := sup.WakeHoldErr(); w != nil {
+		res.rtWarnings = append(res.rtWarnings, "idle CPUs may halt: "+w.Error())
 	}
 
 	// Feeders and drainers: goroutines on both sides of the clock's rings.
