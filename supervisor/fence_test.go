@@ -114,14 +114,7 @@ func statState(t *testing.T, pid int) byte {
 func TestFenceThenDeath(t *testing.T) {
 	const hang = 5 * time.Millisecond
 	tl := &stallTimeline{}
-	s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Start(tl); err != nil {
-		t.Fatal(err)
-	}
+	s := manualSupervisor(t, tl, hang)
 	first, pid := s.Owner(0)
 	time.Sleep(2 * hang)
 	tl.pushNS, tl.inWrite = shm.NowNS()-4*uint64(hang), 1
@@ -176,14 +169,7 @@ func TestFenceThenDeath(t *testing.T) {
 func TestDeadlineFindsOwnerExiting(t *testing.T) {
 	const hang = 5 * time.Millisecond
 	tl := &stallTimeline{}
-	s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Start(tl); err != nil {
-		t.Fatal(err)
-	}
+	s := manualSupervisor(t, tl, hang)
 	first, pid := s.Owner(0)
 	time.Sleep(2 * hang)
 	syscall.Kill(pid, syscall.SIGKILL) // from outside; the monitor polls nothing meanwhile
@@ -201,4 +187,19 @@ func TestDeadlineFindsOwnerExiting(t *testing.T) {
 	if !FaultExit.Expects(PathExiting) || !FaultKill.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
 		t.Error("Expects: exit and kill are deaths (pidfd or exiting); a hang is not")
 	}
+}
+
+// manualSupervisor is one lane and one spare under a monitor that runs only
+// when the test calls it, over a timeline the test sets by hand.
+func manualSupervisor(t *testing.T, tl Timeline, hang time.Duration) *Supervisor {
+	t.Helper()
+	s, err := New(Config{Worker: testWorker(t), Lanes: testLanes(t, 1, 64, 48000), Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Start(tl); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

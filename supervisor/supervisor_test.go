@@ -569,15 +569,7 @@ func TestMonitorForgivesItsOwnStall(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("late=%d/age=%dh", c.late, c.ageHangs), func(t *testing.T) {
 			tl := &stallTimeline{}
-			lanes := testLanes(t, 1, 64, 48000)
-			s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1, HangTimeout: hang, manualMonitor: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Start(tl); err != nil {
-				t.Fatal(err)
-			}
+			s := manualSupervisor(t, tl, hang)
 			owner, _ := s.Owner(0)
 			time.Sleep(time.Duration(c.ageHangs+1) * hang) // the owner's attach is no excuse either
 			alive := func() bool { return s.workers[owner].state.Load() == wOwner }

@@ -1,9 +1,7 @@
 package gotwin
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 )
 
 // gainRamp is US_GAIN_RAMP in cdsp/gain.c.
@@ -15,11 +13,7 @@ const gainStateBytes = 20
 // Gain is the twin of the C "gain" kernel. The first five fields are
 // us_gain_state; param and channels are what a worker passes to every call.
 type Gain struct {
-	db     float32 // the param value the target was made from
-	target float32
-	start  float32
-	cur    float32
-	pos    uint32
+	level // the ramp: db (the param value the target was made from), target, start, cur, pos
 
 	param    float32
 	channels int
@@ -41,9 +35,8 @@ func InitGain(params []float32, channels int, rate float64) (*Gain, error) {
 	if _, err := abiRate("gain", rate); err != nil {
 		return nil, err
 	}
-	g := &Gain{db: p[0], pos: gainRamp, param: p[0], channels: channels}
-	g.target = dbToLinear(p[0])
-	g.start, g.cur = g.target, g.target
+	g := &Gain{param: p[0], channels: channels}
+	g.init(p[0])
 	return g, nil
 }
 
@@ -65,16 +58,7 @@ func (g *Gain) Process(buf []float32) {
 	if frames*ch != len(buf) {
 		panic("gotwin: gain: buffer length is not a whole number of frames")
 	}
-	if db := g.param; db != g.db {
-		g.db = db
-		g.target = dbToLinear(db)
-		g.start = g.cur
-		if g.target == g.cur {
-			g.pos = gainRamp
-		} else {
-			g.pos = 0
-		}
-	}
+	g.set(g.param)
 
 	pos, gn := g.pos, g.cur
 	i, n := 0, 0
@@ -97,11 +81,9 @@ func (g *Gain) Process(buf []float32) {
 
 // State encodes us_gain_state, little-endian as on every target we build for.
 func (g *Gain) State() []byte {
-	b := make([]byte, 0, gainStateBytes)
-	for _, f := range []float32{g.db, g.target, g.start, g.cur} {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
-	}
-	return binary.LittleEndian.AppendUint32(b, g.pos)
+	b := make([]byte, gainStateBytes)
+	g.put(b)
+	return b
 }
 
 // SetState adopts a us_gain_state.
@@ -109,8 +91,6 @@ func (g *Gain) SetState(b []byte) error {
 	if len(b) != gainStateBytes {
 		return fmt.Errorf("gotwin: gain state is %d bytes, got %d", gainStateBytes, len(b))
 	}
-	f := func(i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])) }
-	g.db, g.target, g.start, g.cur = f(0), f(1), f(2), f(3)
-	g.pos = binary.LittleEndian.Uint32(b[16:])
+	g.get(b)
 	return nil
 }
