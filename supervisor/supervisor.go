@@ -336,11 +336,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
 		// The monitor will never see this one die: reap it here.
 		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		var info unix.Siginfo
-		unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED, nil)
-		unix.Close(pidfd)
-		w.pidfd.Store(-1)
-		closeStat(w)
+		w.release()
 		w.state.Store(wFree)
 		return fmt.Errorf("supervisor: epoll_ctl pidfd: %w", err)
 	}
@@ -451,26 +447,26 @@ func (s *Supervisor) finishFailovers() {
 	s.pending = kept
 }
 
-// closeStat closes a reaped worker's stat file; the monitor no longer reads
-// it, having seen the death before the reap was asked for.
-func closeStat(w *workerRec) {
-	if fd := int(w.statFD.Swap(-1)); fd >= 0 {
-		unix.Close(fd)
+// release waits for the worker's process to exit, collects its status and
+// closes its pidfd and stat file. The monitor no longer reads the stat file
+// by then: it saw the death, or never watched this process.
+func (w *workerRec) release() (code, sig int) {
+	fd := int(w.pidfd.Swap(-1))
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil); err == nil {
+		code, sig = exitStatus(&info)
 	}
+	unix.Close(fd)
+	if sfd := int(w.statFD.Swap(-1)); sfd >= 0 {
+		unix.Close(sfd)
+	}
+	return code, sig
 }
 
 // reap collects a dead worker and frees its slot.
 func (s *Supervisor) reap(slot int) {
 	w := &s.workers[slot]
-	fd := int(w.pidfd.Load())
-	var info unix.Siginfo
-	code, sig := 0, 0
-	if err := unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil); err == nil {
-		code, sig = exitStatus(&info)
-	}
-	unix.Close(fd)
-	w.pidfd.Store(-1)
-	closeStat(w)
+	code, sig := w.release()
 	pid := int(w.pid.Load())
 	if sig != 0 {
 		w.exitStatus.Store(int32(-sig))
@@ -671,11 +667,7 @@ func (s *Supervisor) Close() error {
 		if n, _ := unix.Poll(pfd, max(int(left/time.Millisecond), 0)); n == 0 {
 			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 		}
-		var info unix.Siginfo
-		unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
-		unix.Close(fd)
-		w.pidfd.Store(-1)
-		closeStat(w)
+		w.release()
 		w.state.Store(wFree)
 	}
 	if s.sp != nil {
