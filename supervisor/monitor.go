@@ -434,21 +434,8 @@ func (m *monitor) checkDeadlines(now uint64) {
 	for l := 0; l < s.region.Lanes(); l++ {
 		lr := &s.lanes[l]
 		o := int(lr.owner.Load())
-		if a := lr.awaiting; a >= 0 {
-			// A killed owner: its lane moves as soon as it can no longer
-			// write, without waiting for the kernel to finish its exit.
-			if m.exited(a) {
-				lr.awaiting = -1
-				m.earlyFences.Add(1)
-				m.orphan(l, a)
-			} else if m.s.workers[a].statFD.Load() >= 0 { // else only its pidfd can tell
-				lr.fencePolls++
-				due := now + fencePollNS
-				if lr.fencePolls > fenceFastPolls {
-					due = now + fenceSlowPollNS
-				}
-				next = min(next, due)
-			}
+		if lr.awaiting >= 0 {
+			next = min(next, m.fence(l, now))
 			continue
 		}
 		if o < 0 {
@@ -463,7 +450,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
 			lr.corrupt = true
 			m.kill(l, o, PathCorrupt, now)
-			next = min(next, now+fencePollNS)
+			next = min(next, now+fencePollNS) // the fence's first look
 			continue
 		}
 		var due uint64
@@ -479,9 +466,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 					// Dying by itself, not hung: a death the pidfd has not
 					// reported yet, and already fenced.
 					m.kill(l, o, PathExiting, now)
-					lr.awaiting = -1
-					m.earlyFences.Add(1)
-					m.orphan(l, o)
+					m.fenced(l, o)
 					continue
 				}
 				m.kill(l, o, PathDeadline, now)
@@ -506,6 +491,34 @@ func (m *monitor) checkDeadlines(now uint64) {
 		m.timer.Value = unix.NsecToTimespec(int64(next))
 		unix.TimerfdSettime(m.timerfd, unix.TFD_TIMER_ABSTIME, &m.timer, nil)
 	}
+}
+
+// fence looks at lane l's killed owner: its lane moves as soon as the
+// owner can no longer write, without waiting for the kernel to finish its
+// exit. It says when to look again: never (^0) once moved, or when only the
+// pidfd can tell.
+func (m *monitor) fence(l int, now uint64) (next uint64) {
+	lr := &m.s.lanes[l]
+	a := lr.awaiting
+	switch {
+	case m.exited(a):
+		m.fenced(l, a)
+		return ^uint64(0)
+	case m.s.workers[a].statFD.Load() < 0:
+		return ^uint64(0)
+	}
+	lr.fencePolls++
+	if lr.fencePolls > fenceFastPolls {
+		return now + fenceSlowPollNS
+	}
+	return now + fencePollNS
+}
+
+// fenced hands lane l over from a killed owner that can no longer write.
+func (m *monitor) fenced(l, slot int) {
+	m.s.lanes[l].awaiting = -1
+	m.earlyFences.Add(1)
+	m.orphan(l, slot)
 }
 
 // assign hands every ownerless lane to a ready spare.
