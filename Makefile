@@ -52,8 +52,12 @@ demo: all
 
 # UNDERSTUDY_WORKER points the tests at the worker just built. Packages run
 # one at a time (-p 1): the real-time tests own the machine's 2 cores.
+# The lifetime stress test runs a second time under the race detector (cgo
+# allows it here): sessions closed at random moments, in every order.
 test: all deps
 	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -count=1 -timeout 30m ./...
+	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -race -count=1 -timeout 10m \
+		-run 'TestCloseInAnyOrderStress|TestFreeClockBeforeClose|TestCloseStopsTheClock' ./supervisor
 
 # Every figure in bench/RESULTS.md and bench/results.json comes from this
 # one run on this machine; bench/raw.txt keeps go test's own output.

@@ -33,7 +33,6 @@ type rig struct {
 	events  []Event
 	evMu    sync.Mutex
 	evDone  chan struct{}
-	ioDone  sync.WaitGroup
 }
 
 type rigConfig struct {
@@ -131,13 +130,14 @@ func newRig(t testing.TB, c rigConfig) *rig {
 	for i := range refs {
 		refs[i] = sup.Region().Lane(i)
 	}
+	r := &rig{t: t, sup: sup, nBlocks: c.blocks, frames: c.frames, evDone: make(chan struct{})}
 	clk, err := audioclock.New(audioclock.Config{Rate: c.rate, Frames: c.frames, Latency: c.latency,
 		Periods: uint64(c.blocks + c.latency), Prio: clock, CPU: -1, Fallback: audioclock.Dry,
-		Doorbell: sup.Doorbell(), Lanes: refs})
+		Doorbell: sup.Doorbell(), Lanes: refs, Feed: r.feed, Drain: r.drain})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, sup: sup, clk: clk, nBlocks: c.blocks, frames: c.frames, evDone: make(chan struct{})}
+	r.clk = clk
 	r.latency = c.latency
 	t.Cleanup(r.close)
 	go func() {
@@ -156,65 +156,31 @@ func newRig(t testing.TB, c rigConfig) *rig {
 	return r
 }
 
-// play starts the clock and the goroutines around it.
+// feed is the clock's Feed: the rig's input, cycled, for nBlocks blocks.
+func (r *rig) feed(l int, n uint64, samples []float32) (uint32, bool) {
+	if n >= uint64(r.nBlocks) {
+		return 0, false
+	}
+	inBlocks := uint64(len(r.in[l]) / r.frames)
+	copy(samples, r.in[l][(n%inBlocks)*uint64(r.frames):])
+	return 0, true
+}
+
+// drain is the clock's Drain: keeps what fits in the rig's output.
+func (r *rig) drain(l int, n uint64, flags uint32, samples []float32) {
+	if n < uint64(len(r.flags[l])) {
+		copy(r.out[l][n*uint64(r.frames):(n+1)*uint64(r.frames)], samples)
+		r.flags[l][n] = flags
+	}
+}
+
+// play starts the clock, whose pumps feed and drain it.
 func (r *rig) play() {
 	r.out = make([][]float32, len(r.in))
 	r.flags = make([][]uint32, len(r.in))
 	for l := range r.in {
 		r.out[l] = make([]float32, len(r.in[l]))
 		r.flags[l] = make([]uint32, len(r.in[l])/r.frames)
-		// Fill the source before the clock starts: a real-time thread does
-		// not wait for a goroutine, and an empty source is an underrun.
-		src := r.clk.Source(l)
-		push := func(b int) bool {
-			blk, _ := src.Peek()
-			if blk == nil {
-				return false
-			}
-			inBlocks := len(r.in[l]) / r.frames
-			copy(blk.Samples(r.frames), r.in[l][(b%inBlocks)*r.frames:])
-			blk.SetHeader(uint64(b), r.frames, 0, shm.NowNS())
-			src.Publish()
-			return true
-		}
-		first := 0
-		for first < r.nBlocks && push(first) {
-			first++
-		}
-		r.ioDone.Add(2)
-		go func() {
-			defer r.ioDone.Done()
-			for b := first; b < r.nBlocks && r.clk.Running(); {
-				if push(b) {
-					b++
-				} else {
-					src.Wait(0, 5*time.Millisecond)
-				}
-			}
-		}()
-		go func() {
-			defer r.ioDone.Done()
-			sink := r.clk.Sink(l)
-			for got := 0; got < r.nBlocks; {
-				blk, _ := sink.Peek()
-				if blk == nil {
-					if !r.clk.Running() {
-						if blk, _ = sink.Peek(); blk == nil {
-							return
-						}
-					} else {
-						sink.Wait(0, 5*time.Millisecond)
-						continue
-					}
-				}
-				if n := int(blk.Number()); n < len(r.flags[l]) {
-					copy(r.out[l][n*r.frames:(n+1)*r.frames], blk.Samples(r.frames))
-					r.flags[l][n] = blk.Flags()
-				}
-				sink.Release()
-				got++
-			}
-		}()
 	}
 	if err := r.clk.Start(); err != nil && !isNoRT(err) {
 		r.t.Fatal(err)
@@ -223,10 +189,9 @@ func (r *rig) play() {
 
 func isNoRT(err error) bool { return errors.Is(err, audioclock.ErrNoRT) }
 
-// finish waits for the clock and the goroutines, then for want events of kind k.
+// finish waits for the clock and its pumps, then for want events of kind k.
 func (r *rig) finish(k EventKind, want int) {
 	r.clk.Join()
-	r.ioDone.Wait()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && r.count(k) < want {
 		time.Sleep(5 * time.Millisecond)
@@ -236,7 +201,6 @@ func (r *rig) finish(k EventKind, want int) {
 // finishFor is finish waiting for an event of kind k about pid.
 func (r *rig) finishFor(k EventKind, pid int) {
 	r.clk.Join()
-	r.ioDone.Wait()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && len(r.eventsFor(k, pid)) == 0 {
 		time.Sleep(5 * time.Millisecond)
@@ -320,10 +284,10 @@ func mismatches(a, b []float32) int {
 	return n
 }
 
-// close stops the clock and the supervisor; safe to call again.
+// close releases the supervisor and the clock, in the order a Go user's
+// defers would; each joins what touches its memory, so any order is safe.
+// Safe to call again.
 func (r *rig) close() {
-	r.clk.Stop()
-	r.clk.Join()
 	r.sup.Close()
 	r.clk.Free()
 }

@@ -140,6 +140,13 @@ const maxStallRun = 3
 
 type monitor struct {
 	s       *Supervisor
+	// tl is the audio clock, or nil (offline, or after the clock was
+	// freed). Set by Start before the monitor runs; from then on read and
+	// cleared by the monitor alone, which clears it when dropTL asks and
+	// then signals tlDropped: the clock unmaps only after that signal.
+	tl        Timeline
+	dropTL    atomic.Bool
+	tlDropped chan struct{} // buffered 1: the monitor never blocks on it
 	epfd    int
 	timerfd int
 	ctlfd   int
@@ -252,6 +259,14 @@ func (m *monitor) poll(msec int) {
 		return
 	}
 	m.wakes.Add(1)
+	if m.dropTL.Load() {
+		m.tl = nil
+		m.dropTL.Store(false)
+		select {
+		case m.tlDropped <- struct{}{}:
+		default:
+		}
+	}
 	now := shm.NowNS()
 	// The timer should have woken this FIFO thread at armedNS. Waking far
 	// later means the whole machine (or this vCPU) was frozen: no worker
@@ -325,7 +340,7 @@ func (m *monitor) scanGasps(now uint64) {
 // the owner is killed and awaited, and its indices are repaired before the
 // next owner attaches.
 func (m *monitor) scanCorrupt(now uint64) {
-	tl := m.s.timeline
+	tl := m.tl
 	if tl == nil {
 		return
 	}
@@ -426,7 +441,7 @@ func (m *monitor) kill(l, slot int, p Path, now uint64) {
 // a false positive.
 func (m *monitor) checkDeadlines(now uint64) {
 	s := m.s
-	tl := s.timeline
+	tl := m.tl
 	if tl == nil {
 		return
 	}
@@ -552,7 +567,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		// Whatever the old owner left in its indices, the new one starts from
 		// sane ones: repaired if out of range, and the clock resynchronised
 		// whenever anything was (or was flagged) wrong.
-		if tl := s.timeline; tl != nil {
+		if tl := m.tl; tl != nil {
 			changed := lane.RepairIndices(tl.InWrite(l), tl.OutRead(l))
 			if changed || lr.corrupt || tl.Corrupt(l) != 0 {
 				tl.MarkReset(l)

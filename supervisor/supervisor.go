@@ -22,6 +22,9 @@ import (
 
 // Timeline is what the monitor needs from the audio clock to judge
 // deadlines and repair corrupted lanes; *audioclock.Clock implements it.
+// The monitor reads it without a lock from its real-time thread, so a
+// timeline over memory that can be unmapped must also implement
+// FreeNotifier, as *audioclock.Clock does.
 type Timeline interface {
 	InWrite(lane int) uint64
 	PushNS(lane int, idx uint64) uint64
@@ -30,6 +33,16 @@ type Timeline interface {
 	Corrupt(lane int) uint32
 	MarkReset(lane int)
 }
+
+// A FreeNotifier is a Timeline whose memory can go away while the
+// supervisor runs. Start registers with it; when it is freed it calls stop,
+// which returns only once the monitor has let go of it.
+type FreeNotifier interface {
+	OnFree(stop func()) (remove func(), err error)
+}
+
+// ErrClosed is returned by calls on a supervisor that Close has begun.
+var ErrClosed = errors.New("supervisor: closed")
 
 // Config is a supervisor's set-up.
 type Config struct {
@@ -58,7 +71,6 @@ type Config struct {
 type Supervisor struct {
 	cfg      Config
 	region   *shm.Region
-	timeline Timeline
 	doorbell int
 	workers  [shm.MaxSlots]workerRec
 	lanes    [shm.MaxLanes]laneRec
@@ -71,11 +83,16 @@ type Supervisor struct {
 	wakeHoldErr error // why the hold could not be taken (see Config.DeepIdle)
 	monDone     chan struct{}
 	ctlDone     chan struct{}
+	closing     chan struct{} // closed when Close begins: spawns stop waiting
+	spawns      sync.WaitGroup
+	untimeline  func() // takes back the registration with the timeline
 	events      chan Event
 	mu          sync.Mutex // guards what follows: control plane state
 	pending     []monEvent // failovers waiting for the new owner's first commit
 	closed      bool
-	spawning    int
+	started     bool
+	tlForgotten bool // the timeline was freed before the monitor started
+	fdsClosed   bool // Close closed the fds: nothing may write to their numbers
 	dropped     int
 	rtWarn      error
 }
@@ -114,7 +131,7 @@ func New(cfg Config) (*Supervisor, error) {
 			return nil, fmt.Errorf("supervisor: lane %d: %w", i, err)
 		}
 	}
-	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096)}
+	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {}}
 	for i := range s.workers {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)
@@ -124,7 +141,7 @@ func New(cfg Config) (*Supervisor, error) {
 		s.lanes[i].owner.Store(-1)
 		s.lanes[i].awaiting = -1
 	}
-	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout)}
+	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1)}
 	if err := s.openFDs(); err != nil {
 		s.closeFDs()
 		region.Close()
@@ -151,7 +168,25 @@ func (s *Supervisor) RTWarning() error { return s.rtWarn }
 // starts the monitor and attaches each lane to a worker. tl may be nil
 // (offline rendering: no deadlines). On error nothing is left running.
 func (s *Supervisor) Start(tl Timeline) (err error) {
-	s.timeline = tl
+	untimeline := func() {}
+	if fn, ok := tl.(FreeNotifier); ok {
+		if untimeline, err = fn.OnFree(s.forgetTimeline); err != nil {
+			return fmt.Errorf("supervisor: timeline: %w", err)
+		}
+	}
+	// One locked section: Close and forgetTimeline see either none of what
+	// follows or all of it.
+	s.mu.Lock()
+	if s.closed || s.started {
+		s.mu.Unlock()
+		untimeline()
+		return errors.New("supervisor: Start after Close, or twice")
+	}
+	s.started = true
+	s.untimeline = untimeline
+	if !s.tlForgotten { // freed already, between OnFree and here
+		s.mon.tl = tl // before the monitor starts: from then on only it touches tl
+	}
 	s.sp = startSpawner()
 	if s.cfg.MonitorPrio > 0 && !s.cfg.DeepIdle {
 		s.wakeHold, s.wakeHoldErr = rt.HoldWakeLatency(0)
@@ -164,6 +199,9 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 	s.evFile = os.NewFile(uintptr(s.mq.efd), "understudy-events")
 	s.monDone = make(chan struct{})
 	s.ctlDone = make(chan struct{})
+	n := len(s.cfg.Lanes) + s.cfg.Spares
+	s.spawns.Add(n) // under the lock: a Close from now on waits for them
+	s.mu.Unlock()
 	if s.cfg.manualMonitor {
 		close(s.monDone)
 	} else {
@@ -178,11 +216,13 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 		}
 	}()
 
-	n := len(s.cfg.Lanes) + s.cfg.Spares
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
 		slot := s.claimSlot()
-		go func() { errs <- s.spawnSpare(slot) }()
+		go func() {
+			defer s.spawns.Done()
+			errs <- s.spawnSpare(slot)
+		}()
 	}
 	for i := 0; i < n; i++ {
 		if e := <-errs; e != nil && err == nil {
@@ -202,6 +242,11 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
+			}
+			select {
+			case <-s.closing:
+				return ErrClosed
+			default:
 			}
 			if s.cfg.manualMonitor {
 				s.mon.poll(0)
@@ -262,6 +307,28 @@ func (s *Supervisor) runMonitor(ready chan<- error) {
 	s.mon.run()
 }
 
+// forgetTimeline makes the monitor stop reading the timeline, and returns
+// once it has: the timeline's owner is about to unmap it. The monitor drops
+// it at its next wake-up, which the control eventfd causes at once.
+func (s *Supervisor) forgetTimeline() {
+	s.mu.Lock()
+	if s.monDone == nil || s.cfg.manualMonitor {
+		s.mon.tl = nil // no monitor thread reads it (tests drive poll themselves)
+		s.tlForgotten = true
+		s.mu.Unlock()
+		return
+	}
+	s.mon.dropTL.Store(true)
+	if !s.fdsClosed { // Close may have closed ctlfd: its number could be reused
+		s.wakeMonitor()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.mon.tlDropped:
+	case <-s.monDone: // it has stopped, and with it every read
+	}
+}
+
 func (s *Supervisor) wakeMonitor() {
 	var one = [8]byte{1}
 	unix.Write(s.mon.ctlfd, one[:])
@@ -286,7 +353,10 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	ss := s.region.Slot(slot)
 	w.gen = ss.Prepare()
 	w.gaspSeen = false
-	w.tail = &outputTail{}
+	// The drain goroutine below keeps this process's tail: the slot's
+	// next worker gets a new one while this one's output may still arrive.
+	tail := &outputTail{}
+	w.tail = tail
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		w.state.Store(wFree)
@@ -316,7 +386,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		buf := make([]byte, 512)
 		for {
 			n, err := pr.Read(buf)
-			w.tail.Write(buf[:n])
+			tail.Write(buf[:n])
 			if err != nil {
 				pr.Close()
 				return
@@ -362,12 +432,19 @@ func (s *Supervisor) spawnSpare(slot int) error {
 			}
 			time.Sleep(10 * time.Millisecond) // its last words may still be in the pipe
 			w.state.Store(wFree)
-			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: w.tail.String()}
+			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: tail.String()}
 		}
 		if time.Now().After(deadline) {
 			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
 			return &SpawnError{Worker: s.cfg.Worker, Slot: slot,
-				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: w.tail.String()}
+				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: tail.String()}
+		}
+		select {
+		case <-s.closing:
+			// Close kills and reaps what is left; this one becomes a spare
+			// nobody will use, which Close treats like any other.
+			return ErrClosed
+		default:
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
@@ -504,18 +581,20 @@ func (s *Supervisor) topUp() {
 			slots = append(slots, slot)
 		}
 	}
-	s.spawning += len(slots)
+	s.spawns.Add(len(slots)) // under the lock, so Close's Wait counts them
 	s.mu.Unlock()
 	for _, slot := range slots {
 		go func() {
+			defer s.spawns.Done()
 			if s.cfg.RespawnDelay > 0 {
-				time.Sleep(s.cfg.RespawnDelay)
+				select {
+				case <-time.After(s.cfg.RespawnDelay):
+				case <-s.closing:
+					s.workers[slot].state.Store(wFree)
+					return
+				}
 			}
-			err := s.spawnSpare(slot)
-			s.mu.Lock()
-			s.spawning--
-			s.mu.Unlock()
-			if err != nil {
+			if err := s.spawnSpare(slot); err != nil && !errors.Is(err, ErrClosed) {
 				s.emit(Event{Kind: EvSpawnFailed, Lane: -1, Err: err})
 			}
 		}()
@@ -565,6 +644,13 @@ var ErrNoOwner = errors.New("lane has no owner right now")
 // kill: now). The owner performs worker-side faults itself when it reaches
 // that block, recording the time just before.
 func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error) {
+	// Held throughout: Close cannot release the pidfd or unmap the slot
+	// under an injection in progress.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Injection{}, ErrClosed
+	}
 	slot, pid := s.Owner(l)
 	if slot < 0 {
 		return Injection{}, ErrNoOwner
@@ -613,9 +699,12 @@ func (s *Supervisor) Counts() (spares, owners, other int) {
 	return
 }
 
-// Close stops the monitor, asks every worker to exit, kills those that do
-// not within 200 ms, reaps them all and releases every fd and mapping.
-// It is safe to call more than once.
+// Close stops the audio clock over its lanes (if any is still running) and
+// the monitor, asks every worker to exit, kills those that do not within
+// 200 ms, reaps them all and releases every fd and mapping. Every goroutine
+// and thread that can touch the region is joined before it is unmapped. It
+// is safe to call more than once, from any goroutine, before or after the
+// clock's Free.
 func (s *Supervisor) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -623,28 +712,26 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.closing)
+	monDone, ctlDone := s.monDone, s.ctlDone // nil if Start never got that far
+	untimeline := s.untimeline
 	s.mu.Unlock()
 	defer s.wakeHold.Release()
-	// Workers still being spawned finish their handshake or time out; wait.
-	for {
-		s.mu.Lock()
-		n := s.spawning
-		s.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if s.monDone != nil {
+	// First the clock: its thread reads the lanes and rings our doorbell.
+	s.region.StopUsers()
+	// Workers still being spawned give up their handshake at once.
+	s.spawns.Wait()
+	if monDone != nil {
 		s.mon.stop.Store(true)
 		s.wakeMonitor()
-		<-s.monDone
+		<-monDone
 	}
+	untimeline()
 	// Closing the event eventfd ends the control plane's reader.
-	if s.ctlDone != nil {
+	if ctlDone != nil {
 		s.evFile.Close()
 		s.mq.efd = -1
-		<-s.ctlDone
+		<-ctlDone
 	}
 	for i := range s.workers {
 		w := &s.workers[i]
@@ -673,8 +760,9 @@ func (s *Supervisor) Close() error {
 	if s.sp != nil {
 		s.sp.stop()
 	}
-	s.closeFDs()
 	s.mu.Lock()
+	s.closeFDs()
+	s.fdsClosed = true
 	close(s.events) // emit drops everything once closed is set
 	s.mu.Unlock()
 	return s.region.Close()

@@ -480,9 +480,6 @@ func TestNoLeaksOver300Failovers(t *testing.T) {
 	if threads > baseThreads+2 {
 		t.Errorf("threads grew from %d to %d over %d failovers", baseThreads, threads, cycles)
 	}
-	r.clk.Stop()
-	r.clk.Join()
-	r.ioDone.Wait()
 	r.sup.Close()
 	r.clk.Free()
 	closed := snapshot(t)

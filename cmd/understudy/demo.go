@@ -338,9 +338,40 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	if c.Fallback == "silence" {
 		fallback = audioclock.Silence
 	}
+	// The clock's pumps feed and drain it: input from laneIn, output into
+	// res.out, each lane's blocks in order on its own goroutine.
+	res := &rtResult{}
+	res.out = make([][]float32, len(lanes))
+	res.blockFlags = make([][]uint32, len(lanes))
+	received := make([]int, len(lanes)) // per lane: one drainer writes each
+	for l := range lanes {
+		res.out[l] = make([]float32, len(laneIn[l]))
+		res.blockFlags[l] = make([]uint32, nBlocks)
+	}
+	feed := func(l int, n uint64, d []float32) (uint32, bool) {
+		if n >= uint64(nBlocks) {
+			return 0, false
+		}
+		per := uint64(len(d))
+		m := copy(d, laneIn[l][n*per:min((n+1)*per, uint64(len(laneIn[l])))])
+		clear(d[m:])
+		if n == uint64(nBlocks-1) {
+			return shm.BlockLast, true
+		}
+		return 0, true
+	}
+	drain := func(l int, n uint64, flags uint32, d []float32) {
+		if n < uint64(nBlocks) {
+			lo := n * uint64(len(d))
+			copy(res.out[l][lo:min(lo+uint64(len(d)), uint64(len(res.out[l])))], d)
+			res.blockFlags[l][n] = flags
+		}
+		received[l]++
+	}
 	clk, err := audioclock.New(audioclock.Config{
 		Rate: c.Rate, Frames: c.Block, Latency: c.Latency, Periods: uint64(nBlocks + c.Latency),
 		Prio: prio(clockPrio), CPU: -1, Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: laneRefs,
+		Feed: feed, Drain: drain,
 	})
 	if err != nil {
 		return nil, err
@@ -348,7 +379,6 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	defer clk.Free()
 
 	// Collect events from before Start, so spares' start-up is seen too.
-	res := &rtResult{}
 	var evMu sync.Mutex
 	evDone := make(chan struct{})
 	go func() {
@@ -366,81 +396,6 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
 	} else if w := sup.WakeHoldErr(); w != nil {
 		res.rtWarnings = append(res.rtWarnings, "idle CPUs may halt: "+w.Error())
-	}
-
-	// Feeders and drainers: goroutines on both sides of the clock's rings.
-	res.out = make([][]float32, len(lanes))
-	res.blockFlags = make([][]uint32, len(lanes))
-	var wg sync.WaitGroup
-	var recvMu sync.Mutex
-	for l := range lanes {
-		ch := lanes[l].Channels
-		per := ch * c.Block
-		res.out[l] = make([]float32, len(laneIn[l]))
-		res.blockFlags[l] = make([]uint32, nBlocks)
-		wg.Add(2)
-		// The first blocks go in before the clock starts: a real-time thread
-		// never waits for a goroutine, and an empty source is an underrun.
-		src := clk.Source(l)
-		push := func(b int) bool {
-			blk, _ := src.Peek()
-			if blk == nil {
-				return false
-			}
-			d := blk.Samples(per)
-			n := copy(d, laneIn[l][b*per:min((b+1)*per, len(laneIn[l]))])
-			clear(d[n:])
-			flags := uint32(0)
-			if b == nBlocks-1 {
-				flags = shm.BlockLast
-			}
-			blk.SetHeader(uint64(b), c.Block, flags, shm.NowNS())
-			src.Publish()
-			return true
-		}
-		first := 0
-		for first < nBlocks && push(first) {
-			first++
-		}
-		go func() { // feeder
-			defer wg.Done()
-			for b := first; b < nBlocks && clk.Running(); {
-				if push(b) {
-					b++
-				} else {
-					src.Wait(0, 5*time.Millisecond)
-				}
-			}
-		}()
-		go func() { // drainer
-			defer wg.Done()
-			sink := clk.Sink(l)
-			got := 0
-			for got < nBlocks {
-				blk, _ := sink.Peek()
-				if blk == nil {
-					if !clk.Running() {
-						if blk, _ = sink.Peek(); blk == nil {
-							break
-						}
-					} else {
-						sink.Wait(0, 5*time.Millisecond)
-						continue
-					}
-				}
-				num := int(blk.Number())
-				if num < nBlocks {
-					lo := num * per
-					copy(res.out[l][lo:min(lo+per, len(res.out[l]))], blk.Samples(per))
-					res.blockFlags[l][num] = blk.Flags()
-				}
-				sink.Release()
-				got++
-			}
-			recvMu.Lock()
-			res.received += got
-			recvMu.Unlock()
-		}()
 	}
 
 	if err := clk.Start(); err != nil {
@@ -520,8 +475,10 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}
 	close(stopInject)
 	<-injDone
-	clk.Join()
-	wg.Wait()
+	clk.Join() // the thread and its pumps
+	for _, n := range received {
+		res.received += n
+	}
 
 	// Let the last failovers report (they finish within milliseconds).
 	settle := time.Now().Add(2 * time.Second)

@@ -16,6 +16,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,6 +48,17 @@ const (
 	LaneReset   = C.US_LANE_RESET
 )
 
+// Feed fills input block n of a lane (frames × channels interleaved
+// samples, which are shared memory valid only during the call) and returns
+// its flags (shm.BlockLast on the last one). ok false means there is no
+// block n: the lane's input has ended and its pump stops.
+type Feed func(lane int, n uint64, samples []float32) (flags uint32, ok bool)
+
+// Drain receives output block n of a lane, in order: the chain's output, or
+// the fallback when flags has shm.BlockBypassed or the block was late.
+// samples is shared memory, valid only during the call.
+type Drain func(lane int, n uint64, flags uint32, samples []float32)
+
 // Config describes one run of the clock.
 type Config struct {
 	Rate     int         // frames per second
@@ -58,18 +70,58 @@ type Config struct {
 	Fallback Fallback    // what an xrun outputs
 	Doorbell int         // eventfd the monitor polls
 	Lanes    []*shm.Lane // lanes to drive, configured
+	// Feed and Drain are called from the clock's own pump goroutines, one
+	// feeder and one drainer per lane, which Start begins and Join, Free
+	// and the lanes' region closing all wait for. Feed is first called on
+	// Start's goroutine, to fill the sources before the thread's first
+	// period. Either may be nil (nothing fed: every period underruns;
+	// nothing drained: outputs pile up and are dropped).
+	Feed  Feed
+	Drain Drain
 }
 
-// Clock is one audio clock. Its C state lives outside the Go heap.
+// Clock is one audio clock. Its C state lives outside the Go heap, in a
+// mapping the Clock owns: Free unmaps it, and only after the thread, the
+// pumps and every registered reader (OnFree) have stopped.
+//
+// Lifetime rules (docs/design.md §1): Stop, Join and Free may be called from
+// any goroutine, any number of times, in any order with the supervisor's
+// Close. The accessors (Periods, Stats, ...) are safe at any time and read
+// zero after Free. The Timeline methods (InWrite, PushNS, NextDeadlineNS,
+// OutRead, Corrupt, MarkReset) take no lock, for the monitor's real-time
+// thread: only a reader registered through OnFree may call them.
 type Clock struct {
-	mem     []byte // mmap'd: the us_clock and, after it, the io rings and dry history
-	c       *C.us_clock
-	cfg     Config
-	period  time.Duration
-	started bool
-	src     []*shm.Producer
-	sink    []*shm.Consumer
+	mem    []byte // mmap'd: the us_clock and, after it, the io rings and dry history
+	c      *C.us_clock
+	cfg    Config
+	period time.Duration
+	src    []*shm.Producer // pump-private once Start ran
+	sink   []*shm.Consumer
+
+	// memMu guards the mapping against Free: accessors read under RLock,
+	// Free unmaps under Lock. Never taken by the C thread or the monitor.
+	memMu sync.RWMutex
+
+	// life serialises Start, Join and Free. It is never held while a
+	// registered reader's stop runs.
+	life        sync.Mutex
+	started     bool // the thread runs or ran and is not yet joined
+	freed       bool // Free began: Start is refused
+	quit        atomic.Bool
+	pumps       sync.WaitGroup
+	readerMu    sync.Mutex
+	readers     map[int]func()
+	readersGone bool // Free took the readers: OnFree refuses new ones
+	nextRdr     int
+	unRegions   []func() // registrations with the lanes' regions
 }
+
+// ErrFreed is returned by Start and OnFree on a clock that Free released.
+var ErrFreed = errors.New("audioclock: clock already freed")
+
+// ErrRegionClosed is returned by Start when a lane's region was closed
+// (its supervisor's Close) before the clock could start.
+var ErrRegionClosed = errors.New("audioclock: a lane's region is closed")
 
 // New lays out the clock and its rings; Start runs it.
 func New(cfg Config) (*Clock, error) {
@@ -134,71 +186,256 @@ func New(cfg Config) (*Clock, error) {
 		k.src = append(k.src, shm.NewProducer(shm.NewRing(unsafe.Pointer(&src.ctl), unsafe.Pointer(&src.blocks[0]), IOSlots)))
 		k.sink = append(k.sink, shm.NewConsumer(shm.NewRing(unsafe.Pointer(&sink.ctl), unsafe.Pointer(&sink.blocks[0]), IOSlots)))
 	}
+	// The thread reads the lanes: whoever closes their region first stops
+	// and joins it (and so stops it ringing a doorbell about to close).
+	seen := map[*shm.Region]bool{}
+	for _, l := range cfg.Lanes {
+		r := shm.RegionOf(l)
+		if r == nil || seen[r] {
+			continue
+		}
+		seen[r] = true
+		remove, ok := r.OnClose(func() { k.Stop(); k.Join() })
+		if !ok {
+			k.unregister()
+			unix.Munmap(mem)
+			return nil, ErrRegionClosed
+		}
+		k.unRegions = append(k.unRegions, remove)
+	}
 	return k, nil
+}
+
+func (k *Clock) unregister() {
+	for _, remove := range k.unRegions {
+		remove()
+	}
+	k.unRegions = nil
 }
 
 // Period is the duration of one block.
 func (k *Clock) Period() time.Duration { return k.period }
 
-// Source is lane i's input: number blocks from 0 and flag the last one.
-func (k *Clock) Source(i int) *shm.Producer { return k.src[i] }
-
-// Sink is lane i's output, one block per period from period Latency on.
-func (k *Clock) Sink(i int) *shm.Consumer { return k.sink[i] }
-
 // ErrNoRT means the clock runs on ordinary scheduling: SCHED_FIFO was refused.
 var ErrNoRT = errors.New("audioclock: SCHED_FIFO refused, running on ordinary scheduling")
 
-// Start runs the thread. A returned ErrNoRT is a warning: the clock runs.
+// Start fills the sources (Config.Feed, on this goroutine), runs the thread
+// and the pumps. A returned ErrNoRT is a warning: the clock runs.
 func (k *Clock) Start() error {
+	k.life.Lock()
+	defer k.life.Unlock()
+	if k.freed {
+		return ErrFreed
+	}
+	if k.started || !k.Running() {
+		return errors.New("audioclock: Start called twice, or after Stop")
+	}
+	// The first blocks go in before the thread starts: a real-time thread
+	// never waits for a goroutine, and an empty source is an underrun.
+	next := make([]uint64, len(k.cfg.Lanes))
+	fed := make([]bool, len(k.cfg.Lanes))
+	if k.cfg.Feed != nil {
+		for l := range k.cfg.Lanes {
+			for {
+				more, full := k.feedOne(l, &next[l])
+				if !more || full {
+					fed[l] = more
+					break
+				}
+			}
+		}
+	}
 	if err := C.us_clock_start(k.c); err != 0 {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.running)), 0)
 		return fmt.Errorf("audioclock: start: %w", syscall.Errno(err))
 	}
 	k.started = true
+	for l := range k.cfg.Lanes {
+		if k.cfg.Feed != nil && fed[l] {
+			k.pumps.Add(1)
+			go k.feeder(l, next[l])
+		}
+		if k.cfg.Drain != nil {
+			k.pumps.Add(1)
+			go k.drainer(l)
+		}
+	}
 	if k.c.rt_err != 0 {
 		return fmt.Errorf("%w (%v)", ErrNoRT, syscall.Errno(k.c.rt_err))
 	}
 	return nil
 }
 
-// Stop asks the clock to finish after the current period.
+// pumpWait bounds how long a pump sleeps on its ring before it looks again at
+// whether the clock still runs: the bound on how long Join waits for it.
+const pumpWait = 5 * time.Millisecond
+
+// feedOne asks Feed for block *n of lane l and publishes it. more is false
+// once the lane's input ended; full when the source ring has no room.
+func (k *Clock) feedOne(l int, n *uint64) (more, full bool) {
+	src := k.src[l]
+	blk, err := src.Peek()
+	if err != nil || blk == nil {
+		return err == nil, err == nil
+	}
+	per := k.cfg.Frames * k.cfg.Lanes[l].Channels()
+	flags, ok := k.cfg.Feed(l, *n, blk.Samples(per))
+	if !ok {
+		return false, false
+	}
+	blk.SetHeader(*n, k.cfg.Frames, flags, shm.NowNS())
+	src.Publish()
+	*n++
+	return flags&shm.BlockLast == 0, false
+}
+
+// feeder keeps lane l's source full until its input ends or the clock does.
+func (k *Clock) feeder(l int, n uint64) {
+	defer k.pumps.Done()
+	for !k.quit.Load() && k.Running() {
+		more, full := k.feedOne(l, &n)
+		if !more {
+			return
+		}
+		if full {
+			k.src[l].Wait(0, pumpWait)
+		}
+	}
+}
+
+// drainer hands lane l's output to Drain until the clock has ended and its
+// sink is empty.
+func (k *Clock) drainer(l int) {
+	defer k.pumps.Done()
+	sink := k.sink[l]
+	per := k.cfg.Frames * k.cfg.Lanes[l].Channels()
+	for !k.quit.Load() {
+		blk, err := sink.Peek()
+		if err != nil {
+			return // the clock is the producer: cannot happen but by a bug
+		}
+		if blk == nil {
+			if !k.Running() {
+				// The thread's last publish happened before it cleared
+				// running: one more look sees everything it wrote.
+				if blk, _ = sink.Peek(); blk == nil {
+					return
+				}
+			} else {
+				sink.Wait(0, pumpWait)
+				continue
+			}
+		}
+		k.cfg.Drain(l, blk.Number(), blk.Flags(), blk.Samples(per))
+		sink.Release()
+	}
+}
+
+// Stop asks the clock to finish after the current period; Join waits.
 func (k *Clock) Stop() {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
 	if k.c != nil {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.stop)), 1)
 	}
 }
 
 // Running reports whether the clock has not finished: true from New until
-// its thread ends (or Start fails).
+// its thread ends (or Start fails), false after Free.
 func (k *Clock) Running() bool {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
 	return k.c != nil && atomic.LoadUint32((*uint32)(unsafe.Pointer(&k.c.running))) != 0
 }
 
-// Join waits for the thread to end; it returns at once if it never started.
-// Call it from one goroutine.
+// Join waits for the thread and the pumps to end; it returns at once if the
+// clock never started. Any goroutine may call it, concurrently too.
 func (k *Clock) Join() {
+	k.life.Lock()
+	defer k.life.Unlock()
 	if k.started {
 		C.us_clock_join(k.c)
 		k.started = false
 	}
+	// A pump ends within pumpWait of the thread's end (or of its input's).
+	k.pumps.Wait()
 }
 
-// Free releases the clock's memory, joining the thread first.
-func (k *Clock) Free() {
-	if k.mem != nil {
-		k.Stop()
-		k.Join()
-		unix.Munmap(k.mem)
-		k.mem, k.c = nil, nil
+// OnFree registers stop, which Free calls and waits for before it unmaps:
+// a reader of the Timeline methods on another thread (the supervisor's
+// monitor) must, in stop, stop reading and return only once it has. remove
+// takes the registration back. It fails with ErrFreed after Free began.
+func (k *Clock) OnFree(stop func()) (remove func(), err error) {
+	k.readerMu.Lock()
+	defer k.readerMu.Unlock()
+	if k.readersGone {
+		return func() {}, ErrFreed
 	}
+	if k.readers == nil {
+		k.readers = map[int]func(){}
+	}
+	id := k.nextRdr
+	k.nextRdr++
+	k.readers[id] = stop
+	return func() {
+		k.readerMu.Lock()
+		delete(k.readers, id)
+		k.readerMu.Unlock()
+	}, nil
 }
 
-// Periods is how many periods have completed.
-func (k *Clock) Periods() uint64 { return ld64(&k.c.period) }
+// Free stops and joins the thread and the pumps, stops every registered
+// reader, then releases the clock's memory. It is idempotent and safe in any
+// order with the supervisor's Close.
+func (k *Clock) Free() {
+	k.Stop()
+	k.quit.Store(true)
+	k.Join()
+	k.life.Lock()
+	if k.freed {
+		k.life.Unlock()
+		return
+	}
+	k.freed = true
+	k.life.Unlock()
+	k.unregister()
+	k.readerMu.Lock()
+	readers := k.readers
+	k.readers = nil
+	k.readersGone = true
+	k.readerMu.Unlock()
+	for _, stop := range readers {
+		stop()
+	}
+	k.memMu.Lock()
+	unix.Munmap(k.mem)
+	k.mem, k.c = nil, nil
+	k.memMu.Unlock()
+}
 
-// StartNS is when period 0 began (CLOCK_MONOTONIC).
-func (k *Clock) StartNS() uint64 { return ld64(&k.c.start_ns) }
+// Periods is how many periods have completed (0 after Free).
+func (k *Clock) Periods() uint64 {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
+	if k.c == nil {
+		return 0
+	}
+	return ld64(&k.c.period)
+}
+
+// StartNS is when period 0 began (CLOCK_MONOTONIC; 0 after Free).
+func (k *Clock) StartNS() uint64 {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
+	if k.c == nil {
+		return 0
+	}
+	return ld64(&k.c.start_ns)
+}
+
+// The Timeline methods below take no lock: they are for the monitor, a
+// real-time thread, which registers with OnFree so that Free cannot unmap
+// while it reads. Nobody else may call them.
 
 // NextDeadlineNS is when the clock next pushes input.
 func (k *Clock) NextDeadlineNS() uint64 { return ld64(&k.c.next_deadline_ns) }
@@ -231,8 +468,13 @@ type LaneStats struct {
 	Xruns, Stale, InOverflows, SrcUnderruns, SinkOverflows, Bypassed, Corruptions, Delivered uint64
 }
 
-// Stats reads lane i's counters.
+// Stats reads lane i's counters (zero after Free).
 func (k *Clock) Stats(i int) LaneStats {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
+	if k.c == nil {
+		return LaneStats{}
+	}
 	cl := &k.c.lanes[i]
 	return LaneStats{
 		Xruns: ld64(&cl.xruns), Stale: ld64(&cl.stale), InOverflows: ld64(&cl.in_overflows),
@@ -242,8 +484,14 @@ func (k *Clock) Stats(i int) LaneStats {
 }
 
 // Lateness is the worst wake-up lateness and its histogram: bucket b counts
-// wake-ups late by [2^(b-1), 2^b) µs, bucket 0 by less than 1 µs.
+// wake-ups late by [2^(b-1), 2^b) µs, bucket 0 by less than 1 µs. Zero
+// after Free.
 func (k *Clock) Lateness() (max time.Duration, hist [32]uint64) {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
+	if k.c == nil {
+		return 0, hist
+	}
 	for i := range hist {
 		hist[i] = ld64(&k.c.late_hist[i])
 	}

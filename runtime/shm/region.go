@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -75,12 +76,79 @@ type (
 	Block      C.us_block
 )
 
-// Region is one mapped, sealed memfd.
+// Region is one mapped, sealed memfd. Its creator owns the mapping: Close
+// unmaps it, and only after every registered user (OnClose) has stopped.
 type Region struct {
 	fd     int
 	mem    []byte
 	hdr    *header
 	nLanes int
+
+	mu     sync.Mutex // guards users and closed; never held while a stop runs
+	users  map[int]func()
+	nextID int
+	closed bool
+}
+
+// live holds every mapped region, so that a lane pointer can be traced back
+// to the region that owns its memory (RegionOf). Touched only when a region
+// is created or closed and when a clock is built: never on a real-time path.
+var live struct {
+	sync.Mutex
+	regions map[*Region]struct{}
+}
+
+// RegionOf returns the mapped region that holds lane l, or nil.
+func RegionOf(l *Lane) *Region {
+	p := uintptr(unsafe.Pointer(l))
+	live.Lock()
+	defer live.Unlock()
+	for r := range live.regions {
+		base := uintptr(unsafe.Pointer(&r.mem[0]))
+		if p >= base && p < base+uintptr(len(r.mem)) {
+			return r
+		}
+	}
+	return nil
+}
+
+// OnClose registers stop with the region: Close calls it, and waits for it
+// to return, before it unmaps. A thread that reads the region but was not
+// started by its owner (an audio clock's) must register a stop that joins
+// it, not one that merely asks. remove takes the registration back, for a
+// user that stopped by itself; ok is false if the region is already closed
+// (and stop was not registered).
+func (r *Region) OnClose(stop func()) (remove func(), ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return func() {}, false
+	}
+	if r.users == nil {
+		r.users = map[int]func(){}
+	}
+	id := r.nextID
+	r.nextID++
+	r.users[id] = stop
+	return func() {
+		r.mu.Lock()
+		delete(r.users, id)
+		r.mu.Unlock()
+	}, true
+}
+
+// StopUsers runs every registered stop and removes it; later registrations
+// are refused. Close calls it first; an owner calls it earlier when its users
+// touch more than the mapping (the clock rings the supervisor's doorbell).
+func (r *Region) StopUsers() {
+	r.mu.Lock()
+	r.closed = true
+	users := r.users
+	r.users = nil
+	r.mu.Unlock()
+	for _, stop := range users {
+		stop()
+	}
 }
 
 // Bytes is the size of a region with n lanes.
@@ -142,6 +210,12 @@ func Create(nLanes int) (*Region, error) {
 	}
 	// The magic goes last: a worker that maps a half-initialised region refuses it.
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&h.magic)), C.US_REGION_MAGIC)
+	live.Lock()
+	if live.regions == nil {
+		live.regions = map[*Region]struct{}{}
+	}
+	live.regions[r] = struct{}{}
+	live.Unlock()
 	return r, nil
 }
 
@@ -172,11 +246,18 @@ func (r *Region) Slot(i int) *Slot {
 	return (*Slot)(unsafe.Pointer(&r.mem[off]))
 }
 
-// Close unmaps and closes. Workers that still map it keep it alive.
+// Close stops every registered user (OnClose), then unmaps and closes.
+// Workers that still map the memfd keep its memory alive. Call it once every
+// goroutine of the owner's that reads the region has been joined; it is
+// idempotent.
 func (r *Region) Close() error {
+	r.StopUsers()
 	if r.mem == nil {
 		return nil
 	}
+	live.Lock()
+	delete(live.regions, r)
+	live.Unlock()
 	err := unix.Munmap(r.mem)
 	r.mem = nil
 	if cerr := unix.Close(r.fd); err == nil {
