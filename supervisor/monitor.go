@@ -139,7 +139,7 @@ func (q *monQueue) pop(e *monEvent) bool {
 const maxStallRun = 3
 
 type monitor struct {
-	s       *Supervisor
+	s *Supervisor
 	// tl is the audio clock, or nil (offline, or after the clock was
 	// freed). Set by Start before the monitor runs; from then on read and
 	// cleared by the monitor alone, which clears it when dropTL asks and
@@ -147,21 +147,21 @@ type monitor struct {
 	tl        Timeline
 	dropTL    atomic.Bool
 	tlDropped chan struct{} // buffered 1: the monitor never blocks on it
-	epfd    int
-	timerfd int
-	ctlfd   int
-	events  [64]unix.EpollEvent
-	scratch [8]byte
-	timer   unix.ItimerSpec
-	armedNS uint64
-	stop    atomic.Bool
-	wakes   atomic.Uint64 // epoll returns, for the hot-path tests
-	hangNS  uint64
-	graceNS uint64        // when the monitor last killed a hung worker
-	stallNS uint64        // when it last woke from a machine stall (0: none counts now)
-	stalls  atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
-	lateRun int           // consecutive late wake-ups; bounds how long stalls can defer a kill
-	statBuf [512]byte     // one /proc/<pid>/stat read
+	epfd      int
+	timerfd   int
+	ctlfd     int
+	events    [64]unix.EpollEvent
+	scratch   [8]byte
+	timer     unix.ItimerSpec
+	armedNS   uint64
+	stop      atomic.Bool
+	wakes     atomic.Uint64 // epoll returns, for the hot-path tests
+	hangNS    uint64
+	graceNS   uint64        // when the monitor last killed a hung worker
+	stallNS   uint64        // when it last woke from a machine stall (0: none counts now)
+	stalls    atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
+	lateRun   int           // consecutive late wake-ups; bounds how long stalls can defer a kill
+	statBuf   [512]byte     // one /proc/<pid>/stat read
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
 }
