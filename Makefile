@@ -5,6 +5,7 @@
 #
 # Needs Go, gcc and make; nothing else on this path.
 
+SHELL   := /bin/bash
 GO      ?= go
 CC      ?= gcc
 BIN     := bin
@@ -51,13 +52,20 @@ demo: all
 	$(BIN)/understudy demo --worker $(BIN)/understudy-worker
 
 # UNDERSTUDY_WORKER points the tests at the worker just built. Packages run
-# one at a time (-p 1): the real-time tests own the machine's 2 cores.
-# The lifetime stress test runs a second time under the race detector (cgo
-# allows it here): sessions closed at random moments, in every order.
-test: all deps
-	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -count=1 -timeout 30m ./...
-	UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -race -count=1 -timeout 10m \
-		-run 'TestCloseInAnyOrderStress|TestFreeClockBeforeClose|TestCloseStopsTheClock' ./supervisor
+# one at a time (-p 1): the real-time tests own the machine's 2 cores. The
+# lifetime stress test runs a second time under the race detector (cgo
+# allows it here). testsum prints each package's result, failures in full,
+# every skip with its reason, and closes with "N passed, N failed, N skipped".
+test: all deps $(BIN)/testsum
+	@set -o pipefail; { \
+	  UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -json -p 1 -count=1 -timeout 30m ./...; s1=$$?; \
+	  UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -json -race -count=1 -timeout 10m \
+	    -run 'TestCloseInAnyOrderStress|TestFreeClockBeforeClose|TestCloseStopsTheClock' ./supervisor; s2=$$?; \
+	  exit $$((s1 | s2)); } 2>&1 | $(BIN)/testsum
+
+$(BIN)/testsum: internal/testsum/main.go
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ ./internal/testsum
 
 # Every figure in bench/RESULTS.md and bench/results.json comes from this
 # one run on this machine; bench/raw.txt keeps go test's own output.

@@ -66,7 +66,10 @@ func TestExitedOnRealProcess(t *testing.T) {
 		t.Errorf("the fence's read allocates %.1f times", a)
 	}
 	syscall.Kill(pid, syscall.SIGSTOP)
-	if waitFor(func() bool { return statState(t, pid) == 'T' }) && m.exited(0) {
+	if !waitFor(func() bool { return statState(t, pid) == 'T' }) {
+		t.Fatalf("the process never showed as stopped (state %c): the stopped case was not tested", statState(t, pid))
+	}
+	if m.exited(0) {
 		t.Fatal("a stopped process reads as exited")
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
@@ -136,6 +139,7 @@ func TestFenceThenDeath(t *testing.T) {
 	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
 		t.Fatalf("after the fence: owner slot %d (killed: %d), awaiting %d", o, first, s.lanes[0].awaiting)
 	}
+	tl.next = shm.NowNS() + uint64(time.Millisecond)
 	s.mon.poll(0) // hands the lane to the spare
 	second, pid2 := s.Owner(0)
 	if second < 0 || second == first || pid2 == pid {
@@ -144,7 +148,9 @@ func TestFenceThenDeath(t *testing.T) {
 	// The new owner has one hang timeout from its attach (or, if the lane
 	// is idle, from the next period, 1 ms away on this timeline), and the
 	// monitor must be due back by then, not at its 100 ms idle re-arm.
-	if due := s.lanes[0].attachNS + uint64(hang+2*time.Millisecond); s.mon.armedNS > due {
+	// Both bounds are the monitor's own arithmetic on the attach time and
+	// the timeline's next period, which the test fixes: no wall clock.
+	if due := max(s.lanes[0].attachNS, tl.next) + uint64(hang); s.mon.armedNS > due {
 		t.Errorf("new owner's deadline not armed: timer %v after it", time.Duration(s.mon.armedNS-due))
 	}
 	// From now on that block is not overdue, whatever the new owner makes

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,8 +114,7 @@ func newRig(t testing.TB, c rigConfig) *rig {
 		c.hang = 5 * time.Millisecond
 	}
 	mon, clock, work := 0, 0, 0
-	if c.rt {
-		rttest.RequireRT(t)
+	if c.rt && rttest.UseRT(t) {
 		mon, clock, work = 80, 70, 60
 	}
 	lanes := testLanes(t, c.lanes, c.frames, c.rate)
@@ -310,7 +308,7 @@ func (tr *trial) target(pid int) { tr.targets[pid] = true }
 // did not fault (a deadline the worker missed because it got no CPU), or a
 // clock wake-up later than the output latency's headroom (the whole machine
 // stopped; no output can be ready for a clock that wakes after its deadline).
-func (r *rig) disturbance(tr *trial) string {
+func (r *rig) disturbance(tr *trial) []string {
 	var why []string
 	for _, e := range r.eventsOf(EvFailover) {
 		if !tr.targets[e.PID] {
@@ -326,44 +324,23 @@ func (r *rig) disturbance(tr *trial) string {
 	if headroom := time.Duration(r.latency-1) * r.clk.Period(); late > headroom {
 		why = append(why, fmt.Sprintf("clock woke %v late, more than the %v headroom", late, headroom))
 	}
-	return strings.Join(why, "; ")
+	return why
 }
 
 // noiseAttempts bounds how often a scenario is rerun because the machine
 // disturbed it.
 const noiseAttempts = 5
 
-// underNoise runs a real-time scenario until one attempt is either clean (no
-// problem: pass) or failed undisturbed (a problem the machine does not
-// explain: fail). An attempt whose problems coincide with a disturbance
-// proves nothing either way and is rerun, up to noiseAttempts times; if the
-// machine disturbs them all the test fails, saying so. Timing figures belong
-// to benchmarks; this keeps the correctness checks (every block delivered,
-// bit-exact, the expected detection path) from failing on a host's stall.
+// underNoise runs a real-time scenario under rttest.UnderNoise's policy,
+// judging disturbance by the rig's own events and clock.
 func underNoise(t *testing.T, scenario func(tr *trial) *rig) {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
+	rttest.UnderNoise(t, noiseAttempts, func(int) rttest.Attempt {
 		tr := &trial{targets: map[int]bool{}}
 		r := scenario(tr)
-		why := r.disturbance(tr)
-		if len(tr.problems) > 0 && why != "" && attempt < noiseAttempts {
-			t.Logf("attempt %d disturbed by the machine (%s); its problems prove nothing: %s",
-				attempt, why, strings.Join(tr.problems, "; "))
-			r.close()
-			continue
-		}
-		if len(tr.problems) > 0 {
-			r.logEvents()
-			for _, p := range tr.problems {
-				t.Error(p)
-			}
-			if why != "" {
-				t.Errorf("all %d attempts were disturbed by the machine; the last by %s", attempt, why)
-			}
-		} else if why != "" {
-			t.Logf("passed despite: %s", why)
-		}
+		// The event log outlives close: Report may read it afterwards.
+		a := rttest.Attempt{Problems: tr.problems, Disturbed: r.disturbance(tr), Report: r.logEvents}
 		r.close()
-		return
-	}
+		return a
+	})
 }

@@ -166,7 +166,7 @@ type demoReport struct {
 // The demo end to end, shortened: every fault kind injected while audio
 // plays, every one detected by its expected path, nothing lost, bit-exact.
 func TestDemoEndToEnd(t *testing.T) {
-	rttest.RequireRT(t)
+	rttest.UseRT(t) // the demo itself falls back to ordinary scheduling
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.wav")
 	// A 4-channel file over 2 lanes, to exercise --in and the channel split.
@@ -184,9 +184,10 @@ func TestDemoEndToEnd(t *testing.T) {
 	// this test judges paths and bits, and a shared machine's stalls are not
 	// the code's. A run the machine disturbed (a failover nobody injected,
 	// or a clock wake-up later than the headroom) and that failed a check
-	// proves nothing and is run again, at most 4 times in all.
+	// proves nothing and is run again, at most 4 times in all
+	// (rttest.UnderNoise).
 	const latency, period = 10, 1333.3 // µs at 64 frames, 48 kHz
-	for attempt := 1; ; attempt++ {
+	rttest.UnderNoise(t, 4, func(int) rttest.Attempt {
 		code, stdout, stderr := runCLI("demo", "--in", in, "--fault-every", "100ms", "--out", out, "--report", rep,
 			"--latency", fmt.Sprint(latency), "--hang-timeout", "5ms", "--worker", worker(t))
 		if code != 0 {
@@ -200,38 +201,27 @@ func TestDemoEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatal(err)
 		}
-		var problems, why []string
+		a := rttest.Attempt{Report: func() { t.Log(stdout) }}
 		if r.LostBlocks != 0 {
-			problems = append(problems, fmt.Sprintf("lost %d blocks", r.LostBlocks))
+			a.Problems = append(a.Problems, fmt.Sprintf("lost %d blocks", r.LostBlocks))
 		}
 		if !r.BitExact {
-			problems = append(problems, fmt.Sprintf("not bit-exact: %d samples differ (%d xruns)", r.MismatchedSamples, r.Xruns))
+			a.Problems = append(a.Problems, fmt.Sprintf("not bit-exact: %d samples differ (%d xruns)", r.MismatchedSamples, r.Xruns))
 		}
 		if r.Faults.Injected < 16 || r.Faults.Detected != r.Faults.Injected || r.Faults.ExpectedPath != r.Faults.Injected {
-			problems = append(problems, fmt.Sprintf("faults: %d injected, %d detected, %d by the expected path", r.Faults.Injected, r.Faults.Detected, r.Faults.ExpectedPath))
+			a.Problems = append(a.Problems, fmt.Sprintf("faults: %d injected, %d detected, %d by the expected path", r.Faults.Injected, r.Faults.Detected, r.Faults.ExpectedPath))
 		}
 		if len(r.Faults.ByKind) != 8 {
-			problems = append(problems, fmt.Sprintf("%d fault kinds injected, want all 8", len(r.Faults.ByKind)))
+			a.Problems = append(a.Problems, fmt.Sprintf("%d fault kinds injected, want all 8", len(r.Faults.ByKind)))
 		}
 		for _, u := range r.Unplanned {
-			why = append(why, fmt.Sprintf("unplanned %s failover of pid %d at block %d", u.Path, u.PID, u.Block))
+			a.Disturbed = append(a.Disturbed, fmt.Sprintf("unplanned %s failover of pid %d at block %d", u.Path, u.PID, u.Block))
 		}
 		if r.ClockLateMaxUS > (latency-1)*period {
-			why = append(why, fmt.Sprintf("clock woke %.0f µs late", r.ClockLateMaxUS))
+			a.Disturbed = append(a.Disturbed, fmt.Sprintf("clock woke %.0f µs late", r.ClockLateMaxUS))
 		}
-		if len(problems) > 0 && len(why) > 0 && attempt < 4 {
-			t.Logf("attempt %d disturbed by the machine (%s); its problems prove nothing: %s", attempt, strings.Join(why, "; "), strings.Join(problems, "; "))
-			continue
-		}
-		t.Log(stdout)
-		for _, p := range problems {
-			t.Error(p)
-		}
-		if len(problems) > 0 && len(why) > 0 {
-			t.Errorf("all %d attempts were disturbed by the machine; the last by %s", attempt, strings.Join(why, "; "))
-		}
-		break
-	}
+		return a
+	})
 	got, err := wav.Read(out)
 	if err != nil {
 		t.Fatal(err)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-rt/understudy/internal/rttest"
 )
@@ -16,10 +19,14 @@ const helperEnv = "UNDERSTUDY_RTTEST_HELPER"
 // runHelper runs this test binary's TestHelperSkipOrFail in a child, so the
 // real testing package decides what Skip and Fatal do.
 func runHelper(t *testing.T, require bool) (string, error) {
+	return runNamed(t, "^TestHelperSkipOrFail$", require)
+}
+
+func runNamed(t *testing.T, run string, require bool) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperSkipOrFail$", "-test.v")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+run, "-test.v")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, rttest.RequireEnv+"=") && !strings.HasPrefix(kv, "GOCOVERDIR=") {
 			cmd.Env = append(cmd.Env, kv)
@@ -56,16 +63,52 @@ func TestSkipOrFailFailsWhenRequired(t *testing.T) {
 
 func TestHelperSkipOrFail(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
-		return // the body of a child process; nothing to do when run directly
+		t.Fatal("a child-process body (TestMain keeps it out of direct runs)")
 	}
 	rttest.SkipOrFail(t, "no widget %d", 7)
 	t.Log("after SkipOrFail")
 }
 
+// RequireRT lets a test through only where real-time privileges really
+// work: checked against an independent attempt to set SCHED_FIFO on a
+// throwaway thread and to lock a page, not against its own probe.
 func TestRequireRT(t *testing.T) {
-	p := rttest.RequireRT(t)
-	// Reaching here means RequireRT judged the privileges sufficient.
-	if !p.FIFO || !p.MemLock {
-		t.Errorf("RequireRT returned %+v without skipping", p)
+	fifo, lock := tryFIFO(t), tryMlock()
+	out, err := runNamed(t, "^TestHelperRequireRT$", false)
+	passed := err == nil && strings.Contains(out, "--- PASS: TestHelperRequireRT")
+	skipped := err == nil && strings.Contains(out, "--- SKIP: TestHelperRequireRT")
+	switch {
+	case fifo && lock && !passed:
+		t.Errorf("FIFO and mlock work here, but RequireRT did not let the test run:\n%s", out)
+	case !(fifo && lock) && !skipped:
+		t.Errorf("FIFO works: %v, mlock works: %v, but RequireRT did not skip:\n%s", fifo, lock, out)
 	}
+}
+
+func TestHelperRequireRT(t *testing.T) {
+	if os.Getenv(helperEnv) != "1" {
+		t.Fatal("a child-process body (TestMain keeps it out of direct runs)")
+	}
+	rttest.RequireRT(t)
+}
+
+// tryFIFO sets SCHED_FIFO 1 on a locked, throwaway OS thread and restores it.
+func tryFIFO(t *testing.T) bool {
+	ok := make(chan bool)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its changed policy
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 1 /* SCHED_FIFO */, Priority: 1}
+		err := unix.SchedSetAttr(0, &attr, 0)
+		ok <- err == nil
+	}()
+	return <-ok
+}
+
+func tryMlock() bool {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(b)
+	return unix.Mlock(b) == nil
 }
