@@ -455,12 +455,16 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 			evMu.Lock()
 			fo := countKind(res.events, supervisor.EvFailover)
 			evMu.Unlock()
-			xr := uint64(0)
+			xr, delivered := uint64(0), uint64(0)
 			for l := range lanes {
-				xr += clk.Stats(l).Xruns
+				st := clk.Stats(l)
+				xr += st.Xruns
+				delivered += st.Delivered
 			}
+			// Blocks as the summary counts them: output delivered, of the
+			// input's; the first Latency periods deliver nothing.
 			line := fmt.Sprintf("  %5.1f s  blocks %d/%d  failovers %d  xruns %d", float64(clk.Periods())*clk.Period().Seconds(),
-				clk.Periods()*uint64(len(lanes)), uint64(nBlocks+c.Latency)*uint64(len(lanes)), fo, xr)
+				delivered, uint64(nBlocks)*uint64(len(lanes)), fo, xr)
 			if tty {
 				fmt.Fprintf(stderr, "\r%s\x1b[K", line)
 			} else {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +23,7 @@ type kindReport struct {
 	Detected    int            `json:"detected"`
 	Expected    string         `json:"expected_path"`
 	Path        map[string]int `json:"path"`
+	Unexpected  map[string]int `json:"unexpected_path,omitempty"` // detections by a path the fault does not expect
 	DetectionUS stats.Summary  `json:"detection_us"`
 	FailoverUS  stats.Summary  `json:"failover_us"`
 	FenceUS     stats.Summary  `json:"fence_us"` // detection to hand-over: the old owner made harmless
@@ -123,6 +126,11 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 		kr.Path[e.Path.String()]++
 		if in.inj.Fault.Expects(e.Path) {
 			rep.Faults.ExpectedPath++
+		} else {
+			if kr.Unexpected == nil {
+				kr.Unexpected = map[string]int{}
+			}
+			kr.Unexpected[e.Path.String()]++
 		}
 		if e.Kind == supervisor.EvNoSpare {
 			rep.Faults.NoSpare++
@@ -165,6 +173,13 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	return rep
 }
 
+// cyclictestCmd is the one command the demo and the README give for
+// measuring the machine's own wake-up latency at the clock's priority and
+// period, to compare with the clock's lateness.
+func cyclictestCmd(c *demoConfig) string {
+	return fmt.Sprintf("cyclictest -m -p %d -i %d -D 10 -q", clockPrio, int64(c.Block)*1_000_000/int64(c.Rate))
+}
+
 func printSummary(w io.Writer, c *demoConfig, r *report) {
 	mode := "SCHED_FIFO, memory locked"
 	if !r.Privileged {
@@ -180,29 +195,110 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 	fmt.Fprintf(w, "blocks %d   xruns %d   lost %d   failovers %d   bit-exact %s (%d mismatched samples)\n\n",
 		r.Blocks, r.Xruns, r.LostBlocks, r.Failovers, exact, r.MismatchedSamples)
 	if r.Faults.Injected > 0 {
-		fmt.Fprintf(w, "%-6s %8s %8s  %-24s %-24s %s\n", "fault", "injected", "detected", "path", "detect µs p50/p99/max", "failover µs p50/p99/max")
-		for _, k := range sortedKinds(r.Faults.ByKind) {
-			kr := r.Faults.ByKind[k]
-			var paths []string
-			for p, n := range kr.Path {
-				paths = append(paths, fmt.Sprintf("%s %d", p, n))
-			}
-			fmt.Fprintf(w, "%-6s %8d %8d  %-24s %-24s %s\n", k, kr.Injected, kr.Detected, strings.Join(paths, ", "),
-				triple(kr.DetectionUS), triple(kr.FailoverUS))
-		}
-		fmt.Fprintf(w, "%-6s %8d %8d  %-24s %-24s %s\n\n", "all", r.Faults.Injected, r.Faults.Detected,
-			fmt.Sprintf("%d by expected path", r.Faults.ExpectedPath), triple(r.DetectionUS), triple(r.FailoverUS))
+		printFaultTable(w, r)
 		fmt.Fprintf(w, "new spare ready (spawn → handshake) µs p50/p99/max: %s over %d respawns\n", triple(r.RespawnUS), r.RespawnUS.N)
 	}
 	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs; monitor woke from %d machine stalls\n", r.ClockLateMaxUS, r.MonitorStalls)
-	periodUS := float64(c.Block) * 1e6 / float64(c.Rate)
-	if r.Xruns > 0 && (r.ClockLateMaxUS > float64(c.Latency-1)*periodUS || len(r.Unplanned) > 0) {
-		// Say whose xruns these are, and what to try.
-		fmt.Fprintf(w, "note: this machine stalled (the clock woke %.1f ms late; %d failovers no fault explains), longer than "+
-			"the %.1f ms of output latency: such xruns are the host's. Compare `cyclictest -m -p 90 -i 1000 -D 10`; "+
-			"try --latency 10 --hang-timeout 5ms\n", r.ClockLateMaxUS/1e3, len(r.Unplanned), float64(c.Latency)*periodUS/1e3)
-	}
+	printNote(w, c, r)
 	fmt.Fprintf(w, "wrote %s and %s\n", c.Out, c.Report)
+}
+
+// printFaultTable prints one row per fault kind and a total, its columns as
+// wide as their widest cell, then what was missed, if anything.
+func printFaultTable(w io.Writer, r *report) {
+	rows := [][]string{{"fault", "injected", "detected", "path", "detect µs p50/p99/max", "failover µs p50/p99/max"}}
+	var missed []string
+	for _, k := range sortedKinds(r.Faults.ByKind) {
+		kr := r.Faults.ByKind[k]
+		rows = append(rows, []string{k, fmt.Sprint(kr.Injected), fmt.Sprint(kr.Detected), pathCounts(kr.Path),
+			triple(kr.DetectionUS), triple(kr.FailoverUS)})
+		if n := kr.Injected - kr.Detected; n > 0 {
+			missed = append(missed, fmt.Sprintf("%s: %d of %d not detected", k, n, kr.Injected))
+		}
+		if len(kr.Unexpected) > 0 {
+			missed = append(missed, fmt.Sprintf("%s: expected %s, got %s", k, kr.Expected, pathCounts(kr.Unexpected)))
+		}
+	}
+	all := fmt.Sprintf("%d by expected path", r.Faults.ExpectedPath)
+	rows = append(rows, []string{"all", fmt.Sprint(r.Faults.Injected), fmt.Sprint(r.Faults.Detected), all,
+		triple(r.DetectionUS), triple(r.FailoverUS)})
+	width := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, cell := range row {
+			width[i] = max(width[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, row := range rows {
+		var b strings.Builder
+		for i, cell := range row {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(cell))
+			switch {
+			case i == 1 || i == 2: // counts, right-aligned
+				b.WriteString(pad + cell)
+			case i == len(row)-1:
+				b.WriteString(cell)
+			default:
+				b.WriteString(cell + pad)
+			}
+			if i < len(row)-1 {
+				b.WriteString("  ")
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+	if r.Faults.NoSpare > 0 {
+		missed = append(missed, fmt.Sprintf("%d detected while no spare was ready: the lane played its fallback until one was (no failover time)", r.Faults.NoSpare))
+	}
+	for _, m := range missed {
+		fmt.Fprintf(w, "  %s\n", m)
+	}
+	fmt.Fprintln(w)
+}
+
+func pathCounts(m map[string]int) string {
+	var out []string
+	for _, p := range sortedPaths(m) {
+		out = append(out, fmt.Sprintf("%s %d", p, m[p]))
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedPaths(m map[string]int) []string {
+	var ps []string
+	for p := range m {
+		ps = append(ps, p)
+	}
+	sort.Strings(ps)
+	return ps
+}
+
+// printNote says whose xruns and unexplained failovers these were: the
+// machine's only when the clock itself woke later than the output latency
+// could absorb; otherwise not the machine's, and what to look at.
+func printNote(w io.Writer, c *demoConfig, r *report) {
+	if r.Xruns == 0 && len(r.Unplanned) == 0 {
+		return
+	}
+	periodUS := float64(c.Block) * 1e6 / float64(c.Rate)
+	headroomUS := float64(c.Latency-1) * periodUS
+	what := fmt.Sprintf("%s and %s that no fault explains", plural(int(r.Xruns), "xrun"), plural(len(r.Unplanned), "failover"))
+	if r.ClockLateMaxUS > headroomUS {
+		fmt.Fprintf(w, "note: %s. The machine stalled: the clock woke %.1f ms late, more than the %.1f ms of headroom "+
+			"that --latency %d leaves. Measure the machine with `%s`; more headroom: --latency %d --hang-timeout %v\n",
+			what, r.ClockLateMaxUS/1e3, headroomUS/1e3, c.Latency, cyclictestCmd(c),
+			min(int(r.ClockLateMaxUS/periodUS)+2, 63), max(c.HangTimeout, time.Duration(r.ClockLateMaxUS)*time.Microsecond).Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "note: %s, while the clock never woke later than its %.1f ms of headroom (worst %.0f µs): "+
+		"not the machine's stalls. Look at the kernels' time per block against the %.0f µs period and the %.0f µs hang timeout, "+
+		"and at whether the workers got real-time priority.\n", what, headroomUS/1e3, r.ClockLateMaxUS, periodUS, float64(c.HangTimeout)/1e3)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func triple(s stats.Summary) string {

@@ -17,7 +17,9 @@ type Summary struct {
 	Max  float64 `json:"max"`
 }
 
-// Summarize reports the distribution of ds; negative durations (unknown) are skipped.
+// Summarize reports the distribution of ds; negative durations (unknown) are
+// skipped. Every figure is rounded alike, to 0.1 µs, so that no percentile
+// prints above the maximum.
 func Summarize(ds []time.Duration) Summary {
 	us := make([]float64, 0, len(ds))
 	for _, d := range ds {
@@ -29,7 +31,7 @@ func Summarize(ds []time.Duration) Summary {
 	if len(us) == 0 {
 		return Summary{}
 	}
-	return Summary{N: len(us), P50: Rank(us, 0.50), P99: Rank(us, 0.99), P999: Rank(us, 0.999), Max: us[len(us)-1]}
+	return Summary{N: len(us), P50: Rank(us, 0.50), P99: Rank(us, 0.99), P999: Rank(us, 0.999), Max: math.Round(us[len(us)-1]*10) / 10}
 }
 
 // Rank is the nearest-rank percentile p (0..1] of sorted xs.
