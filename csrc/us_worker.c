@@ -10,7 +10,13 @@
  * state and the input block for the next owner.
  *
  *   understudy-worker --region-fd N --doorbell-fd N --slot N --gen N
- *                     --parent PID [--prio P] [--cpu C] [--spin-us N]
+ *                     --parent PID [--spin-us N] [--uid N --gid N] [--unsandboxed]
+ *   understudy-worker --list-kernels [--uid N --gid N] [--unsandboxed]
+ *
+ * Before it runs any kernel code (a kernel's init included) it drops to
+ * least privilege (us_sandbox.h). Its scheduling policy and CPU are the
+ * host's business: the host sets them from outside, and the sandbox denies
+ * the worker any say.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,12 +36,14 @@
 #include "us_kernel.h"
 #include "us_region.h"
 #include "us_ring.h"
+#include "us_sandbox.h"
 
 enum {
     EXIT_USAGE = 64,
     EXIT_LAYOUT = 65,
     EXIT_KERNEL = 66,
     EXIT_PARENT = 67,
+    EXIT_SANDBOX = 68,
 };
 
 /* The handler reads these, so they are set before it is installed and never
@@ -132,6 +140,21 @@ static int resolve_chain(us_lane *l, lane_run *run) {
     return 0;
 }
 
+/* The bus fault's page: a shared mapping of a memfd truncated under it. Made
+ * before the sandbox, which denies memfd_create and ftruncate: at fault time
+ * the fault is the touch alone, as in a kernel's real SIGBUS. */
+static volatile char *g_bus_page;
+
+static void prepare_bus_fault(void) {
+    int fd = memfd_create("understudy-bus", MFD_CLOEXEC);
+    if (fd < 0) return;
+    if (ftruncate(fd, 4096) == 0) {
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED && ftruncate(fd, 0) == 0) g_bus_page = p; /* now beyond EOF */
+    }
+    close(fd);
+}
+
 /* Faults we perform on ourselves when the host asks, to prove detection. */
 static void perform_fault(uint32_t kind) {
     switch (kind) {
@@ -143,14 +166,9 @@ static void perform_fault(uint32_t kind) {
         *null = 1;
         break;
     }
-    case US_FAULT_BUS: {
-        int fd = memfd_create("understudy-bus", MFD_CLOEXEC);
-        if (fd >= 0 && ftruncate(fd, 4096) == 0) {
-            volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (p != MAP_FAILED && ftruncate(fd, 0) == 0) p[0] = 1; /* beyond EOF: SIGBUS */
-        }
+    case US_FAULT_BUS:
+        if (g_bus_page) g_bus_page[0] = 1; /* beyond EOF: SIGBUS */
         break;
-    }
     case US_FAULT_ABORT:
         abort();
     case US_FAULT_FPE: {
@@ -348,11 +366,20 @@ static int check_lanes(us_region *rg) {
 }
 
 int main(int argc, char **argv) {
-    long region_fd = -1, slot_i = -1, parent = -1, prio = 0, cpu = -1;
-    if (argc == 2 && !strcmp(argv[1], "--list-kernels")) return list_kernels();
+    long region_fd = -1, slot_i = -1, parent = -1;
+    int list = 0;
+    us_sandbox sb = {.off = 0, .uid = -1, .gid = -1, .parent = 0, .doorbell_fd = -1};
     unsigned long gen = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--list-kernels")) {
+            list = 1;
+            continue;
+        }
+        if (!strcmp(a, "--unsandboxed")) {
+            sb.off = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "understudy-worker: %s needs a value\n", a);
             return EXIT_USAGE;
@@ -363,19 +390,34 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--slot")) slot_i = (long)arg_ul(a, v);
         else if (!strcmp(a, "--gen")) gen = arg_ul(a, v);
         else if (!strcmp(a, "--parent")) parent = (long)arg_ul(a, v);
-        else if (!strcmp(a, "--prio")) prio = (long)arg_ul(a, v);
-        else if (!strcmp(a, "--cpu")) cpu = (long)arg_ul(a, v);
         else if (!strcmp(a, "--spin-us")) g_spin_ns = arg_ul(a, v) * 1000ull;
+        else if (!strcmp(a, "--uid")) sb.uid = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--gid")) sb.gid = (long)arg_ul(a, v);
         else {
             fprintf(stderr, "understudy-worker: unknown flag %s (this program is started by understudy)\n", a);
             return EXIT_USAGE;
         }
+    }
+    if (sb.uid > INT_MAX || sb.gid > INT_MAX) {
+        fprintf(stderr, "understudy-worker: --uid and --gid want an id below 2^31\n");
+        return EXIT_USAGE;
+    }
+    if (list) {
+        /* Listing runs kernels' code (state_bytes), so it is confined like
+         * the rest. stdout gets its buffer now: glibc would fstat it on the
+         * first printf, and the filter denies fstat. */
+        static char outbuf[16384];
+        setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+        if (us_sandbox_enter(&sb) != 0) return EXIT_SANDBOX;
+        return list_kernels();
     }
     if (region_fd < 0 || g_doorbell < 0 || slot_i < 0 || parent <= 0) {
         fprintf(stderr, "understudy-worker: needs --region-fd, --doorbell-fd, --slot and --parent; "
                         "it is started by understudy, not by hand\n");
         return EXIT_USAGE;
     }
+    sb.parent = (pid_t)parent;
+    sb.doorbell_fd = g_doorbell;
 
     /* Die with the host. The signal follows the forking *thread*, so the host
      * forks from one thread that lives as long as it does; and a parent that
@@ -412,33 +454,31 @@ int main(int argc, char **argv) {
     }
     g_slot = slot;
     install_last_gasp();
+    prepare_bus_fault();
+
+    /* Real-time set-up. A refused lock is reported once and we go on: the
+     * host decides whether that is acceptable, and a worker that may take a
+     * page fault is still better than no worker. Priority and CPU are set
+     * by the host, from outside. */
+    if (us_sandbox_lock_memory() != 0) perror("understudy-worker: mlockall");
+    /* Touch every page we will use so the first block after a failover takes
+     * no page fault (mlockall already did; this covers a kernel that refused
+     * the lock). */
+    volatile uint8_t sink = 0;
+    for (size_t off = 0; off < (size_t)st.st_size; off += 4096) sink ^= ((volatile uint8_t *)rg)[off];
+    (void)sink;
+
+    /* From here on, kernels' code runs: confined. */
+    if (us_sandbox_enter(&sb) != 0) {
+        US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
+        return EXIT_SANDBOX;
+    }
     if (check_lanes(rg) != 0) {
         US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_KERNEL);
         US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
         return EXIT_KERNEL;
     }
-
-    /* Real-time set-up. Each failure is reported once and we go on: the host
-     * decides whether that is acceptable, and a worker that runs slower is
-     * still better than no worker. */
-    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) perror("understudy-worker: mlockall");
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET((int)cpu, &set);
-        if (sched_setaffinity(0, sizeof set, &set) != 0) perror("understudy-worker: sched_setaffinity");
-    }
-    if (prio > 0) {
-        struct sched_param sp = {.sched_priority = (int)prio};
-        if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) perror("understudy-worker: SCHED_FIFO");
-    }
     us_fp_flush_denormals();
-    /* Touch every page we will use so the first block after a failover takes
-     * no page fault (mlockall already did for MCL_CURRENT; this covers a
-     * kernel that refused the lock). */
-    volatile uint8_t sink = 0;
-    for (size_t off = 0; off < (size_t)st.st_size; off += 4096) sink ^= ((volatile uint8_t *)rg)[off];
-    (void)sink;
 
     US_STORE_RLX(&slot->pid, (int32_t)getpid());
     US_STORE_RLX(&slot->ready_ns, us_now_ns());

@@ -20,6 +20,10 @@ const (
 	// in exit (its pidfd not yet readable: the kernel was still tearing it
 	// down). A death, like PathPidfd, seen by the deadline's look at it.
 	PathExiting
+	// PathSandbox: the worker made a system call its seccomp filter denies
+	// and was killed with SIGSYS (a kernel that tried to fork, open a file,
+	// signal another process...). Seen by its pidfd.
+	PathSandbox
 )
 
 func (p Path) String() string {
@@ -34,6 +38,8 @@ func (p Path) String() string {
 		return "corrupt"
 	case PathExiting:
 		return "exiting"
+	case PathSandbox:
+		return "sandbox"
 	}
 	return "none"
 }

@@ -366,7 +366,11 @@ func (m *monitor) onDeath(slot int, now uint64) {
 	if l := int(w.lane.Load()); l >= 0 && (prev == wOwner || prev == wKilled) {
 		lr := &s.lanes[l]
 		if prev == wOwner {
-			m.detected(l, slot, PathPidfd, 0, s.region.Lane(l).Committed(), now)
+			p := PathPidfd
+			if killedBySandbox(fd) {
+				p = PathSandbox
+			}
+			m.detected(l, slot, p, 0, s.region.Lane(l).Committed(), now)
 		}
 		if lr.awaiting == slot {
 			lr.awaiting = -1
@@ -385,7 +389,7 @@ func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint6
 	ss := m.s.region.Slot(slot)
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
 		block: block, faultNS: ss.FaultNS(), detectNS: now}
-	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting {
+	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox {
 		// The block in hand is the first uncommitted one.
 		lr.det.block = m.s.region.Lane(l).InBlockNumber(m.s.region.Lane(l).Committed())
 	}
@@ -407,7 +411,9 @@ func (m *monitor) orphan(l, slot int) {
 	// hang on the pending block. A kill or an exit from outside says nothing
 	// about the input, and two of those in a row must not bypass audio.
 	d := &lr.det
-	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline
+	// A denied system call (sandbox) is the kernel's own doing on the block
+	// in hand, like a crash.
+	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline || d.path == PathSandbox
 	switch {
 	case !attributable:
 		lr.deathRun = 0

@@ -110,20 +110,17 @@ func (s *spawner) stop() {
 	<-s.done
 }
 
-func workerArgs(path string, slot int, gen uint32, prio, cpu, spinUS int) []string {
-	a := []string{path,
+// workerArgs is a worker's command line. Its priority and CPU are not on
+// it: the host sets them from outside (placeWorker), because a sandboxed
+// worker may not change its own scheduling.
+func workerArgs(cfg *Config, slot int, gen uint32) []string {
+	a := []string{cfg.Worker,
 		"--region-fd", "3", "--doorbell-fd", "4",
 		"--slot", strconv.Itoa(slot), "--gen", strconv.FormatUint(uint64(gen), 10),
 		"--parent", strconv.Itoa(os.Getpid()),
-		"--spin-us", strconv.Itoa(spinUS),
+		"--spin-us", strconv.Itoa(cfg.SpinMicros),
 	}
-	if prio > 0 {
-		a = append(a, "--prio", strconv.Itoa(prio))
-	}
-	if cpu >= 0 {
-		a = append(a, "--cpu", strconv.Itoa(cpu))
-	}
-	return a
+	return append(a, sandboxArgs(cfg)...)
 }
 
 // outputTail keeps the last bytes a worker printed, for error messages. It is

@@ -52,8 +52,8 @@ type Config struct {
 	HangTimeout  time.Duration    // a pending block older than this means the owner hung
 	Handshake    time.Duration    // how long a new worker may take to become ready (default 5 s)
 	MonitorPrio  int              // SCHED_FIFO priority of the monitor thread; 0 = none
-	WorkerPrio   int              // SCHED_FIFO priority workers give themselves; 0 = none
-	WorkerCPU    int              // pin workers to this CPU; -1 = any
+	WorkerPrio   int              // SCHED_FIFO priority the host gives each worker; 0 = none
+	WorkerCPU    int              // the host pins workers to this CPU; -1 = any
 	SpinMicros   int              // how long an idle worker spins before sleeping on its futex (0: 20 µs, <0: none)
 	RespawnDelay time.Duration    // wait this long before replacing a spare that was used (crash-loop backoff)
 	// DeepIdle lets idle CPUs enter deep idle states while the supervisor
@@ -63,6 +63,13 @@ type Config struct {
 	// wake, and every such wake-up is a late worker, a false hang and a
 	// needless failover. Set it to save power where wake-ups are cheap.
 	DeepIdle bool
+	// Workers drop to this uid and gid before running any kernel code
+	// (docs/design.md §3). 0: NobodyID when the host is root, and no
+	// change otherwise (a non-root host cannot give one); -1: no change.
+	WorkerUID, WorkerGID int
+	// Unsandboxed runs workers with the host's privileges and no seccomp
+	// filter, for debugging a kernel; SandboxWarning says so.
+	Unsandboxed bool
 
 	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
 }
@@ -95,6 +102,7 @@ type Supervisor struct {
 	fdsClosed   bool // Close closed the fds: nothing may write to their numbers
 	dropped     int
 	rtWarn      error
+	workerRT    workerRT // why a worker could not be given its priority or CPU
 }
 
 // New validates cfg and creates the region; Start runs it. Workers are not
@@ -369,7 +377,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		w.state.Store(wFree)
 		return fmt.Errorf("supervisor: %w", err)
 	}
-	argv := workerArgs(s.cfg.Worker, slot, w.gen, s.cfg.WorkerPrio, s.cfg.WorkerCPU, s.cfg.SpinMicros)
+	argv := workerArgs(&s.cfg, slot, w.gen)
 	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.FD()), uintptr(s.doorbell)}
 	w.spawnNS = shm.NowNS()
 	w.handshaking.Store(true)
@@ -382,6 +390,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		w.state.Store(wFree)
 		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err}
 	}
+	s.placeWorker(pid)
 	go func() { // drains the worker's output until it exits
 		buf := make([]byte, 512)
 		for {

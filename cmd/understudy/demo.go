@@ -68,6 +68,7 @@ type demoConfig struct {
 	Variant     string        `json:"variant"`
 	Fallback    string        `json:"fallback"`
 	DeepIdle    bool          `json:"deep_idle"`
+	Unsandboxed bool          `json:"unsandboxed,omitempty"`
 	In          string        `json:"in,omitempty"`
 	Out         string        `json:"out"`
 	Report      string        `json:"report"`
@@ -95,6 +96,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant for every worker: auto (fastest this CPU runs), scalar, sse2, avx2, ...")
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
 	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
+	fs.BoolVar(&c.Unsandboxed, "unsandboxed", false, "run workers without their sandbox (uid drop, no capabilities, seccomp), to debug a kernel")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
 	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
@@ -184,7 +186,8 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	cat, err := loadCatalog(c.Worker)
+	warnUnsandboxed(c.Unsandboxed, stderr)
+	cat, err := loadCatalog(c.Worker, c.Unsandboxed)
 	if err != nil {
 		return err
 	}
@@ -324,6 +327,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	sup, err := supervisor.New(supervisor.Config{
 		Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
 		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1, DeepIdle: c.DeepIdle,
+		Unsandboxed: c.Unsandboxed,
 	})
 	if err != nil {
 		return nil, classify(err)
@@ -396,6 +400,9 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
 	} else if w := sup.WakeHoldErr(); w != nil {
 		res.rtWarnings = append(res.rtWarnings, "idle CPUs may halt: "+w.Error())
+	}
+	if w := sup.WorkerRTWarning(); w != nil {
+		res.rtWarnings = append(res.rtWarnings, "workers: "+w.Error())
 	}
 
 	if err := clk.Start(); err != nil {
@@ -522,7 +529,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 }
 
 func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([][]float32, error) {
-	sup, err := supervisor.New(supervisor.Config{Worker: c.Worker, Lanes: lanes, Spares: 0, WorkerCPU: -1})
+	sup, err := supervisor.New(supervisor.Config{Worker: c.Worker, Lanes: lanes, Spares: 0, WorkerCPU: -1, Unsandboxed: c.Unsandboxed})
 	if err != nil {
 		return nil, err
 	}
@@ -541,15 +548,26 @@ func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([]
 
 // loadCatalog checks the worker binary and asks it for its kernels; every
 // failure is the user's to fix (a missing or wrong worker).
-func loadCatalog(worker string) (*catalog.Catalog, error) {
+func loadCatalog(worker string, unsandboxed bool) (*catalog.Catalog, error) {
 	if err := supervisor.CheckWorker(worker); err != nil {
 		return nil, &usageError{err.Error()}
 	}
-	cat, err := catalog.Load(worker)
+	load := catalog.Load
+	if unsandboxed {
+		load = catalog.LoadUnsandboxed
+	}
+	cat, err := load(worker)
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}
 	return cat, nil
+}
+
+// warnUnsandboxed says, once, that --unsandboxed took the workers' walls down.
+func warnUnsandboxed(on bool, stderr io.Writer) {
+	if on {
+		fmt.Fprintln(stderr, "understudy: warning: --unsandboxed: workers run with this program's privileges and no seccomp filter; a kernel can reach everything it can")
+	}
 }
 
 // classify turns start-up failures the user can fix into usage errors.

@@ -37,7 +37,7 @@ func runKernels(args []string, stdout io.Writer) error {
 	if worker == "" {
 		worker = defaultWorker()
 	}
-	cat, err := loadCatalog(worker)
+	cat, err := loadCatalog(worker, false)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	fs.Usage = func() {}
 	var in, out, chainStr, variant, worker string
 	var block, lanes, spares int
+	var unsandboxed bool
 	fs.StringVar(&in, "in", "", "input WAV (required)")
 	fs.StringVar(&out, "out", "", "output WAV, 32-bit float (required)")
 	fs.StringVar(&chainStr, "chain", "", "kernels, '|' between stages (required)")
@@ -50,6 +51,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	fs.IntVar(&block, "block", 256, fmt.Sprintf("frames per block (1..%d)", shm.MaxFrames))
 	fs.IntVar(&lanes, "lanes", 1, "worker lanes; the input's channel count must divide evenly")
 	fs.IntVar(&spares, "spares", 1, "warm spares")
+	fs.BoolVar(&unsandboxed, "unsandboxed", false, "run workers without their sandbox (uid drop, no capabilities, seccomp), to debug a kernel")
 	fs.StringVar(&worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,7 +77,8 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	if worker == "" {
 		worker = defaultWorker()
 	}
-	cat, err := loadCatalog(worker)
+	warnUnsandboxed(unsandboxed, stderr)
+	cat, err := loadCatalog(worker, unsandboxed)
 	if err != nil {
 		return err
 	}
@@ -119,7 +122,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	for i := range cfgs {
 		cfgs[i] = lc
 	}
-	sup, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: cfgs, Spares: spares, WorkerCPU: -1})
+	sup, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: cfgs, Spares: spares, WorkerCPU: -1, Unsandboxed: unsandboxed})
 	if err != nil {
 		return classify(err)
 	}

@@ -8,6 +8,7 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -116,9 +117,22 @@ type listing struct {
 	} `json:"kernels"`
 }
 
-// Load asks the worker for its kernels.
+// Load asks the worker for its kernels. Listing runs the kernels' own code
+// (state_bytes), so the worker confines itself for it as it does to run them
+// (docs/design.md §3): as root, as uid and gid 65534.
 func Load(worker string) (*Catalog, error) {
-	out, err := exec.Command(worker, "--list-kernels").Output()
+	var args []string
+	if os.Geteuid() == 0 {
+		args = []string{"--uid", "65534", "--gid", "65534"}
+	}
+	return load(worker, args)
+}
+
+// LoadUnsandboxed is Load with the worker's sandbox off (--unsandboxed).
+func LoadUnsandboxed(worker string) (*Catalog, error) { return load(worker, []string{"--unsandboxed"}) }
+
+func load(worker string, args []string) (*Catalog, error) {
+	out, err := exec.Command(worker, append([]string{"--list-kernels"}, args...)...).Output()
 	if err != nil {
 		msg := err.Error()
 		if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {

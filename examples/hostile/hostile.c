@@ -1,0 +1,161 @@
+/* hostile.c — a user kernel that attacks the worker running it, for the
+ * isolation tests (supervisor/sandbox_test.go). Never ship it.
+ *
+ *   make user-worker KERNEL=examples/hostile/hostile.c OUT=hostile-worker
+ *
+ * It passes audio through untouched, except on a block whose first sample
+ * is exactly HOSTILE_TRIGGER: then it performs the attack its `mode`
+ * parameter names, as a kernel author could from process(). The test puts
+ * the trigger in one block of one lane; a worker that survives the attack
+ * carries on passing audio through. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "us_kernel.h"
+
+#define HOSTILE_TRIGGER 1234.5f
+
+/* Modes, in the order of the test's table. */
+enum {
+    M_NONE = 0,
+    M_FORK = 1,           /* fork a child that outlives us */
+    M_FORK_CRASH = 2,     /* fork children, then crash */
+    M_SOCKET = 3,         /* open a socket */
+    M_OPEN = 4,           /* open a file */
+    M_EXECVE = 5,         /* become another program */
+    M_KILL_HOST = 6,      /* kill(getppid(), SIGKILL) */
+    M_PTRACE = 7,         /* attach to the host */
+    M_SCHED = 8,          /* SCHED_FIFO 99 for ourselves */
+    M_PDEATHSIG = 9,      /* clear our death signal */
+    M_MLOCK = 10,         /* lock 2 GiB */
+    M_HOST_MEM = 11,      /* open /proc/<host>/mem read-write */
+    M_THREAD = 12,        /* start and join a thread that marks the block: allowed */
+    M_LAST = M_THREAD,
+};
+
+static const us_param_spec hostile_params[] = {
+    {"mode", "", 0.0f, (float)M_LAST, 0.0f, 1},
+};
+
+static size_t hostile_state_bytes(uint32_t channels) {
+    (void)channels;
+    return sizeof(uint32_t);
+}
+
+static int hostile_init(void *state, const float *params, uint32_t channels, float rate) {
+    (void)params;
+    (void)channels;
+    (void)rate;
+    memset(state, 0, sizeof(uint32_t));
+    return 0;
+}
+
+#define HOSTILE_THREAD_MARK 4321.0f
+
+/* Leaves a mark in the block, so the test sees the thread really ran. */
+static void *thread_body(void *arg) {
+    float *buf = arg;
+    buf[1] = HOSTILE_THREAD_MARK;
+    return NULL;
+}
+
+static void child_lingers(void) {
+    for (;;) pause();
+}
+
+static void attack(int mode, void *state, float *buf) {
+    pid_t host = getppid();
+    char path[64];
+    switch (mode) {
+    case M_FORK:
+        if (fork() == 0) child_lingers();
+        break;
+    case M_FORK_CRASH:
+        for (int i = 0; i < 4; i++)
+            if (fork() == 0) child_lingers();
+        {
+            volatile int *volatile null = NULL;
+            *null = 1;
+        }
+        break;
+    case M_SOCKET: {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (s >= 0) close(s);
+        break;
+    }
+    case M_OPEN: {
+        int fd = open("/etc/passwd", O_RDONLY);
+        if (fd >= 0) close(fd);
+        break;
+    }
+    case M_EXECVE: {
+        char *argv[] = {"/bin/sleep", "1000", NULL};
+        execv(argv[0], argv);
+        break;
+    }
+    case M_KILL_HOST:
+        kill(host, SIGKILL);
+        break;
+    case M_PTRACE:
+        ptrace(PTRACE_ATTACH, host, NULL, NULL);
+        break;
+    case M_SCHED: {
+        struct sched_param sp = {.sched_priority = 99};
+        sched_setscheduler(0, SCHED_FIFO, &sp);
+        break;
+    }
+    case M_PDEATHSIG:
+        prctl(PR_SET_PDEATHSIG, 0);
+        break;
+    case M_MLOCK: {
+        size_t n = (size_t)2 << 30;
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        mlock(p == MAP_FAILED ? state : p, n);
+        break;
+    }
+    case M_HOST_MEM: {
+        snprintf(path, sizeof path, "/proc/%d/mem", (int)host);
+        int fd = open(path, O_RDWR);
+        if (fd >= 0) close(fd);
+        break;
+    }
+    case M_THREAD: {
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_body, buf) == 0) pthread_join(t, NULL);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void hostile_process(void *state, const float *params, float *buf, uint32_t frames, uint32_t channels) {
+    (void)frames;
+    (void)channels;
+    if (buf[0] == HOSTILE_TRIGGER) attack((int)params[0], state, buf);
+}
+
+static const us_kernel hostile = {
+    .abi_version = US_KERNEL_ABI_VERSION,
+    .name = "hostile",
+    .variant = "scalar",
+    .summary = "passes audio through; attacks its worker on a trigger block (tests only)",
+    .n_params = 1,
+    .params = hostile_params,
+    .state_bytes = hostile_state_bytes,
+    .init = hostile_init,
+    .process = hostile_process,
+};
+
+US_USER_KERNELS(&hostile);

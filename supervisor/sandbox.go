@@ -1,0 +1,125 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// NobodyID is the uid and gid a root host gives its workers by default: an
+// id that owns nothing, so a worker that escaped its filter could still
+// reach no file and signal no process of anyone else's.
+const NobodyID = 65534
+
+// workerIDs is the uid and gid the workers drop to, or -1s for none. A
+// non-root host cannot give its workers another uid; its seccomp filter is
+// then the whole line.
+func workerIDs(cfg *Config) (uid, gid int) {
+	if cfg.Unsandboxed {
+		return -1, -1
+	}
+	uid, gid = cfg.WorkerUID, cfg.WorkerGID
+	root := os.Geteuid() == 0
+	if uid == 0 {
+		uid = -1
+		if root {
+			uid = NobodyID
+		}
+	}
+	if gid == 0 {
+		gid = -1
+		if root {
+			gid = NobodyID
+		}
+	}
+	return uid, gid
+}
+
+// sandboxArgs are the worker flags that say how it confines itself.
+func sandboxArgs(cfg *Config) []string {
+	if cfg.Unsandboxed {
+		return []string{"--unsandboxed"}
+	}
+	var a []string
+	uid, gid := workerIDs(cfg)
+	if uid >= 0 {
+		a = append(a, "--uid", strconv.Itoa(uid))
+	}
+	if gid >= 0 {
+		a = append(a, "--gid", strconv.Itoa(gid))
+	}
+	return a
+}
+
+// workerRT remembers the first failure to set a worker's scheduling.
+type workerRT struct {
+	mu   sync.Mutex
+	warn error
+}
+
+func (w *workerRT) note(err error) {
+	w.mu.Lock()
+	if w.warn == nil {
+		w.warn = err
+	}
+	w.mu.Unlock()
+}
+
+func (w *workerRT) get() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.warn
+}
+
+// WorkerRTWarning is non-nil when the host could not give a worker its
+// SCHED_FIFO priority (Config.WorkerPrio) or its CPU (Config.WorkerCPU).
+// Workers hold no capabilities and may not change their own scheduling, so
+// the host sets both from outside at spawn; the worker runs either way.
+func (s *Supervisor) WorkerRTWarning() error { return s.workerRT.get() }
+
+// placeWorker sets a new worker's policy and CPU from outside, before its
+// handshake completes. Threads a kernel starts later inherit both.
+func (s *Supervisor) placeWorker(pid int) {
+	if s.cfg.WorkerPrio > 0 {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(s.cfg.WorkerPrio)}
+		if err := unix.SchedSetAttr(pid, &attr, 0); err != nil {
+			s.workerRT.note(fmt.Errorf("workers run without SCHED_FIFO %d: sched_setattr on worker %d: %w", s.cfg.WorkerPrio, pid, err))
+		}
+	}
+	if s.cfg.WorkerCPU >= 0 {
+		var set unix.CPUSet
+		set.Set(s.cfg.WorkerCPU)
+		if err := unix.SchedSetaffinity(pid, &set); err != nil {
+			s.workerRT.note(fmt.Errorf("workers are not pinned to CPU %d: sched_setaffinity on worker %d: %w", s.cfg.WorkerCPU, pid, err))
+		}
+	}
+}
+
+// killedBySandbox reports whether the exited process behind pidfd was
+// killed by SIGSYS, which is what its seccomp filter does to a denied call.
+// WNOWAIT leaves the zombie for the control plane's reap.
+func killedBySandbox(pidfd int) bool {
+	if pidfd < 0 {
+		return false
+	}
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil); err != nil {
+		return false
+	}
+	code, sig := exitStatus(&info)
+	return code < 0 && sig == int(unix.SIGSYS)
+}
+
+var errSandboxOff = errors.New("workers run unsandboxed (--unsandboxed): a kernel can reach everything the host can")
+
+// SandboxWarning is non-nil when the workers run without their sandbox.
+func (s *Supervisor) SandboxWarning() error {
+	if s.cfg.Unsandboxed {
+		return errSandboxOff
+	}
+	return nil
+}
