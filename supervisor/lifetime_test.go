@@ -182,9 +182,13 @@ func TestCloseInAnyOrderStress(t *testing.T) {
 			t.Fatalf("iteration %d (moment %d, order %s): %d worker processes left", i, moment, orderName(order, concurrent), snap.children)
 		}
 	}
-	after := snapshot(t)
 	t.Logf("%d sessions, %d with audio drained before their stop", iterations, flowed)
-	require.Equal(t, before.fds, after.fds, "fds leaked over %d sessions", iterations)
+	// Earlier tests' fds (a worker's output pipe, closed by its reader when
+	// the last holder exits) may still be closing: fewer is fine, more is a
+	// leak once they have settled.
+	var after resources
+	require.Eventually(t, func() bool { after = snapshot(t); return after.fds <= before.fds }, 5*time.Second, 10*time.Millisecond,
+		"fds leaked over %d sessions: %d before, %d after", iterations, before.fds, after.fds)
 	require.Zero(t, after.regions, "region mappings left")
 	require.Positive(t, flowed, "no session ran audio: the stress test tested nothing")
 }
