@@ -6,3 +6,5 @@ require (
 	github.com/klauspost/cpuid/v2 v2.4.2
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/coreos/go-systemd/v22 v22.7.0
