@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -34,11 +35,11 @@ func readAudioServers(monitorPrio int) Result {
 			sockets = append(sockets, p)
 		}
 	}
-	// JACK2 keeps its server sockets in /dev/shm as jack_<server>_<uid>_<n>,
-	// JACK1 in a jack-<uid> directory there.
+	// JACK2's server sockets are /dev/shm/jack_<server>_<uid>_<n>_0 (its
+	// semaphores and registry sit beside them as plain files).
 	if ents, err := os.ReadDir("/dev/shm"); err == nil {
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), "jack") {
+			if strings.HasPrefix(e.Name(), "jack_") && e.Type()&fs.ModeSocket != 0 {
 				sockets = append(sockets, filepath.Join("/dev/shm", e.Name()))
 			}
 		}
@@ -85,6 +86,14 @@ func checkAudioServers(sockets []string, procs []serverProc, monitorPrio int) Re
 		r.Finding = "no JACK or PipeWire server: understudy's own clock paces the audio"
 		return r
 	}
+	sort.Strings(sockets)
+	if len(sockets) > 3 {
+		sockets = append(sockets[:3], fmt.Sprintf("and %d more", len(sockets)-3))
+	}
+	if len(procs) == 0 {
+		r.Finding = "no JACK or PipeWire process, but sockets left behind (stale, or a server in another PID namespace): " + strings.Join(sockets, ", ")
+		return r
+	}
 	var found, above []string
 	for _, p := range procs {
 		found = append(found, fmt.Sprintf("%s (pid %d, FIFO %d)", p.name, p.pid, p.maxPrio))
@@ -93,7 +102,6 @@ func checkAudioServers(sockets []string, procs []serverProc, monitorPrio int) Re
 		}
 	}
 	found = append(found, sockets...)
-	sort.Strings(found)
 	if len(above) > 0 {
 		r.Status = Warn
 		r.Finding = fmt.Sprintf("%s; real-time threads of %s outrank understudy's monitor (%d), which must preempt everything that plays",

@@ -336,6 +336,8 @@ func TestAudioServers(t *testing.T) {
 		{"below", checkAudioServers([]string{"/run/user/1000/pipewire-0"}, []serverProc{{"pipewire", 900, 20}}, 80), OK,
 			[]string{"pipewire (pid 900, FIFO 20)", "pipewire-0"}},
 		{"above", checkAudioServers(nil, []serverProc{{"jackd", 77, 95}}, 80), Warn, []string{"jackd at 95 outrank", "jackd -P"}},
+		{"stale sockets", checkAudioServers([]string{"/dev/shm/jack_d_0_0_0", "/dev/shm/jack_c_0_0_0", "/dev/shm/jack_b_0_0_0", "/dev/shm/jack_a_0_0_0"}, nil, 80), OK,
+			[]string{"sockets left behind", "jack_a_0_0_0, /dev/shm/jack_b_0_0_0, /dev/shm/jack_c_0_0_0, and 1 more"}},
 	})
 }
 
