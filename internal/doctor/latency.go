@@ -27,6 +27,7 @@ type LatencyResult struct {
 	Prio    int   // SCHED_FIFO priority it ran at; 0 if refused
 	FIFOErr error // why not, when Prio is 0
 	Locked  bool  // memory was locked during the probe
+	Polling bool  // idle CPUs were held polling (/dev/cpu_dma_latency at 0), as the host holds them
 }
 
 // MaxProbe bounds a probe's length: it holds a real-time thread.
@@ -46,6 +47,12 @@ func ProbeLatency(period, duration time.Duration, prio int) LatencyResult {
 	if rt.Probe().MemLock && rt.LockMemory() == nil {
 		res.Locked = true
 		defer rt.UnlockMemory()
+	}
+	// And hold idle CPUs polling, as the host does while it plays (unless
+	// --deep-idle): on a VM a halted vCPU wakes milliseconds late.
+	if h, err := rt.HoldWakeLatency(0); err == nil {
+		res.Polling = true
+		defer h.Release()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -151,6 +158,11 @@ func WriteLatency(w io.Writer, res LatencyResult, c Config) {
 	if !res.Locked {
 		locked = "memory not locked"
 	}
+	if res.Polling {
+		locked += ", idle CPUs held polling"
+	} else {
+		locked += ", idle CPUs free to halt (/dev/cpu_dma_latency not writable)"
+	}
 	fmt.Fprintf(w, "latency probe: %d wake-ups every %s (%d frames at %d Hz) at %s, %s\n",
 		res.Periods, dur(res.Period), c.Block, c.Rate, at, locked)
 	last := 0
@@ -169,7 +181,7 @@ func WriteLatency(w io.Writer, res LatencyResult, c Config) {
 			// on-time wake-ups.
 			bar = 1 + int(40*float64(bits.Len64(n))/float64(bits.Len64(peak)))
 		}
-		fmt.Fprintf(w, "  %18s  %8d  %s\n", bucketLabel(i), n, strings.Repeat("#", bar))
+		fmt.Fprintf(w, "  %20s  %8d  %s\n", bucketLabel(i), n, strings.Repeat("#", bar))
 	}
 	if res.Missed > 0 {
 		fmt.Fprintf(w, "  %d periods passed while a wake-up was more than a period late\n", res.Missed)
