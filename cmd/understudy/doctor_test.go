@@ -60,3 +60,22 @@ func TestDoctorBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorLatencyProbe: the probe prints its histogram, the worst case
+// against the configured headroom, and its own check line.
+func TestDoctorLatencyProbe(t *testing.T) {
+	code, out, errOut := runCLI("doctor", "--worker", worker(t), "--latency", "200ms", "--periods", "4")
+	for _, want := range []string{"latency probe: 150 wake-ups every 1.33 ms", "worst case", "configured --latency 4 (5.33 ms of headroom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	last := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	f := strings.Fields(last[len(last)-1])
+	if len(f) < 2 || f[1] != "latency" {
+		t.Fatalf("last line is not the latency check: %q", last[len(last)-1])
+	}
+	if fails := strings.Count("\n"+out, "\nfail "); (fails == 0) != (code == 0) {
+		t.Errorf("%d fail lines, exit %d: %s", fails, code, errOut)
+	}
+}
