@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/understudy-rt/understudy/internal/sdnotify"
 	"github.com/understudy-rt/understudy/internal/stats"
 	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
@@ -412,6 +413,8 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 			return nil, err
 		}
 	}
+	// Under systemd (Type=notify): ready now, watchdog fed while periods advance.
+	defer sdnotify.Serve(clk.Periods, stderr)()
 
 	// Inject faults, cycling kinds and lanes, until shortly before the end so
 	// the last failover completes while the clock still runs.

@@ -2,6 +2,7 @@
 // with hot-standby failover.
 //
 //	understudy demo      kill workers while audio plays; prove nothing was lost
+//	understudy doctor    check the machine for real-time audio, with fixes
 //	understudy version   print the version and the layout/ABI it speaks
 package main
 
@@ -24,6 +25,7 @@ Usage:
   understudy demo [flags]     run the built-in failover scenario (see understudy demo --help)
   understudy process [flags]  render a WAV file through a chain of kernels in supervised workers
   understudy kernels          list the kernels, their parameters and the variants this CPU runs
+  understudy doctor [flags]   check this machine and user for real-time audio, with fixes
   understudy version          print version, region layout and kernel ABI
   understudy help             this text
 
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runProcess(args[1:], stdout, stderr)
 	case "kernels":
 		err = runKernels(args[1:], stdout)
+	case "doctor":
+		err = runDoctor(args[1:], stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "understudy %s (region layout %d, kernel ABI %d)\n", version, shm.LayoutVersion, shm.KernelABI)
 	case "help", "--help", "-h", "-help":
