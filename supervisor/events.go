@@ -20,6 +20,10 @@ const (
 	// in exit (its pidfd not yet readable: the kernel was still tearing it
 	// down). A death, like PathPidfd, seen by the deadline's look at it.
 	PathExiting
+	// PathDeathWord: the kernel marked the worker's death word
+	// (FUTEX_OWNER_DIED, from its robust list) as the thread began to exit,
+	// before tearing its memory down; the exit flag confirmed it.
+	PathDeathWord
 )
 
 func (p Path) String() string {
@@ -34,9 +38,14 @@ func (p Path) String() string {
 		return "corrupt"
 	case PathExiting:
 		return "exiting"
+	case PathDeathWord:
+		return "death_word"
 	}
 	return "none"
 }
+
+// MarshalText makes a Path its name in JSON and other text encodings.
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // Fault is a failure a worker can be made to suffer, for demos and tests.
 type Fault int
@@ -53,6 +62,10 @@ const (
 	// FaultScribble corrupts the lane's output index and carries on. It is
 	// not in Faults (the demo's "all"): ask for it by name.
 	FaultScribble Fault = shm.FaultScribble
+	// FaultRobust corrupts the worker's robust futex list, then exits: the
+	// kernel marks no death word, and only the pidfd can tell. For tests;
+	// not in Faults.
+	FaultRobust Fault = shm.FaultRobust
 )
 
 // Faults lists every fault kind in the order the demo cycles through them.
@@ -61,7 +74,7 @@ var Faults = []Fault{FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultKill, Fault
 var faultNames = map[Fault]string{
 	FaultSegv: "segv", FaultBus: "bus", FaultAbort: "abort", FaultFPE: "fpe",
 	FaultKill: "kill", FaultExit: "exit", FaultHang: "hang", FaultStop: "stop",
-	FaultScribble: "scribble",
+	FaultScribble: "scribble", FaultRobust: "robust",
 }
 
 func (f Fault) String() string {
@@ -78,7 +91,7 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble)", s)
+	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble, robust)", s)
 }
 
 // ExpectedPath is how each fault must be detected.
@@ -87,6 +100,8 @@ func (f Fault) ExpectedPath() Path {
 	case FaultSegv, FaultBus, FaultAbort, FaultFPE:
 		return PathLastGasp
 	case FaultKill, FaultExit:
+		return PathDeathWord
+	case FaultRobust:
 		return PathPidfd
 	case FaultHang, FaultStop:
 		return PathDeadline
@@ -97,7 +112,8 @@ func (f Fault) ExpectedPath() Path {
 }
 
 // Expects says whether p is how f should be detected: its ExpectedPath, or
-// for a process death (kill, exit), the exit flag seen before the pidfd.
+// for a death without a death word (robust), the exit flag seen before the
+// pidfd.
 func (f Fault) Expects(p Path) bool {
 	want := f.ExpectedPath()
 	return p == want || (want == PathPidfd && p == PathExiting)

@@ -184,8 +184,9 @@ func TestDeadlineFindsOwnerExiting(t *testing.T) {
 	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
 		t.Errorf("lane not moved at once: owner slot %d (dead: %d), awaiting %d", o, first, s.lanes[0].awaiting)
 	}
-	if !FaultExit.Expects(PathExiting) || !FaultKill.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
-		t.Error("Expects: exit and kill are deaths (pidfd or exiting); a hang is not")
+	if !FaultExit.Expects(PathDeathWord) || !FaultKill.Expects(PathDeathWord) || !FaultRobust.Expects(PathExiting) ||
+		!FaultRobust.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
+		t.Error("Expects: exit and kill are deaths by their word; a death without one is pidfd or exiting; a hang is neither")
 	}
 }
 
