@@ -162,10 +162,10 @@ func (r *Ring) FutexWait(addr *uint32, val uint32, userData uint64) bool {
 	b := (*[sqeSize]byte)(unsafe.Pointer(sqe))
 	b[0] = opFutexWait
 	*(*int32)(unsafe.Pointer(&b[4])) = futex2SizeU32 // sqe->fd holds the futex2 flags
-	sqe[1] = uint64(val)                              // sqe->addr2: the expected value
-	sqe[2] = uint64(uintptr(unsafe.Pointer(addr)))    // sqe->addr: the word
-	sqe[4] = userData                                 // sqe->user_data
-	sqe[6] = futexBitsetAnyBit                        // sqe->addr3: the wake mask
+	sqe[1] = uint64(val)                             // sqe->addr2: the expected value
+	sqe[2] = uint64(uintptr(unsafe.Pointer(addr)))   // sqe->addr: the word
+	sqe[4] = userData                                // sqe->user_data
+	sqe[6] = futexBitsetAnyBit                       // sqe->addr3: the wake mask
 	*(*uint32)(unsafe.Add(r.sqArray, uintptr(idx)*4)) = idx
 	r.pending++
 	return true
