@@ -65,22 +65,54 @@ func TestSlotReuseNeverInheritsDeath(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	s := manualSupervisor(t, &stallTimeline{}, 5*time.Millisecond) // nothing pending: no deadline fires
 	requireDeathWords(t, s)
-	pollUntil := func(what string, f func() bool) {
-		t.Helper()
-		for i := 0; i < 5000; i++ {
+	waitPolling := func(f func() bool) bool {
+		for i := 0; i < 10000; i++ {
 			if f() {
-				return
+				return true
 			}
 			s.mon.poll(0)
 			time.Sleep(200 * time.Microsecond)
 		}
-		t.Fatalf("timed out waiting for %s", what)
+		return false
+	}
+	pollUntil := func(what string, f func() bool) {
+		t.Helper()
+		if !waitPolling(f) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 	owner := func() int { o, _ := s.Owner(0); return o }
-	spareIn := func(slot int, gen uint32) func() bool {
-		return func() bool {
+	// respawnInto waits until slot holds a new, armed spare. The spawner
+	// takes the lowest free slot, and the replacement for a dead owner may
+	// be claimed before the owner's slot is free (a word death moves the
+	// lane before the pidfd reaps it), so spares elsewhere are killed until
+	// one lands in slot.
+	respawnInto := func(slot int, gen uint32) {
+		t.Helper()
+		in := func() bool {
 			return s.workers[slot].state.Load() == wSpare && s.region.Slot(slot).DeathGen() != gen && s.mon.words[slot].armed
 		}
+		for try := 0; try < 8; try++ {
+			settled := waitPolling(func() bool {
+				spares, _, other := s.Counts()
+				return in() || (s.workers[slot].state.Load() == wFree && spares > 0 && other == 0)
+			})
+			if in() {
+				return
+			}
+			if !settled {
+				break
+			}
+			// slot is free and the spare went elsewhere: its replacement
+			// takes the lowest free slot.
+			for i := range s.workers {
+				if i != slot && s.workers[i].state.Load() == wSpare {
+					syscall.Kill(int(s.workers[i].pid.Load()), syscall.SIGKILL)
+					waitPolling(func() bool { return s.workers[i].state.Load() == wFree })
+				}
+			}
+		}
+		t.Fatalf("no new spare in slot %d", slot)
 	}
 
 	// 1. The owner dies by SIGKILL and its word fires.
@@ -94,7 +126,8 @@ func TestSlotReuseNeverInheritsDeath(t *testing.T) {
 	}
 
 	// 2. Its slot's next worker: a clean word, its own generation, alive.
-	pollUntil("a new spare in the dead owner's slot", spareIn(a, genA))
+	respawnInto(a, genA)
+	deaths := s.mon.wordDeaths.Load()
 	ss := s.region.Slot(a)
 	w := atomic.LoadUint32(ss.DeathWord())
 	if w&shm.FutexOwnerDied != 0 || w&shm.FutexTIDMask == 0 || ss.DeathGen() != s.workers[a].gen {
@@ -104,7 +137,7 @@ func TestSlotReuseNeverInheritsDeath(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		s.mon.poll(0)
 	}
-	if st := s.workers[a].state.Load(); st != wSpare || s.mon.wordDeaths.Load() != 1 {
+	if st := s.workers[a].state.Load(); st != wSpare || s.mon.wordDeaths.Load() != deaths {
 		t.Fatalf("the new worker in slot %d is state %d, word deaths %d: it inherited a death", a, st, s.mon.wordDeaths.Load())
 	}
 
@@ -117,22 +150,23 @@ func TestSlotReuseNeverInheritsDeath(t *testing.T) {
 	atomic.StoreUint32(s.region.Slot(b).DeathWord(), 0x3ffffffe|shm.FutexWaiters) // a TID that is not its own
 	syscall.Kill(pidB, syscall.SIGKILL)
 	pollUntil("the lane to move again", func() bool { o := owner(); return o >= 0 && o != b })
-	if got := s.mon.wordDeaths.Load(); got != 1 {
-		t.Fatalf("%d word deaths, want still 1: the second owner's word could not fire", got)
+	if got := s.mon.wordDeaths.Load(); got != deaths {
+		t.Fatalf("%d word deaths, want still %d: the second owner's word could not fire", got, deaths)
 	}
 
 	// 4. That slot's next worker dies: the kernel wakes one waiter on the
 	// word, and it must be this worker's, so its death is seen by word.
-	pollUntil("a new spare in the second owner's slot", spareIn(b, genB))
+	respawnInto(b, genB)
+	deaths = s.mon.wordDeaths.Load()
 	pidC := int(s.workers[b].pid.Load())
 	syscall.Kill(pidC, syscall.SIGKILL)
 	deadline := time.Now().Add(2 * time.Second)
-	for s.mon.wordDeaths.Load() < 2 && time.Now().Before(deadline) {
+	for s.mon.wordDeaths.Load() == deaths && time.Now().Before(deadline) {
 		s.mon.reapWords(shm.NowNS()) // the word alone: no pidfd is looked at
 		time.Sleep(100 * time.Microsecond)
 	}
-	if got := s.mon.wordDeaths.Load(); got != 2 {
-		t.Fatalf("the reused slot's worker died unseen by its word (%d word deaths, want 2): a stale waiter took the wake", got)
+	if got := s.mon.wordDeaths.Load(); got != deaths+1 {
+		t.Fatalf("the reused slot's worker died unseen by its word (%d word deaths, want %d): a stale waiter took the wake", got, deaths+1)
 	}
 	if st := s.workers[b].state.Load(); st != wDying {
 		t.Errorf("dead spare's state %d, want dying (never to be handed a lane)", st)
