@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -171,4 +172,36 @@ func TestSlotReuseNeverInheritsDeath(t *testing.T) {
 	if st := s.workers[b].state.Load(); st != wDying {
 		t.Errorf("dead spare's state %d, want dying (never to be handed a lane)", st)
 	}
+}
+
+// Without death words (a kernel before 6.7, io_uring disabled: here by
+// configuration) the supervisor says so in one line and a kill is still
+// detected, by the paths it had before.
+func TestWithoutDeathWordsPidfdStillDetects(t *testing.T) {
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 400, rt: true, noDeathWord: true})
+		if w := r.sup.DeathWordWarning(); w == "" || strings.Contains(w, "\n") {
+			t.Fatalf("warning %q: want one line", w)
+		}
+		r.play()
+		r.waitPeriods(100)
+		inj, err := r.sup.InjectFault(0, FaultKill, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.target(inj.PID)
+		r.finishFor(EvFailover, inj.PID)
+		fos := r.eventsFor(EvFailover, inj.PID)
+		if len(fos) != 1 {
+			tr.errorf("%d failovers of pid %d, want 1", len(fos), inj.PID)
+			return r
+		}
+		if p := fos[0].Path; p != PathPidfd && p != PathExiting {
+			tr.errorf("detected by %v without death words, want pidfd or exiting", p)
+		}
+		if st := r.clk.Stats(0); st.Delivered != uint64(r.nBlocks) || st.Xruns != 0 {
+			tr.errorf("delivered %d of %d blocks, %d xruns", st.Delivered, r.nBlocks, st.Xruns)
+		}
+		return r
+	})
 }
