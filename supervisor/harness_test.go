@@ -325,6 +325,9 @@ func mismatches(a, b []float32) int {
 func (r *rig) close() {
 	r.clk.Stop()
 	r.clk.Join()
+	// The feeders and drainers touch the clock's rings until they see it
+	// stopped: they must be gone before Free unmaps them.
+	r.ioDone.Wait()
 	r.sup.Close()
 	r.clk.Free()
 }
