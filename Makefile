@@ -13,7 +13,7 @@ BIN     := bin
 # cgo in-process, reference): no FMA contraction, no fast-math.
 DSPFLAGS := -O2 -ffp-contract=off -fno-fast-math
 CFLAGS  ?= -g -Wall -Wextra -Wno-unused-parameter
-RUNTIME_SRC := csrc/us_worker.c csrc/us_sandbox.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
+RUNTIME_SRC := csrc/us_worker.c csrc/us_sandbox.c csrc/us_deathword.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
 WORKER_SRC := $(RUNTIME_SRC)
 C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
 GO_SRC  := $(shell find . -name '*.go' -not -path './.git/*') go.mod $(wildcard go.sum)

@@ -12,6 +12,7 @@
  *                  lane.in.write (producer), lane.out.read (consumer)
  *   owner  writes: lane.in.read (== commit), lane.out.write, lane.state[],
  *                  lane.out slots, lane.commit_*, its own slot's report fields
+ *   slot.death has three writers (host, worker, kernel): see the field.
  *   anyone else writes nothing. A worker attaches to a lane only after the
  *   host has fenced the previous owner (its pidfd fired, or it declared itself
  *   dying and from then on touches nothing but its slot and the doorbell).
@@ -33,7 +34,7 @@
 #include "us_kernel.h"
 
 #define US_REGION_MAGIC 0x4e4f494745525355ull /* "USREGION" little-endian */
-#define US_LAYOUT_VERSION 1u
+#define US_LAYOUT_VERSION 2u
 
 #define US_CACHELINE 64
 #define US_MAX_LANES 16         /* lanes per region */
@@ -173,7 +174,8 @@ enum us_fault {
     US_FAULT_HANG = 7,  /* infinite loop in the kernel */
     US_FAULT_STOP = 8,  /* raise(SIGSTOP) */
     US_FAULT_SCRIBBLE = 9, /* corrupt the lane's out.write index */
-    US_FAULT_COUNT = 10,
+    US_FAULT_ROBUST = 10,  /* corrupt its robust list, then _exit(3): no death word, pidfd only */
+    US_FAULT_COUNT = 11,
 };
 
 typedef struct us_slot {
@@ -206,7 +208,37 @@ typedef struct us_slot {
     int32_t gasp_signo;
     uint64_t gasp_block;             /* block in hand, or UINT64_MAX */
     uint64_t gasp_ns;
+    /* The death word: a robust futex that the kernel marks when the worker's
+     * thread dies, before it tears the address space down (see
+     * us_deathword.h). It shares the last-gasp line because nobody touches
+     * that line per block. It is the one field with three writers, each safe
+     * for its own reason:
+     *   host, per spawn (shm Slot.Prepare): stores 0 and death_gen while no
+     *     process holds the slot, so no other writer can be running;
+     *   worker, once, before READY: stores its gettid() (the value the kernel
+     *     compares with the dying thread's TID), while the host does not look
+     *     at the word yet (it arms only a READY worker);
+     *   host, when it arms the word (the monitor): a compare-and-swap
+     *     tid -> tid|US_FUTEX_WAITERS, which fails, and is retried with what it
+     *     found, if the kernel got there first;
+     *   kernel, on the thread's death (futex_exit_release ->
+     *     handle_futex_death): a compare-and-swap of a word holding the dying
+     *     TID to (old & WAITERS)|OWNER_DIED, then a wake of one shared waiter
+     *     if WAITERS was set. It writes nothing unless the TID matches.
+     * The worker could overwrite the word at any time: the host treats it as
+     * untrusted and confirms a death with one read of the exit flag. */
+    uint32_t death;
+    /* The generation the word belongs to, set with it by the host per spawn
+     * (the slot's generation): a word is only ever read as the death of the
+     * worker whose generation is here, so a respawned worker in the same slot
+     * never inherits its predecessor's OWNER_DIED. */
+    uint32_t death_gen;
 } us_slot;
+
+/* Bits of a robust futex word (linux/futex.h), for those who read it. */
+#define US_FUTEX_WAITERS 0x80000000u
+#define US_FUTEX_OWNER_DIED 0x40000000u
+#define US_FUTEX_TID_MASK 0x3fffffffu
 
 enum us_fail {
     US_FAIL_NONE = 0,
@@ -261,6 +293,9 @@ _Static_assert(sizeof(us_lane) % US_CACHELINE == 0, "lanes are whole lines");
 _Static_assert(offsetof(us_slot, status) == US_CACHELINE, "worker reports on their own line");
 _Static_assert(offsetof(us_slot, lag_max_ns) == 2 * US_CACHELINE, "timings on their own line");
 _Static_assert(offsetof(us_slot, gasp) == 3 * US_CACHELINE, "last gasp on its own line");
+_Static_assert(offsetof(us_slot, death) / US_CACHELINE == offsetof(us_slot, gasp) / US_CACHELINE,
+               "the death word stays off the lines a worker writes per block");
+_Static_assert(offsetof(us_slot, death) % 4 == 0, "a futex word is 32-bit aligned");
 _Static_assert(sizeof(us_slot) == 4 * US_CACHELINE, "slot is four lines");
 _Static_assert(sizeof(us_header) == 2 * US_CACHELINE, "header is two lines");
 _Static_assert(offsetof(us_region, slots) % US_CACHELINE == 0, "slots aligned");

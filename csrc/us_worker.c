@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "us_deathword.h"
 #include "us_fp.h"
 #include "us_kernel.h"
 #include "us_region.h"
@@ -179,6 +180,9 @@ static void perform_fault(uint32_t kind) {
         break;
     }
     case US_FAULT_EXIT:
+        _exit(3);
+    case US_FAULT_ROBUST:
+        us_deathword_corrupt();
         _exit(3);
     case US_FAULT_HANG:
         for (;;) __asm__ volatile("" ::: "memory");
@@ -452,6 +456,10 @@ int main(int argc, char **argv) {
                 slot_i, slot->generation, gen);
         return EXIT_LAYOUT;
     }
+    /* First thing once the slot is known to be ours: from here on any death
+     * of this thread marks the slot's death word. */
+    if (us_deathword_register(slot, (uint32_t)gen) != 0)
+        perror("understudy-worker: death word not registered (the host watches the pidfd only)");
     g_slot = slot;
     install_last_gasp();
     prepare_bus_fault();

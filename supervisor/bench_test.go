@@ -1,10 +1,17 @@
 package supervisor
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/rt"
@@ -47,14 +54,27 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 	}
 }
 
-// SIGKILL of a lane's owner to the monitor's decision (pidfd path), and on to
-// the new owner's first commit, with a clock running at 64 frames / 48 kHz.
+// SIGKILL of a lane's owner to the monitor's decision, and on to the new
+// owner's first commit, with a clock running at 64 frames / 48 kHz: by the
+// death word (the default), by the pidfd alone (death words off), and the
+// bare pidfd floor measured in the same run (floor), for the ratio the
+// death word is judged by.
 func BenchmarkKillToDetection(b *testing.B) {
+	b.Run("death_word", func(b *testing.B) { benchKill(b, false) })
+	b.Run("pidfd", func(b *testing.B) { benchKill(b, true) })
+	b.Run("floor", benchBarePidfd)
+}
+
+func benchKill(b *testing.B, noDeathWord bool) {
 	rttest.RequireRT(b)
-	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true})
+	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, noDeathWord: noDeathWord})
+	if w := r.sup.DeathWordWarning(); w != "" && !noDeathWord {
+		b.Fatalf("no death words to measure: %s", w)
+	}
 	r.play()
 	r.waitPeriods(50)
 	var det, fo []time.Duration
+	byWord := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ready := r.count(EvSpareReady)
@@ -69,6 +89,9 @@ func BenchmarkKillToDetection(b *testing.B) {
 		e := r.eventsOf(EvFailover)[i]
 		det = append(det, time.Duration(e.DetectNS-inj.InjectNS))
 		fo = append(fo, e.Failover())
+		if e.Path == PathDeathWord {
+			byWord++
+		}
 	}
 	b.StopTimer()
 	r.clk.Stop()
@@ -77,7 +100,97 @@ func BenchmarkKillToDetection(b *testing.B) {
 	if len(fo) > 0 {
 		b.ReportMetric(float64(fo[len(fo)/2].Nanoseconds()), "failover-ns-p50")
 		b.ReportMetric(float64(fo[len(fo)*99/100].Nanoseconds()), "failover-ns-p99")
+		b.ReportMetric(100*float64(byWord)/float64(len(fo)), "%-by-death-word")
 	}
+}
+
+// benchBarePidfd is the floor: SIGKILL of an exec'd tiny static child at
+// the workers' priority, to a FIFO thread above it waking in epoll_wait on
+// the child's pidfd, with the CPU wake-up latency held at 0 as the
+// supervisor holds it. Nothing of the supervisor runs.
+func benchBarePidfd(b *testing.B) {
+	rttest.RequireRT(b)
+	child := filepath.Join(b.TempDir(), "pause")
+	src := filepath.Join(b.TempDir(), "pause.c")
+	if err := os.WriteFile(src, []byte("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-static", "-O2", "-o", child, src).CombinedOutput(); err != nil {
+		b.Skipf("cannot build a static child (gcc -static): %v\n%s", err, out)
+	}
+	if hold, err := rt.HoldWakeLatency(0); err == nil {
+		defer hold.Release()
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(epfd)
+	woke := make(chan uint64)
+	arm := make(chan struct{})
+	waiterDone, err := rt.RunLockedFIFO(80, func() {
+		var evs [1]unix.EpollEvent
+		for range arm {
+			for {
+				n, err := unix.EpollWait(epfd, evs[:], 5000)
+				if n == 1 || (err != nil && err != unix.EINTR) || (n == 0 && err == nil) {
+					break
+				}
+			}
+			woke <- shm.NowNS()
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { close(arm); <-waiterDone }()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		pidfd := -1
+		cmd := exec.Command(child)
+		cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: &pidfd}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		unix.SchedSetAttr(cmd.Process.Pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 60}, 0)
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pidfd)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
+			b.Fatal(err)
+		}
+		for statStateOf(cmd.Process.Pid) != 'S' { // asleep in pause(), as an idle worker is
+			time.Sleep(100 * time.Microsecond)
+		}
+		arm <- struct{}{}
+		time.Sleep(time.Millisecond) // the waiter is in epoll_wait
+		b.StartTimer()
+		t0 := shm.NowNS()
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		t1 := <-woke
+		b.StopTimer()
+		lat = append(lat, time.Duration(t1-t0))
+		unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, pidfd, nil)
+		cmd.Wait()
+		unix.Close(pidfd)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// statStateOf is a process's state letter from /proc/<pid>/stat, 0 if gone.
+func statStateOf(pid int) byte {
+	buf, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	for i := len(buf) - 1; i >= 0; i-- {
+		if buf[i] == ')' && i+2 < len(buf) {
+			return buf[i+2]
+		}
+	}
+	return 0
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {

@@ -24,6 +24,10 @@ const (
 	// and was killed with SIGSYS (a kernel that tried to fork, open a file,
 	// signal another process...). Seen by its pidfd.
 	PathSandbox
+	// PathDeathWord: the kernel marked the worker's death word
+	// (FUTEX_OWNER_DIED, from its robust list) as the thread began to exit,
+	// before tearing its memory down; the exit flag confirmed it.
+	PathDeathWord
 )
 
 func (p Path) String() string {
@@ -40,9 +44,14 @@ func (p Path) String() string {
 		return "exiting"
 	case PathSandbox:
 		return "sandbox"
+	case PathDeathWord:
+		return "death_word"
 	}
 	return "none"
 }
+
+// MarshalText makes a Path its name in JSON and other text encodings.
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // Fault is a failure a worker can be made to suffer, for demos and tests.
 type Fault int
@@ -59,6 +68,10 @@ const (
 	// FaultScribble corrupts the lane's output index and carries on. It is
 	// not in Faults (the demo's "all"): ask for it by name.
 	FaultScribble Fault = shm.FaultScribble
+	// FaultRobust corrupts the worker's robust futex list, then exits: the
+	// kernel marks no death word, and only the pidfd can tell. For tests;
+	// not in Faults.
+	FaultRobust Fault = shm.FaultRobust
 )
 
 // Faults lists every fault kind in the order the demo cycles through them.
@@ -67,7 +80,7 @@ var Faults = []Fault{FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultKill, Fault
 var faultNames = map[Fault]string{
 	FaultSegv: "segv", FaultBus: "bus", FaultAbort: "abort", FaultFPE: "fpe",
 	FaultKill: "kill", FaultExit: "exit", FaultHang: "hang", FaultStop: "stop",
-	FaultScribble: "scribble",
+	FaultScribble: "scribble", FaultRobust: "robust",
 }
 
 func (f Fault) String() string {
@@ -84,7 +97,7 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble)", s)
+	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble, robust)", s)
 }
 
 // ExpectedPath is how each fault must be detected.
@@ -93,6 +106,8 @@ func (f Fault) ExpectedPath() Path {
 	case FaultSegv, FaultBus, FaultAbort, FaultFPE:
 		return PathLastGasp
 	case FaultKill, FaultExit:
+		return PathDeathWord
+	case FaultRobust:
 		return PathPidfd
 	case FaultHang, FaultStop:
 		return PathDeadline
@@ -103,7 +118,8 @@ func (f Fault) ExpectedPath() Path {
 }
 
 // Expects says whether p is how f should be detected: its ExpectedPath, or
-// for a process death (kill, exit), the exit flag seen before the pidfd.
+// for a death without a death word (robust), the exit flag seen before the
+// pidfd.
 func (f Fault) Expects(p Path) bool {
 	want := f.ExpectedPath()
 	return p == want || (want == PathPidfd && p == PathExiting)

@@ -190,8 +190,9 @@ func TestDeadlineFindsOwnerExiting(t *testing.T) {
 	if o, _ := s.Owner(0); o == first || s.lanes[0].awaiting >= 0 {
 		t.Errorf("lane not moved at once: owner slot %d (dead: %d), awaiting %d", o, first, s.lanes[0].awaiting)
 	}
-	if !FaultExit.Expects(PathExiting) || !FaultKill.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
-		t.Error("Expects: exit and kill are deaths (pidfd or exiting); a hang is not")
+	if !FaultExit.Expects(PathDeathWord) || !FaultKill.Expects(PathDeathWord) || !FaultRobust.Expects(PathExiting) ||
+		!FaultRobust.Expects(PathPidfd) || FaultHang.Expects(PathExiting) {
+		t.Error("Expects: exit and kill are deaths by their word; a death without one is pidfd or exiting; a hang is neither")
 	}
 }
 
@@ -208,4 +209,41 @@ func manualSupervisor(t *testing.T, tl Timeline, hang time.Duration) *Supervisor
 		t.Fatal(err)
 	}
 	return s
+}
+
+// The exit_code field of a real process killed by a signal names that
+// signal once the kernel has it in exit, as the death word's confirmation
+// reads it (SIGSYS there is the sandbox's kill).
+func TestStatExitSignalOnRealProcess(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSYS} {
+		cmd := exec.Command("sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf [512]byte
+		n, _ := unix.Pread(fd, buf[:], 0)
+		if got := statExitSignal(buf[:n]); got != 0 {
+			t.Errorf("a running process reads exit signal %d", got)
+		}
+		syscall.Kill(pid, sig)
+		if !waitFor(func() bool { return statState(t, pid) == 'Z' }) {
+			t.Fatalf("%v: never a zombie", sig)
+		}
+		n, _ = unix.Pread(fd, buf[:], 0)
+		if got := statExitSignal(buf[:n]); got != int(sig) {
+			t.Errorf("killed by %v: exit signal read %d from %q", sig, got, buf[:n])
+		}
+		unix.Close(fd)
+		cmd.Wait()
+	}
+	for _, b := range []string{"", "garbage", "1 (x) R 1"} {
+		if got := statExitSignal([]byte(b)); got != 0 {
+			t.Errorf("statExitSignal(%q) = %d", b, got)
+		}
+	}
 }

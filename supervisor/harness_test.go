@@ -38,6 +38,7 @@ type rigConfig struct {
 	lanes, spares, blocks, frames, rate, latency int
 	rt                                           bool
 	hang                                         time.Duration
+	noDeathWord                                  bool // the pidfd path alone, for comparison
 }
 
 func testWorker(t testing.TB) string {
@@ -119,7 +120,7 @@ func newRig(t testing.TB, c rigConfig) *rig {
 	}
 	lanes := testLanes(t, c.lanes, c.frames, c.rate)
 	sup, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: c.spares, HangTimeout: c.hang,
-		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1})
+		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1, noDeathWord: c.noDeathWord})
 	if err != nil {
 		t.Fatal(err)
 	}

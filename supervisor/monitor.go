@@ -6,14 +6,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-rt/understudy/internal/uring"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
 // The monitor is one goroutine locked to its OS thread and raised to
 // SCHED_FIFO above the clock and the workers. It blocks in epoll_wait on every
 // worker's pidfd, the doorbell that dying workers (and the clock, on a
-// corrupted ring) ring, a timerfd armed at the next block deadline, and a
-// control eventfd. It decides failovers and never forks, execs, allocates or
+// corrupted ring) ring, a timerfd armed at the next block deadline, a
+// control eventfd, and an io_uring of futex waits on the workers' death
+// words (deathword.go). It decides failovers and never forks, execs, allocates or
 // takes a lock that non-real-time code holds: what it learns goes to the
 // control plane through an SPSC queue of fixed records.
 
@@ -23,6 +25,7 @@ const (
 	tagTimer    = 2
 	tagCtl      = 3
 	tagPidfd    = 4
+	tagRing     = 5 // the death-word io_uring: completions are queued
 )
 
 // Host-side worker states; transitions by CAS. The control plane moves
@@ -162,8 +165,17 @@ type monitor struct {
 	stalls    atomic.Uint64 // wake-ups late enough to be the machine's stall, not a worker's hang
 	lateRun   int           // consecutive late wake-ups; bounds how long stalls can defer a kill
 	statBuf   [512]byte     // one /proc/<pid>/stat read
+	statN     int           // its length
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
+
+	// death words (deathword.go)
+	ring            *uring.Ring // nil: none here; ringWarn says why
+	ringWarn        string
+	cqe             uring.CQE
+	words           [shm.MaxSlots]wordRec
+	wordDeaths      atomic.Uint64 // deaths learnt from a word
+	wordUnconfirmed atomic.Uint64 // words marked dead whose exit flag said otherwise
 }
 
 // fencePollNS is how often the monitor looks at a killed owner until the
@@ -194,9 +206,42 @@ func (m *monitor) exited(slot int) bool {
 	}
 	n, err := unix.Pread(fd, m.statBuf[:], 0)
 	if err != nil {
+		m.statN = 0
 		return err == unix.ESRCH // reaped
 	}
+	m.statN = n
 	return statExited(m.statBuf[:n])
+}
+
+// statExitSignal is the fatal signal in a /proc/<pid>/stat line's exit_code
+// field (the 52nd), or 0. The kernel stores exit_code in do_exit before
+// exit_mm, so a task whose death word fired already shows it; the field
+// reads 0 to a reader not permitted to ptrace the task, and then the death
+// is simply not attributed to a signal.
+func statExitSignal(b []byte) int {
+	i := len(b) - 1
+	for i >= 0 && b[i] != ')' {
+		i--
+	}
+	if i < 0 {
+		return 0
+	}
+	field, code, seen := 0, 0, false
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		if c == ' ' || c == '\n' {
+			field++
+			continue
+		}
+		if field == 50 && c >= '0' && c <= '9' {
+			code = code*10 + int(c-'0')
+			seen = true
+		}
+	}
+	if !seen {
+		return 0
+	}
+	return code & 0x7f
 }
 
 // statExited reads a /proc/<pid>/stat line: true once the task is exiting
@@ -286,9 +331,12 @@ func (m *monitor) poll(msec int) {
 	} else if m.armedNS != 0 && now >= m.armedNS {
 		m.lateRun = 0
 	}
+	m.reapWords(now)
 	for i := 0; i < n; i++ {
 		ev := &m.events[i]
 		switch ev.Fd {
+		case tagRing:
+			m.reapWords(now)
 		case tagDoorbell:
 			unix.Read(m.s.doorbell, m.scratch[:])
 			m.scanGasps(now)
@@ -297,6 +345,7 @@ func (m *monitor) poll(msec int) {
 			unix.Read(m.timerfd, m.scratch[:])
 		case tagCtl:
 			unix.Read(m.ctlfd, m.scratch[:])
+			m.armWords(now) // a spare may have become ready
 		case tagPidfd:
 			m.onDeath(int(ev.Pad), now)
 		}
@@ -361,6 +410,8 @@ func (m *monitor) onDeath(slot int, now uint64) {
 	w := &s.workers[slot]
 	fd := int(w.pidfd.Load())
 	unix.EpollCtl(m.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	m.flushWord(slot)
+	// A death its word reported first left it wDying: nothing more to count.
 	prev := w.state.Swap(wDead)
 	// A killed owner the fence already took its lane from has no lane.
 	if l := int(w.lane.Load()); l >= 0 && (prev == wOwner || prev == wKilled) {
@@ -389,7 +440,7 @@ func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint6
 	ss := m.s.region.Slot(slot)
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
 		block: block, faultNS: ss.FaultNS(), detectNS: now}
-	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox {
+	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox || p == PathDeathWord {
 		// The block in hand is the first uncommitted one.
 		lr.det.block = m.s.region.Lane(l).InBlockNumber(m.s.region.Lane(l).Committed())
 	}
@@ -587,6 +638,10 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		lr.owner.Store(int32(slot))
 		lane.SetOwner(uint32(slot), lr.epoch)
 		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch)
+		if m.ring != nil { // armed when it became ready, normally: then a no-op
+			m.armWord(slot, now)
+			m.ring.Submit()
+		}
 		s.mq.push(&monEvent{kind: mFailover, initial: lr.initial, poisoned: poisoned,
 			lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), det: lr.det, attachNS: lr.attachNS})
 		lr.initial = false

@@ -1,7 +1,7 @@
 // Package supervisor runs C DSP workers over lanes of a shared region and
 // keeps every lane running through their crashes and hangs: it spawns
 // workers, keeps warm spares, detects a failure by the fastest path (last
-// gasp, pidfd, deadline), hands the lane to a spare that resumes from the
+// gasp, death word, pidfd, deadline), hands the lane to a spare that resumes from the
 // last committed state, and starts a new spare off the real-time path.
 package supervisor
 
@@ -72,6 +72,7 @@ type Config struct {
 	Unsandboxed bool
 
 	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
+	noDeathWord   bool // tests and benchmarks: the pidfd path alone
 }
 
 // Supervisor owns a region, its workers and its monitor.
@@ -290,10 +291,12 @@ func (s *Supervisor) openFDs() error {
 			return fmt.Errorf("supervisor: epoll_ctl: %w", err)
 		}
 	}
+	s.mon.openRing(s.cfg.noDeathWord) // optional: DeathWordWarning says why not
 	return nil
 }
 
 func (s *Supervisor) closeFDs() {
+	s.mon.closeRing()
 	for _, fd := range []*int{&s.doorbell, &s.mon.epfd, &s.mon.timerfd, &s.mon.ctlfd, &s.mq.efd} {
 		if *fd >= 0 {
 			unix.Close(*fd)

@@ -505,8 +505,12 @@ func TestNoLeaksOver300Failovers(t *testing.T) {
 	}
 }
 
-// The monitor's steady-state loop allocates nothing.
+// The monitor's steady-state loop allocates nothing, its death-word ring
+// (reaping a completion and re-arming the wait) included.
 func TestMonitorPollAllocatesNothing(t *testing.T) {
+	// The ring's completions are task work of the thread that submitted.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	lanes := testLanes(t, 2, 64, 48000)
 	s, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: 1, WorkerCPU: -1, manualMonitor: true})
 	if err != nil {
@@ -544,13 +548,37 @@ func TestMonitorPollAllocatesNothing(t *testing.T) {
 			}
 		}
 	}()
+	requireDeathWords(t, s)
+	owner, _ := s.Owner(0)
+	if !s.mon.words[owner].armed {
+		t.Fatalf("owner's death word not armed")
+	}
 	before := processed.Load()
-	allocs := testing.AllocsPerRun(2000, func() { s.mon.poll(0) })
+	// poll(1): each call may wait up to 1 ms, so the measured polls span
+	// the time the workers take to process blocks.
+	allocs := testing.AllocsPerRun(2000, func() { s.mon.poll(1) })
 	during := processed.Load() - before
+	// The death-word path, on every call: a wake without a death, whose
+	// completion the monitor reaps before it finds the owner alive and
+	// waits again. (AllocsPerRun rounds down: a path taken once in 2000
+	// calls could allocate unseen.)
+	word := s.region.Slot(owner).DeathWord()
+	rearms := s.mon.words[owner].rearms
+	const runs = maxWordRearms - 1 // and the warm-up call
+	ringAllocs := testing.AllocsPerRun(runs, func() {
+		shm.FutexWake(word, 1)
+		s.mon.poll(0)
+	})
 	close(stop)
 	<-done
 	if allocs != 0 {
 		t.Errorf("monitor poll allocates %.2f times per call", allocs)
+	}
+	if ringAllocs != 0 {
+		t.Errorf("monitor poll allocates %.2f times per death-word completion", ringAllocs)
+	}
+	if n := s.mon.words[owner].rearms - rearms; n != runs+1 || !s.mon.words[owner].armed {
+		t.Errorf("death word re-armed %d times (armed: %v) over %d wakes: its path was not measured", n, s.mon.words[owner].armed, runs+1)
 	}
 	// The measurement means something only if the polls judged owners
 	// that were working: blocks came back from both lanes meanwhile.

@@ -36,7 +36,7 @@ the two outputs bit for bit.
 
 Fault kinds (--faults all, none, or a comma list):
   segv  abort  bus  fpe    detected by the worker's last gasp
-  kill  exit               detected by the worker's pidfd
+  kill  exit               detected by the worker's death word (pidfd as backstop)
   hang  stop               detected by the lane's deadline
 
 Writes --out (32-bit float WAV, the input's channels, rate and length, latency
@@ -319,6 +319,7 @@ type rtResult struct {
 	lateMax    time.Duration
 	monStalls  uint64
 	earlyFence uint64
+	wordDeaths uint64
 	lateHist   [32]uint64
 	rtWarnings []string
 	startNS    uint64
@@ -396,6 +397,10 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}()
 	if err := sup.Start(clk); err != nil {
 		return nil, classify(err)
+	}
+	if w := sup.DeathWordWarning(); w != "" {
+		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
+		res.rtWarnings = append(res.rtWarnings, "detection: "+w)
 	}
 	if w := sup.RTWarning(); w != nil {
 		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
@@ -512,6 +517,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	res.lateMax, res.lateHist = clk.Lateness()
 	res.monStalls = sup.MonitorStalls()
 	res.earlyFence = sup.EarlyFences()
+	res.wordDeaths = sup.WordDeaths()
 	res.startNS = clk.StartNS()
 	sup.Close()
 	<-evDone

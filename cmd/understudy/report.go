@@ -69,7 +69,8 @@ type report struct {
 	ClockLateMaxUS    float64           `json:"clock_wake_late_max_us"`
 	ClockLateHist     map[string]uint64 `json:"clock_wake_late_hist"`
 	MonitorStalls     uint64            `json:"monitor_stalls"`
-	EarlyFences       uint64            `json:"early_fences"` // killed owners fenced on their exit flag, before the pidfd
+	EarlyFences       uint64            `json:"early_fences"`      // killed owners fenced on their exit flag, before the pidfd
+	WordDeaths        uint64            `json:"death_word_deaths"` // worker deaths learnt from their death word
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 }
@@ -90,7 +91,7 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	rep := &report{Config: c, Privileged: privileged, RTWarnings: r.rtWarnings,
 		Blocks: nBlocks * len(r.out), MismatchedSamples: mismatched, BitExact: mismatched == 0,
 		ClockLateMaxUS: float64(r.lateMax) / 1e3, ClockLateHist: map[string]uint64{},
-		MonitorStalls: r.monStalls, EarlyFences: r.earlyFence}
+		MonitorStalls: r.monStalls, EarlyFences: r.earlyFence, WordDeaths: r.wordDeaths}
 	rep.LostBlocks = rep.Blocks - r.received
 	for _, s := range r.stats {
 		rep.Xruns += s.Xruns

@@ -79,6 +79,8 @@ static size_t us_layout(int i) {
 	case 68: return offsetof(us_slot, lag_max_ns);
 	case 69: return offsetof(us_slot, first_push_ns);
 	case 70: return offsetof(us_chain_entry, variant);
+	case 71: return offsetof(us_slot, death);
+	case 72: return offsetof(us_slot, death_gen);
 	}
 	return (size_t)-1;
 }

@@ -93,6 +93,8 @@ func TestLayoutMatchesC(t *testing.T) {
 		{"slot.lag_max_ns", unsafe.Offsetof(s.lag_max_ns)},
 		{"slot.first_push_ns", unsafe.Offsetof(s.first_push_ns)},
 		{"chain_entry.variant", unsafe.Offsetof(ce.variant)},
+		{"slot.death", unsafe.Offsetof(s.death)},
+		{"slot.death_gen", unsafe.Offsetof(s.death_gen)},
 	}
 	for i, g := range goView {
 		if c := cLayout(i); c != g.v {

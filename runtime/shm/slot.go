@@ -19,6 +19,7 @@ const (
 	FaultHang     = C.US_FAULT_HANG
 	FaultStop     = C.US_FAULT_STOP
 	FaultScribble = C.US_FAULT_SCRIBBLE
+	FaultRobust   = C.US_FAULT_ROBUST
 )
 
 // Prepare readies a slot for a new process: it clears what the previous
@@ -31,8 +32,26 @@ func (s *Slot) Prepare() uint32 {
 	st32(&s.cmd_seq, cmdSeq) // a stale waiter must never see its old value again
 	st32(&s.status, StStarting)
 	st32(&s.generation, gen)
+	// The death word starts empty for every occupant: whatever the kernel
+	// wrote for the last one (OWNER_DIED) is gone before the next one runs.
+	st32(&s.death_gen, gen)
 	return gen
 }
+
+// Bits of a robust futex word (linux/futex.h).
+const (
+	FutexWaiters   = C.US_FUTEX_WAITERS
+	FutexOwnerDied = C.US_FUTEX_OWNER_DIED
+	FutexTIDMask   = C.US_FUTEX_TID_MASK
+)
+
+// DeathWord is the slot's robust futex word (see us_region.h): the worker's
+// TID while it lives, FutexOwnerDied once the kernel saw its thread die.
+// Untrusted: the worker can write it.
+func (s *Slot) DeathWord() *uint32 { return (*uint32)(unsafe.Pointer(&s.death)) }
+
+// DeathGen is the generation the death word belongs to (set by Prepare).
+func (s *Slot) DeathGen() uint32 { return ld32(&s.death_gen) }
 
 // Status is what the worker says of itself (untrusted).
 func (s *Slot) Status() uint32 { return ld32(&s.status) }
