@@ -34,7 +34,7 @@
 #include "us_kernel.h"
 
 #define US_REGION_MAGIC 0x4e4f494745525355ull /* "USREGION" little-endian */
-#define US_LAYOUT_VERSION 2u
+#define US_LAYOUT_VERSION 3u
 
 #define US_CACHELINE 64
 #define US_MAX_LANES 16         /* lanes per region */
@@ -60,28 +60,45 @@
 #define US_LINE _Alignas(US_CACHELINE)
 
 /* ---- SPSC ring control ---------------------------------------------------
- * Indices are free-running 64-bit counters; slot = index & (US_RING_SLOTS-1).
+ * Indices are free-running 64-bit counters; slot = index & (slots - 1).
  * `write` is stored only by the producer, `read` only by the consumer, each
  * with release after the slot's data, and loaded by the other side with
  * acquire. Each side caches the other's index in its own private memory and
  * reloads it only when the ring looks full or empty (rigtorp/SPSCQueue), so
  * the two lines bounce between cores only when they must.
  *
+ * Placement: each side's line holds only what that side writes — the
+ * producer's line its index and its "I may sleep on read" flag, the
+ * consumer's line the same for its side — so a store never dirties a line
+ * the other side writes. The two lines are US_INDEX_LINE (128) bytes apart,
+ * not 64: Intel's adjacent-line prefetcher (and AMD's) fetches 64-byte lines
+ * in aligned pairs, and two indices on one pair would bounce together as if
+ * they shared a line.
+ *
  * Sleeping: a side that finds nothing to do after a bounded spin sets its
- * *_waiters word to 1, issues a full fence, re-checks the index, and only then
- * futex-waits on the low 32 bits of the index it waits for (the futex compares
- * them atomically, so a store between the re-check and the wait makes the wait
- * return at once). The other side, after its release store, issues a full
- * fence and wakes only if the waiters word is set. The two fences order
+ * *_waiters word to 1, issues a full fence, re-checks the other's index, and
+ * only then futex-waits on the low 32 bits of that index (the futex compares
+ * them atomically, so a store between the re-check and the wait makes the
+ * wait return at once). The other side, after its release store, issues a
+ * full fence and wakes only if the waiters word is set. The two fences order
  * "waiters=1 ; load index" against "store index ; load waiters", so at least
- * one side sees the other's store: no wakeup is lost. */
+ * one side sees the other's store: no wakeup is lost.
+ *
+ * Validation (us_ring.h): a side never follows an index of the other's that
+ * the protocol cannot produce — a read index behind its last value or past
+ * our write, a write index behind our read or more than a ring ahead. Its
+ * endpoint is then marked corrupt, and stays so until re-initialised. */
+#define US_INDEX_LINE 128
+
 typedef struct us_ring_ctl {
-    US_LINE uint64_t write;          /* producer: next index to fill; low half is a futex word */
-    uint32_t write_waiters;          /* consumer: 1 while it may sleep on `write` */
-    uint32_t _pad_w;
-    US_LINE uint64_t read;           /* consumer: next index to drain; low half is a futex word */
-    uint32_t read_waiters;           /* producer: 1 while it may sleep on `read` */
-    uint32_t _pad_r;
+    /* the producer's line */
+    _Alignas(US_INDEX_LINE) uint64_t write; /* next index to fill; low half is a futex word */
+    uint32_t read_waiters;                  /* 1 while the producer may sleep on `read` */
+    uint32_t _pad_p;
+    /* the consumer's line */
+    _Alignas(US_INDEX_LINE) uint64_t read;  /* next index to drain; low half is a futex word */
+    uint32_t write_waiters;                 /* 1 while the consumer may sleep on `write` */
+    uint32_t _pad_c;
 } us_ring_ctl;
 
 /* One audio block. The header shares the first line; data starts on the next
@@ -279,9 +296,11 @@ static inline size_t us_region_bytes(uint32_t n_lanes) {
 /* Layout invariants the Go view and the protocol rely on. */
 _Static_assert((US_RING_SLOTS & (US_RING_SLOTS - 1)) == 0, "ring slots must be a power of two");
 _Static_assert(US_SLOT_SAMPLES >= US_MAX_FRAMES, "a block of one channel must fit");
-_Static_assert(offsetof(us_ring_ctl, write) == 0, "write on the first line");
-_Static_assert(offsetof(us_ring_ctl, read) == US_CACHELINE, "read on its own line");
-_Static_assert(sizeof(us_ring_ctl) == 2 * US_CACHELINE, "ring control is two lines");
+_Static_assert(offsetof(us_ring_ctl, write) == 0, "write opens the producer's line");
+_Static_assert(offsetof(us_ring_ctl, read_waiters) < US_CACHELINE, "read_waiters on the producer's line");
+_Static_assert(offsetof(us_ring_ctl, read) == US_INDEX_LINE, "read opens the consumer's line, a prefetch pair away");
+_Static_assert(offsetof(us_ring_ctl, write_waiters) < US_INDEX_LINE + US_CACHELINE, "write_waiters on the consumer's line");
+_Static_assert(sizeof(us_ring_ctl) == 2 * US_INDEX_LINE, "ring control is two prefetch pairs");
 _Static_assert(offsetof(us_block, data) == US_CACHELINE, "block data starts on the second line");
 _Static_assert(sizeof(us_block) % US_CACHELINE == 0, "blocks are whole lines");
 _Static_assert(offsetof(us_lane, owner_epoch) % US_CACHELINE == 0, "ownership on its own line");

@@ -44,34 +44,58 @@ typedef struct us_ring {
     uint64_t mask; /* slots - 1 */
 } us_ring;
 
+/* An endpoint's fields are private to the thread that uses it: they live
+ * outside shared memory (a worker's stack, the clock's host-private struct,
+ * a Go struct), so nothing here can be scribbled on by the other side. */
 typedef struct us_producer {
     us_ring r;
     uint64_t write;      /* our index: only we store ctl->write */
-    uint64_t read_cache; /* last ctl->read we loaded */
+    uint64_t read_cache; /* last ctl->read we loaded, and checked */
+    uint32_t corrupt;    /* the consumer stored a read index the protocol cannot produce */
+    uint32_t _pad;
 } us_producer;
 
 typedef struct us_consumer {
     us_ring r;
     uint64_t read;        /* our index: only we store ctl->read */
-    uint64_t write_cache; /* last ctl->write we loaded */
+    uint64_t write_cache; /* last ctl->write we loaded, and checked */
+    uint32_t corrupt;     /* the producer stored a write index the protocol cannot produce */
+    uint32_t _pad;
 } us_consumer;
 
+/* Takes the producer's end, resuming at the ring's indices as they stand
+ * (a new owner after a failover, or the host after the monitor repaired
+ * them): those are checked on the first reload like any other. */
 static inline void us_producer_init(us_producer *p, us_ring r) {
     p->r = r;
     p->write = US_LOAD_ACQ(&r.ctl->write);
     p->read_cache = US_LOAD_ACQ(&r.ctl->read);
+    p->corrupt = p->read_cache > p->write || p->write - p->read_cache > r.mask + 1;
+    if (p->corrupt) p->read_cache = p->write;
 }
 
 static inline void us_consumer_init(us_consumer *c, us_ring r) {
     c->r = r;
     c->read = US_LOAD_ACQ(&r.ctl->read);
     c->write_cache = US_LOAD_ACQ(&r.ctl->write);
+    c->corrupt = c->write_cache < c->read || c->write_cache - c->read > r.mask + 1;
+    if (c->corrupt) c->write_cache = c->read;
 }
 
-/* The slot to fill next, or NULL when the ring is full. */
+/* The slot to fill next, or NULL when the ring is full or the consumer's
+ * index is corrupt (p->corrupt says which). The acquire load of `read`
+ * pairs with the consumer's release store in us_consumer_release: once we
+ * see the slot freed, its reads of the slot's data are done. A valid `read`
+ * never goes back and never passes our `write`. */
 static inline us_block *us_producer_peek(us_producer *p) {
+    if (p->corrupt) return NULL;
     if (p->write - p->read_cache > p->r.mask) {
-        p->read_cache = US_LOAD_ACQ(&p->r.ctl->read);
+        uint64_t rd = US_LOAD_ACQ(&p->r.ctl->read);
+        if (rd < p->read_cache || rd > p->write) {
+            p->corrupt = 1;
+            return NULL;
+        }
+        p->read_cache = rd;
         if (p->write - p->read_cache > p->r.mask) return NULL;
     }
     return &p->r.blocks[p->write & p->r.mask];
@@ -87,15 +111,27 @@ static inline void us_producer_publish(us_producer *p) {
     if (US_LOAD_RLX(&p->r.ctl->write_waiters)) us_futex_wake(US_LOW32(&p->r.ctl->write));
 }
 
-/* The next slot to drain, or NULL when the ring is empty. */
+/* The next slot to drain, or NULL when the ring is empty or the producer's
+ * index is corrupt (c->corrupt). The acquire load of `write` pairs with the
+ * producer's release store in us_producer_publish: the block's data is
+ * visible once its index is. A valid `write` never goes back and never runs
+ * more than a ring ahead of our `read`. */
 static inline us_block *us_consumer_peek(us_consumer *c) {
+    if (c->corrupt) return NULL;
     if (c->read == c->write_cache) {
-        c->write_cache = US_LOAD_ACQ(&c->r.ctl->write);
+        uint64_t w = US_LOAD_ACQ(&c->r.ctl->write);
+        if (w < c->write_cache || w - c->read > c->r.mask + 1) {
+            c->corrupt = 1;
+            return NULL;
+        }
+        c->write_cache = w;
         if (c->read == c->write_cache) return NULL;
     }
     return &c->r.blocks[c->read & c->r.mask];
 }
 
+/* Frees the peeked slot: release, so our reads of its data happen before
+ * the producer can see it free; then the sleeping protocol's fence. */
 static inline void us_consumer_release(us_consumer *c) {
     c->read++;
     US_STORE_REL(&c->r.ctl->read, c->read);
@@ -103,8 +139,8 @@ static inline void us_consumer_release(us_consumer *c) {
     if (US_LOAD_RLX(&c->r.ctl->read_waiters)) us_futex_wake(US_LOW32(&c->r.ctl->read));
 }
 
-/* Sleeps until ctl->write moves past `seen` or `rel` passes (NULL: forever).
- * Returns after any wake; callers re-check their own conditions. */
+/* Sleeps until ctl->write moves past our read or `rel` passes (NULL:
+ * forever). Returns after any wake; callers re-check their own conditions. */
 static inline void us_consumer_sleep(us_consumer *c, const struct timespec *rel) {
     us_ring_ctl *ctl = c->r.ctl;
     US_STORE_RLX(&ctl->write_waiters, 1u);

@@ -45,6 +45,7 @@ enum {
     EXIT_KERNEL = 66,
     EXIT_PARENT = 67,
     EXIT_SANDBOX = 68,
+    EXIT_RING = 69, /* the host's side of a lane ring broke the protocol: never followed */
 };
 
 /* The handler reads these, so they are set before it is installed and never
@@ -229,6 +230,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
             }
             while (!ib) {
                 if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+                if (in.corrupt) exit(EXIT_RING);
                 /* The host wakes this futex on new input and on a command. */
                 us_consumer_sleep(&in, NULL);
                 ib = us_consumer_peek(&in);
@@ -258,6 +260,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
         us_block *ob;
         while (!(ob = us_producer_peek(&out))) {
             if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
+            if (out.corrupt) exit(EXIT_RING);
             struct timespec ms = {0, 1000000};
             us_producer_sleep(&out, &ms);
         }

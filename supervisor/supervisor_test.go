@@ -492,9 +492,12 @@ func TestNoLeaksOver300Failovers(t *testing.T) {
 	if after != base {
 		t.Errorf("leak over %d failovers: before %+v after %+v", cycles, base, after)
 	}
-	// Go keeps idle OS threads for reuse and may add one when a goroutine
-	// blocks in a syscall; a leak grows with the cycle count, the pool does not.
-	if threads > baseThreads+2 {
+	// Go keeps idle OS threads for reuse and adds one whenever a goroutine
+	// blocks in a syscall or a C call while the others are busy (the
+	// clock's pumps sleep in C, spawns wait on pipes): how many at once
+	// depends on the machine's load, not on the cycle count. A leak grows
+	// with the cycles (300 here); the pool stays within a handful.
+	if threads > baseThreads+6 {
 		t.Errorf("threads grew from %d to %d over %d failovers", baseThreads, threads, cycles)
 	}
 	r.sup.Close()

@@ -29,16 +29,3 @@ func FutexWait(addr *uint32, val uint32, timeout time.Duration) {
 	ts := unix.NsecToTimespec(int64(timeout))
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWait, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
-
-// futexWaitFor sleeps until the absolute deadline (ns) if timeout > 0.
-func futexWaitFor(addr *uint32, val uint32, timeout time.Duration, deadline int64) {
-	if timeout <= 0 {
-		FutexWait(addr, val, 0)
-		return
-	}
-	left := deadline - nanotime()
-	if left <= 0 {
-		return
-	}
-	FutexWait(addr, val, time.Duration(left))
-}

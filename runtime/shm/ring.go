@@ -1,25 +1,26 @@
 package shm
 
 /*
-#include "us_region.h"
+#include "us_ring.h"
 */
 import "C"
 
 import (
 	"errors"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Ring is an SPSC ring of blocks in shared memory. Ownership and ordering are
-// documented in csrc/us_region.h; the Go endpoints below mirror csrc/us_ring.h:
-// each side stores only its own index and caches the other's privately.
-// sync/atomic is sequentially consistent, so every Go store is at least a
-// release and every load at least an acquire, and a Go store followed by a Go
-// load is already the full fence the sleeping protocol needs.
+// Ring is an SPSC ring of blocks in shared memory. There is one
+// implementation of its protocol, csrc/us_ring.h, which the worker and the
+// audio clock compile in and which Producer and Consumer call through cgo:
+// one set of rules (who stores which index, which barriers, which indices
+// are refused as corrupt), checked by ThreadSanitizer (ring_tsan_test.go).
+// A cgo call costs tens of nanoseconds; no Go endpoint is on a real-time
+// thread (the clock's pumps, offline rendering, tests), so that is the price
+// of not keeping a second copy of the rules.
 type Ring struct {
 	ctl    *RingCtl
 	blocks unsafe.Pointer
@@ -37,8 +38,8 @@ func NewRing(ctl unsafe.Pointer, blocks unsafe.Pointer, slots int) Ring {
 // Slots is the ring's capacity.
 func (r Ring) Slots() int { return int(r.mask + 1) }
 
-func (r Ring) block(i uint64) *Block {
-	return (*Block)(unsafe.Add(r.blocks, uintptr(i&r.mask)*unsafe.Sizeof(Block{})))
+func (r Ring) c() C.us_ring {
+	return C.us_ring{ctl: (*C.us_ring_ctl)(unsafe.Pointer(r.ctl)), blocks: (*C.us_block)(r.blocks), mask: C.uint64_t(r.mask)}
 }
 
 // Indices loads both indices (for diagnostics and the monitor).
@@ -48,132 +49,128 @@ func (r Ring) Indices() (write, read uint64) { return ld64(&r.ctl.write), ld64(&
 // protocol allows: it scribbled on shared memory and must not be followed.
 var ErrCorrupt = errors.New("shm: ring index out of range (the other side corrupted shared memory)")
 
-// Producer is the writing end. Not safe for concurrent use.
+// Producer is the writing end. Not safe for concurrent use. Its C endpoint
+// lives in Go memory and holds only pointers into the mapping.
 type Producer struct {
-	r         Ring
-	write     uint64
-	readCache uint64
+	p C.us_producer
+	w waiter // Wait's pacing, here so that its timespec passed to C is not a new allocation
 }
 
 // NewProducer takes the writing end, resuming at the ring's current indices.
 func NewProducer(r Ring) *Producer {
-	return &Producer{r: r, write: ld64(&r.ctl.write), readCache: ld64(&r.ctl.read)}
+	p := &Producer{}
+	C.us_producer_init(&p.p, r.c())
+	return p
 }
 
 // Peek returns the slot to fill next, or nil when the ring is full.
 func (p *Producer) Peek() (*Block, error) {
-	if p.write-p.readCache > p.r.mask {
-		rd := ld64(&p.r.ctl.read)
-		if rd < p.readCache || rd > p.write {
-			return nil, ErrCorrupt
-		}
-		p.readCache = rd
-		if p.write-p.readCache > p.r.mask {
-			return nil, nil
-		}
+	b := C.us_producer_peek(&p.p)
+	if p.p.corrupt != 0 {
+		return nil, ErrCorrupt
 	}
-	return p.r.block(p.write), nil
+	return (*Block)(unsafe.Pointer(b)), nil
 }
 
 // Publish makes the peeked slot visible and wakes a sleeping consumer.
-func (p *Producer) Publish() {
-	p.write++
-	st64(&p.r.ctl.write, p.write)
-	if ld32(&p.r.ctl.write_waiters) != 0 {
-		FutexWake(low32(&p.r.ctl.write), 1)
-	}
-}
+func (p *Producer) Publish() { C.us_producer_publish(&p.p) }
 
 // Wait blocks until the ring has space: it spins for up to spin, then sleeps
 // on the consumer's index. It returns early with ErrCorrupt, or when timeout
 // (0 = none) passes, in which case the ring may still be full.
 func (p *Producer) Wait(spin, timeout time.Duration) error {
-	deadline := nanotime() + int64(timeout)
-	spinEnd := nanotime() + int64(spin)
+	w := &p.w
+	w.start(spin, timeout)
 	for {
 		b, err := p.Peek()
 		if err != nil || b != nil {
 			return err
 		}
-		now := nanotime()
-		if timeout > 0 && now >= deadline {
+		rel, sleep, done := w.next()
+		if done {
 			return nil
 		}
-		if now < spinEnd {
-			continue
+		if sleep {
+			C.us_producer_sleep(&p.p, rel)
 		}
-		st32(&p.r.ctl.read_waiters, 1)
-		rd := ld64(&p.r.ctl.read)
-		if p.write-rd > p.r.mask {
-			futexWaitFor(low32(&p.r.ctl.read), uint32(rd), timeout, deadline)
-		}
-		st32(&p.r.ctl.read_waiters, 0)
 	}
 }
 
 // Consumer is the reading end. Not safe for concurrent use.
 type Consumer struct {
-	r          Ring
-	read       uint64
-	writeCache uint64
+	c C.us_consumer
+	w waiter
 }
 
 // NewConsumer takes the reading end, resuming at the ring's current indices.
 func NewConsumer(r Ring) *Consumer {
-	return &Consumer{r: r, read: ld64(&r.ctl.read), writeCache: ld64(&r.ctl.write)}
+	c := &Consumer{}
+	C.us_consumer_init(&c.c, r.c())
+	return c
 }
 
 // Peek returns the next slot to drain, or nil when the ring is empty.
 func (c *Consumer) Peek() (*Block, error) {
-	if c.read == c.writeCache {
-		w := ld64(&c.r.ctl.write)
-		if w < c.read || w-c.read > c.r.mask+1 {
-			return nil, ErrCorrupt
-		}
-		c.writeCache = w
-		if c.read == w {
-			return nil, nil
-		}
+	b := C.us_consumer_peek(&c.c)
+	if c.c.corrupt != 0 {
+		return nil, ErrCorrupt
 	}
-	return c.r.block(c.read), nil
+	return (*Block)(unsafe.Pointer(b)), nil
 }
 
 // Release frees the peeked slot and wakes a sleeping producer.
-func (c *Consumer) Release() {
-	c.read++
-	st64(&c.r.ctl.read, c.read)
-	if ld32(&c.r.ctl.read_waiters) != 0 {
-		FutexWake(low32(&c.r.ctl.read), 1)
-	}
-}
+func (c *Consumer) Release() { C.us_consumer_release(&c.c) }
 
 // Read is the consumer's own index.
-func (c *Consumer) Read() uint64 { return c.read }
+func (c *Consumer) Read() uint64 { return uint64(c.c.read) }
 
 // Wait blocks until a block is ready: spin, then sleep on the producer's
 // index; see Producer.Wait.
 func (c *Consumer) Wait(spin, timeout time.Duration) error {
-	deadline := nanotime() + int64(timeout)
-	spinEnd := nanotime() + int64(spin)
+	w := &c.w
+	w.start(spin, timeout)
 	for {
 		b, err := c.Peek()
 		if err != nil || b != nil {
 			return err
 		}
-		now := nanotime()
-		if timeout > 0 && now >= deadline {
+		rel, sleep, done := w.next()
+		if done {
 			return nil
 		}
-		if now < spinEnd {
-			continue
+		if sleep {
+			C.us_consumer_sleep(&c.c, rel)
 		}
-		st32(&c.r.ctl.write_waiters, 1)
-		w := ld64(&c.r.ctl.write)
-		if w == c.read {
-			futexWaitFor(low32(&c.r.ctl.write), uint32(w), timeout, deadline)
-		}
-		st32(&c.r.ctl.write_waiters, 0)
 	}
+}
+
+// waiter paces a Wait: spin until spin has passed, then sleep through the
+// C side's sleeping protocol (which re-checks the index before it sleeps)
+// for what is left of timeout (0: no timeout).
+type waiter struct {
+	start0, spin, timeout int64
+	rel                   C.struct_timespec
+}
+
+func (w *waiter) start(spin, timeout time.Duration) {
+	w.start0, w.spin, w.timeout = nanotime(), int64(spin), int64(timeout)
+}
+
+// next says whether to give up (the timeout passed), or else whether to
+// sleep, and for how long (nil: until woken).
+func (w *waiter) next() (rel *C.struct_timespec, sleep, done bool) {
+	el := nanotime() - w.start0
+	switch {
+	case w.timeout > 0 && el >= w.timeout:
+		return nil, false, true
+	case el < w.spin:
+		return nil, false, false
+	case w.timeout <= 0:
+		return nil, true, false
+	}
+	left := w.timeout - el
+	w.rel = C.struct_timespec{tv_sec: C.time_t(left / 1e9), tv_nsec: C.long(left % 1e9)}
+	return &w.rel, true, false
 }
 
 // Block accessors. A block's header is written by its producer: a consumer
@@ -208,4 +205,3 @@ func nanotime() int64 {
 // NowNS is CLOCK_MONOTONIC in ns, the clock every timestamp in the region uses.
 func NowNS() uint64 { return uint64(nanotime()) }
 
-var _ = atomic.LoadUint64
