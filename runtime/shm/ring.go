@@ -204,4 +204,3 @@ func nanotime() int64 {
 
 // NowNS is CLOCK_MONOTONIC in ns, the clock every timestamp in the region uses.
 func NowNS() uint64 { return uint64(nanotime()) }
-
