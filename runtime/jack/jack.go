@@ -118,6 +118,8 @@ type Client struct {
 	latency   int
 	name      string
 	hasLatRng bool
+	final     Stats              // the counters as Close left them
+	finalHist *CallbackHistogram // likewise
 }
 
 // Open connects to the server (never starting one), registers one input and
@@ -276,6 +278,8 @@ func (c *Client) Close() error {
 		c.clk.EndExternal()
 	}
 	c.active = false
+	c.final = c.stats()
+	c.finalHist = c.callbackTimes()
 	C.us_jack_free(c.j)
 	c.j = nil
 	return err
@@ -364,22 +368,32 @@ type Stats struct {
 	CallbackMax     time.Duration // longest callback
 	Started         bool          // the first callback has run
 	FirstFrame      uint32        // JACK frame time of block 0, when Started
+	// Gaps are the first cycles the client missed (at most 64): with them
+	// a frame time maps to a stream position exactly (see Timing).
+	Gaps []Gap
 	Shutdown        bool
 	ShutdownReason  string
 }
 
-// Stats reads the counters; any time before Close.
+// Stats reads the counters; after Close, their final values.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.stats()
+}
+
+func (c *Client) stats() Stats {
 	j := c.j
 	if j == nil {
-		return Stats{}
+		return c.final
 	}
 	s := Stats{
 		Callbacks: ld64(&j.callbacks), Blocks: ld64(&j.blocks), Refused: ld64(&j.refused),
 		Discontinuities: ld64(&j.discontinuities), ServerXruns: ld64(&j.server_xruns),
 		CallbackMax: time.Duration(ld64(&j.cb_max_ns)),
+	}
+	for i := 0; i < int(min(s.Discontinuities, C.US_JACK_GAPS)); i++ {
+		s.Gaps = append(s.Gaps, Gap{Frame: uint32(j.gap_frame[i]), Skip: int64(j.gap_skip[i]), Pos: uint64(j.gap_pos[i])})
 	}
 	if ld32(&j.started_pub) != 0 {
 		s.Started = true
@@ -392,19 +406,69 @@ func (c *Client) Stats() Stats {
 	return s
 }
 
+// Gap is a run of JACK cycles the client was not called for.
+type Gap struct {
+	Frame uint32 // the first frame time missed
+	Skip  int64  // frames skipped
+	Pos   uint64 // the stream position (frames since block 0) resumed at
+}
+
+// Complete says whether Gaps holds every discontinuity.
+func (s Stats) Complete() bool { return uint64(len(s.Gaps)) == s.Discontinuities }
+
+// InputFrame is the JACK frame time at which stream position pos (frames
+// since block 0) came in from the input ports.
+func (s Stats) InputFrame(pos uint64) uint32 {
+	t := s.FirstFrame + uint32(pos)
+	for _, g := range s.Gaps {
+		if g.Pos <= pos {
+			t += uint32(g.Skip)
+		}
+	}
+	return t
+}
+
+// OutputPos is the stream position played on the output ports at JACK frame
+// time t, given the latency in frames; ok is false when the client was not
+// called for t or t is before block 0 came through.
+func (s Stats) OutputPos(t uint32, latencyFrames int) (pos uint64, ok bool) {
+	raw, skipped := int64(int32(t-s.FirstFrame)), int64(0)
+	for _, g := range s.Gaps {
+		gd := int64(int32(g.Frame - s.FirstFrame))
+		if raw >= gd+g.Skip {
+			skipped += g.Skip
+		} else if raw >= gd {
+			return 0, false
+		}
+	}
+	d := raw - skipped - int64(latencyFrames)
+	if d < 0 {
+		return 0, false
+	}
+	return uint64(d), true
+}
+
 // CallbackHistogram is the distribution of callback durations.
 type CallbackHistogram struct {
 	Counts [C.US_JACK_HIST]uint64
 }
 
-// CallbackTimes copies the callback-duration histogram.
+// CallbackTimes copies the callback-duration histogram; after Close, its
+// final state.
 func (c *Client) CallbackTimes() *CallbackHistogram {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := &CallbackHistogram{}
+	return c.callbackTimes()
+}
+
+func (c *Client) callbackTimes() *CallbackHistogram {
 	if c.j == nil {
-		return h
+		if c.finalHist != nil {
+			return c.finalHist
+		}
+		return &CallbackHistogram{}
 	}
+	h := &CallbackHistogram{}
 	for i := range h.Counts {
 		h.Counts[i] = ld64(&c.j.cb_hist[i])
 	}

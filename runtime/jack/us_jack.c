@@ -72,11 +72,18 @@ static int on_process(jack_nframes_t n, void *arg) {
         j->started = 1;
         US_STORE_RLX(&j->first_frame_pub, (uint32_t)ft);
         US_STORE_REL(&j->started_pub, 1u);
-    } else if ((jack_nframes_t)(ft - j->first_frame) != (jack_nframes_t)(j->blocks * j->frames)) {
+    } else if (ft != j->next_frame) {
         /* A cycle we were not called in (or a refused one): from here on
-         * block numbers no longer map to frame times. */
-        US_STORE_RLX(&j->discontinuities, j->discontinuities + 1);
+         * block numbers no longer map to frame times from first_frame. */
+        uint64_t d = j->discontinuities;
+        if (d < US_JACK_GAPS) {
+            j->gap_frame[d] = j->next_frame;
+            j->gap_skip[d] = (int32_t)(ft - j->next_frame);
+            j->gap_pos[d] = j->blocks * j->frames;
+        }
+        US_STORE_REL(&j->discontinuities, d + 1);
     }
+    j->next_frame = ft + n;
 
     uint64_t due = t0, next = t0 + (uint64_t)n * 1000000000ull / j->rate;
     if (j->jack_time_mono && us_jk.get_cycle_times) {

@@ -23,6 +23,8 @@
 #define US_JACK_HIST_COARSE 990
 #define US_JACK_HIST (US_JACK_HIST_FINE + US_JACK_HIST_COARSE + 1)
 
+#define US_JACK_GAPS 64
+
 enum us_jack_refusal {
     US_JACK_OK = 0,
     US_JACK_NOT_MULTIPLE = 1, /* the server's period is not a multiple of the block */
@@ -48,12 +50,13 @@ typedef struct us_jack {
     us_clock_ext io;
     uint32_t started;
     jack_nframes_t first_frame; /* JACK frame time of block 0 */
+    jack_nframes_t next_frame;  /* the frame time the next callback should have */
 
     /* published by the callbacks, relaxed, read by Go at any time */
     US_LINE uint64_t callbacks;       /* process callbacks that ran the clock */
     uint64_t blocks;                  /* clock periods run */
     uint64_t refused;                 /* callbacks that played silence: see refusal */
-    uint64_t discontinuities;         /* callbacks whose frame time was not the next expected */
+    uint64_t discontinuities;         /* callbacks whose frame time was not the previous one's + its period */
     uint64_t server_xruns;            /* JACK's xrun callback */
     uint64_t cb_max_ns;               /* longest callback */
     uint64_t cb_last_ns;
@@ -65,6 +68,12 @@ typedef struct us_jack {
     uint32_t shutdown;                /* 1 once the server shut us down; reason then valid */
     char shutdown_reason[256];
     uint64_t cb_hist[US_JACK_HIST];   /* callback duration */
+    /* The first US_JACK_GAPS discontinuities, entry i valid once
+     * discontinuities > i: the first frame time missed, how many frames
+     * were skipped, and the stream position (blocks × frames) resumed at. */
+    uint32_t gap_frame[US_JACK_GAPS];
+    int32_t gap_skip[US_JACK_GAPS];
+    uint64_t gap_pos[US_JACK_GAPS];
 } us_jack;
 
 /* Allocates, locks and zeroes a us_jack; NULL on failure. */

@@ -14,7 +14,9 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -24,6 +26,15 @@ func Signal(ch int, t uint32) float32 { return float32(C.ust_signal(C.uint32_t(c
 // Peer is a player or a recorder client. Its C state is C memory.
 type Peer struct {
 	p *C.ust_peer
+}
+
+var peers atomic.Int64
+
+// UniqueName makes a client name no client of this process used before:
+// libjack (1.9.21) refuses a name a closed client of the same process had,
+// even on another server.
+func UniqueName(prefix string) string {
+	return fmt.Sprintf("%s%d_%d", prefix, os.Getpid(), peers.Add(1))
 }
 
 func open(server, name string, play bool, channels, capFrames int) (*Peer, error) {
@@ -40,7 +51,14 @@ func open(server, name string, play bool, channels, capFrames int) (*Peer, error
 	defer C.free(unsafe.Pointer(cname))
 	defer C.free(unsafe.Pointer(cserver))
 	var ebuf [256]C.char
-	if C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf))) != 0 {
+	rc := C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf)))
+	for try := 0; rc != 0 && p.client == nil && try < 3; try++ {
+		// libjack 1.9.21 now and then refuses a client right after another
+		// server of the same process went away (status 0x21); a retry gets in.
+		time.Sleep(200 * time.Millisecond)
+		rc = C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf)))
+	}
+	if rc != 0 {
 		C.ust_close(p)
 		C.ust_free(p)
 		C.free(unsafe.Pointer(p))
@@ -97,20 +115,41 @@ func (p *Peer) PortLatency(port string, playback bool) (min, max uint32, err err
 // Recording is what a recorder kept, after Close.
 type Recording struct {
 	FirstFrame uint32      // JACK frame time of Data[c][0]
-	Gaps       uint64      // cycles it missed: then Data is not contiguous
+	Gaps       uint64      // runs of cycles it missed
+	GapPos     []int       // Data index after each of the first 64 runs
+	GapSkip    []int64     // frames each skipped
 	Data       [][]float32 // per channel
 }
 
-// Close deactivates and closes the client; a recorder returns what it kept.
-// Idempotent.
+// FrameAt is the JACK frame time Data[c][i] was heard at; ok is false past
+// the 64 gaps recorded.
+func (r *Recording) FrameAt(i int) (t uint32, ok bool) {
+	if r.Gaps > uint64(len(r.GapPos)) && i >= r.GapPos[len(r.GapPos)-1] {
+		return 0, false
+	}
+	t = r.FirstFrame + uint32(i)
+	for k, pos := range r.GapPos {
+		if pos <= i {
+			t += uint32(r.GapSkip[k])
+		}
+	}
+	return t, true
+}
+
+// Close deactivates and closes the client and returns what it kept (a
+// player: only its gaps). Idempotent.
 func (p *Peer) Close() *Recording {
 	if p.p == nil {
 		return nil
 	}
 	C.ust_close(p.p)
 	var rec *Recording
-	if p.p.play == 0 {
+	{
 		rec = &Recording{FirstFrame: uint32(p.p.first_frame), Gaps: uint64(p.p.gaps)}
+		for i := 0; i < int(min(rec.Gaps, C.UST_GAPS)); i++ {
+			rec.GapPos = append(rec.GapPos, int(p.p.gap_pos[i]))
+			rec.GapSkip = append(rec.GapSkip, int64(p.p.gap_skip[i]))
+		}
 		n := int(p.p.pos)
 		for c := 0; c < int(p.p.nports); c++ {
 			rec.Data = append(rec.Data, append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p.p.buf[c])), n)...))
@@ -120,4 +159,17 @@ func (p *Peer) Close() *Recording {
 	C.free(unsafe.Pointer(p.p))
 	p.p = nil
 	return rec
+}
+
+// ClientPriority is the SCHED_FIFO priority the server gives its clients'
+// process threads (0: not real-time), asked of a throwaway client.
+func ClientPriority(server string) (int, error) {
+	cs := C.CString(server)
+	defer C.free(unsafe.Pointer(cs))
+	var ebuf [256]C.char
+	p := C.ust_client_priority(cs, &ebuf[0], C.size_t(len(ebuf)))
+	if p < 0 {
+		return 0, fmt.Errorf("jacktest: %s", C.GoString(&ebuf[0]))
+	}
+	return int(p), nil
 }

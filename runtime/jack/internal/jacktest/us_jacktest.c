@@ -23,18 +23,24 @@ float ust_signal(uint32_t ch, uint32_t t) {
 static int on_process(jack_nframes_t n, void *arg) {
     ust_peer *p = arg;
     jack_nframes_t ft = us_jk.last_frame_time(p->client);
+    if (!p->started) {
+        p->first_frame = ft;
+        p->started = 1;
+    } else if (ft != p->next_frame) {
+        uint64_t g = p->gaps;
+        if (g < UST_GAPS) {
+            p->gap_pos[g] = p->pos;
+            p->gap_skip[g] = (int32_t)(ft - p->next_frame);
+        }
+        __atomic_store_n(&p->gaps, g + 1, __ATOMIC_RELEASE);
+    }
+    p->next_frame = ft + n;
     if (p->play) {
         for (uint32_t c = 0; c < p->nports; c++) {
             float *o = us_jk.port_get_buffer(p->port[c], n);
             for (uint32_t i = 0; i < n; i++) o[i] = ust_signal(c, ft + i);
         }
         return 0;
-    }
-    if (!p->started) {
-        p->first_frame = ft;
-        p->started = 1;
-    } else if ((jack_nframes_t)(ft - p->first_frame) != (jack_nframes_t)p->pos) {
-        __atomic_store_n(&p->gaps, p->gaps + 1, __ATOMIC_RELAXED);
     }
     if (p->pos + n > p->cap) return 0;
     for (uint32_t c = 0; c < p->nports; c++) {
@@ -48,6 +54,7 @@ static int on_process(jack_nframes_t n, void *arg) {
 int ust_open(ust_peer *p, const char *name, const char *server, char *err, size_t errlen) {
     if (us_jack_load("libjack.so.0", err, errlen)) return -1;
     jack_status_t st = 0;
+    us_jk.set_error_function(us_jack_keep_msg);
     p->client = us_jack_open(name, server, &st);
     if (!p->client) {
         snprintf(err, errlen, "jack_client_open %s: status 0x%x %s", name, st, us_jack_last_msg);
@@ -106,4 +113,17 @@ int ust_port_latency(ust_peer *p, const char *port, int playback, uint32_t *min,
     *min = r.min;
     *max = r.max;
     return 0;
+}
+
+int ust_client_priority(const char *server, char *err, size_t errlen) {
+    if (us_jack_load("libjack.so.0", err, errlen)) return -1;
+    jack_status_t st = 0;
+    jack_client_t *cl = us_jack_open("ustprobe", server, &st);
+    if (!cl) {
+        snprintf(err, errlen, "jack_client_open: status 0x%x %s", st, us_jack_last_msg);
+        return -1;
+    }
+    int prio = us_jk.is_realtime(cl) ? us_jk.client_real_time_priority(cl) : 0;
+    us_jk.client_close(cl);
+    return prio;
 }

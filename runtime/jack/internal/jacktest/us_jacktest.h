@@ -6,6 +6,8 @@
 
 #include "../../us_jackapi.h"
 
+#define UST_GAPS 64
+
 typedef struct ust_peer {
     jack_client_t *client;
     int play;          /* 1: player, 0: recorder */
@@ -15,8 +17,10 @@ typedef struct ust_peer {
     float *buf[8];
     uint64_t cap;      /* frames per channel */
     uint64_t pos;      /* frames recorded */
-    uint32_t started, first_frame;
-    uint64_t gaps;     /* cycles missed */
+    uint32_t started, first_frame, next_frame;
+    uint64_t gaps;     /* runs of cycles missed */
+    uint64_t gap_pos[UST_GAPS];  /* frames recorded before each of the first */
+    int32_t gap_skip[UST_GAPS];  /* frames it skipped */
 } ust_peer;
 
 float ust_signal(uint32_t ch, uint32_t t);
@@ -25,6 +29,7 @@ const char *ust_port_name(ust_peer *p, uint32_t c);
 int ust_connect(ust_peer *p, const char *src, const char *dst);
 void ust_close(ust_peer *p);
 void ust_free(ust_peer *p);
+int ust_client_priority(const char *server, char *err, size_t errlen);
 int ust_port_latency(ust_peer *p, const char *port, int playback, uint32_t *min, uint32_t *max);
 
 #endif
