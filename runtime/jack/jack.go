@@ -75,9 +75,12 @@ type Config struct {
 	Server string            // server name; "" is $JACK_DEFAULT_SERVER, else JACK's default
 	Clock  *audioclock.Clock // its lanes, block and latency; never Started
 	// ConnectInputs are JACK port patterns (regular expressions, as
-	// jack_get_ports takes them) whose audio outputs are connected, in order,
-	// to the lanes' inputs; ConnectOutputs likewise for audio inputs fed by
-	// the lanes' outputs. Connected on Activate.
+	// jack_get_ports takes them) whose audio outputs are connected one to
+	// one, in order, to the lanes' inputs (lane 0's channels, then lane
+	// 1's...); each pattern's matches continue where the previous pattern's
+	// ended. ConnectOutputs likewise for audio inputs fed by the lanes'
+	// outputs. Connected on Activate; a pattern that matches nothing is an
+	// error.
 	ConnectInputs, ConnectOutputs []string
 	Library                       string // "" is DefaultLibrary
 }
@@ -241,18 +244,16 @@ func (c *Client) Activate() error {
 		if in {
 			pats = c.cfg.ConnectInputs
 		}
+		next := 0 // our next port: each pattern's matches continue where the last one's ended
 		for _, p := range pats {
 			cp := C.CString(p)
 			var ebuf [256]C.char
-			flag := C.int(0)
-			if in {
-				flag = 1
-			}
-			rc := C.us_jack_connect_pattern(c.j, cp, flag, &ebuf[0], C.size_t(len(ebuf)))
+			rc := C.us_jack_connect_pattern(c.j, cp, boolInt(in), C.uint32_t(next), &ebuf[0], C.size_t(len(ebuf)))
 			C.free(unsafe.Pointer(cp))
 			if rc < 0 {
 				return &Error{Err: ErrConnect, Detail: C.GoString(&ebuf[0]), Fix: "check the pattern against jack_lsp"}
 			}
+			next += int(rc)
 		}
 	}
 	return nil
@@ -370,9 +371,9 @@ type Stats struct {
 	FirstFrame      uint32        // JACK frame time of block 0, when Started
 	// Gaps are the first cycles the client missed (at most 64): with them
 	// a frame time maps to a stream position exactly (see Timing).
-	Gaps []Gap
-	Shutdown        bool
-	ShutdownReason  string
+	Gaps           []Gap
+	Shutdown       bool
+	ShutdownReason string
 }
 
 // Stats reads the counters; after Close, their final values.

@@ -251,3 +251,90 @@ func TestServerKilledMidRun(t *testing.T) {
 		t.Error("clock still reads as running")
 	}
 }
+
+// TestConnectPatternsInOrder: each pattern's matches take our next ports,
+// lane by lane, channel by channel; a pattern that matches nothing is an
+// error naming it.
+func TestConnectPatternsInOrder(t *testing.T) {
+	if jacktest.Isolate(t) {
+		return
+	}
+	srv := jacktest.StartServer(t, rate, period)
+	playName := jacktest.UniqueName("play")
+	play, err := jacktest.NewPlayer(srv.Name, playName, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer play.Close()
+	clk := bareClock(t, 2, 1, period, 2)
+	name := jacktest.UniqueName("us")
+	// out_2 first: lane 0 gets it, lane 1 gets out_1.
+	c, err := jack.Open(jack.Config{Name: name, Server: srv.Name, Clock: clk,
+		ConnectInputs: []string{"^" + playName + ":out_2$", "^" + playName + ":out_1$"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Activate(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := srv.Lsp("-c", name+":lane")
+	if err != nil {
+		t.Fatalf("jack_lsp: %v\n%s", err, out)
+	}
+	want := name + ":lane0_in_1\n   " + playName + ":out_2\n" + name + ":lane0_out_1\n" +
+		name + ":lane1_in_1\n   " + playName + ":out_1\n" + name + ":lane1_out_1\n"
+	if out != want {
+		t.Errorf("connections:\n%s\nwant:\n%s", out, want)
+	}
+	c.Close()
+
+	clk2 := bareClock(t, 1, 1, period, 2)
+	c2, err := jack.Open(jack.Config{Name: jacktest.UniqueName("us"), Server: srv.Name, Clock: clk2, ConnectOutputs: []string{"^nosuchclient:"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	err = c2.Activate()
+	if !errors.Is(err, jack.ErrConnect) || !strings.Contains(err.Error(), "nosuchclient") {
+		t.Errorf("Activate with a pattern matching nothing: %v", err)
+	}
+}
+
+// TestBufferSizeChangeIsReported: the server switches to a period the lanes'
+// block does not divide; the client plays silence instead of blocks it
+// cannot cut, and Err says what to do.
+func TestBufferSizeChangeIsReported(t *testing.T) {
+	if jacktest.Isolate(t) {
+		return
+	}
+	srv := jacktest.StartServer(t, rate, period)
+	clk := bareClock(t, 1, 1, period, 2)
+	c, err := jack.Open(jack.Config{Name: jacktest.UniqueName("us"), Server: srv.Name, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Activate(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
+		t.Fatalf("no callbacks: %+v", c.Stats())
+	}
+	cmd := exec.Command("jack_bufsize", "48")
+	cmd.Env = append(os.Environ(), "JACK_DEFAULT_SERVER="+srv.Name)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("jack_bufsize 48: %v\n%s", err, out)
+	}
+	if !waitFor(10*time.Second, func() bool { return c.Err() != nil }) {
+		t.Fatalf("the period changed to 48 frames and Err stayed nil: %+v", c.Stats())
+	}
+	err = c.Err()
+	t.Logf("after jack_bufsize 48: %v", err)
+	if !errors.Is(err, jack.ErrBlockSize) || !strings.Contains(err.Error(), "48 frames") {
+		t.Errorf("Err() = %v, want ErrBlockSize naming 48 frames", err)
+	}
+	if s := c.Stats(); s.Refused == 0 {
+		t.Errorf("no refused callbacks: %+v", s)
+	}
+}

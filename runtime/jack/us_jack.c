@@ -220,12 +220,18 @@ const char *us_jack_port_name(us_jack *j, int out, uint32_t l, uint32_t c) {
     return us_jk.port_name(out ? j->out[l][c] : j->in[l][c]);
 }
 
-int us_jack_connect_pattern(us_jack *j, const char *pattern, int inputs, char *err, size_t errlen) {
+int us_jack_connect_pattern(us_jack *j, const char *pattern, int inputs, uint32_t start, char *err, size_t errlen) {
     const char **ports = us_jk.get_ports(j->client, pattern, US_JACK_AUDIO_TYPE, inputs ? US_JACK_PORT_IS_OUTPUT : US_JACK_PORT_IS_INPUT);
     const char *me = us_jk.get_client_name(j->client);
     size_t melen = strlen(me);
     int made = 0, theirs = 0;
     uint32_t l = 0, c = 0;
+    /* Our ports in order (lane, then channel): skip the first `start`. */
+    for (uint32_t k = 0; k < start && l < j->n_lanes; k++)
+        if (++c == j->channels[l]) {
+            c = 0;
+            l++;
+        }
     for (const char **p = ports; p && *p && l < j->n_lanes; p++) {
         if (strncmp(*p, me, melen) == 0 && (*p)[melen] == ':') continue; /* never to ourselves */
         theirs++;

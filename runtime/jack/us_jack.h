@@ -86,8 +86,9 @@ int us_jack_setup(us_jack *j, char *err, size_t errlen);
 int us_jack_activate(us_jack *j);
 /* Connects this client's inputs (inputs=1: from every port matching
  * pattern that outputs audio, in order) or outputs (to matching audio
- * inputs), one to one, as many as both sides have. Returns how many. */
-int us_jack_connect_pattern(us_jack *j, const char *pattern, int inputs, char *err, size_t errlen);
+ * inputs), one to one, from our port number `start` on (counting lane by
+ * lane, channel by channel), as many as both sides have. Returns how many. */
+int us_jack_connect_pattern(us_jack *j, const char *pattern, int inputs, uint32_t start, char *err, size_t errlen);
 /* libjack, loaded once (callers serialise): 0 or -1 with err. */
 int us_jack_lib(const char *path, char *err, size_t errlen);
 /* Opens a client without starting a server; server NULL or "": libjack's
