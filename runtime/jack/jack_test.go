@@ -64,9 +64,6 @@ func clientName(t *testing.T) string {
 }
 
 func TestOpenActivateClosePorts(t *testing.T) {
-	if jacktest.Isolate(t) {
-		return
-	}
 	srv := jacktest.StartServer(t, rate, period)
 	// The server is chosen the way users choose it: JACK_DEFAULT_SERVER.
 	t.Setenv("JACK_DEFAULT_SERVER", srv.Name)
@@ -176,9 +173,6 @@ func TestLibraryAbsent(t *testing.T) {
 }
 
 func TestBlockMustFitThePeriod(t *testing.T) {
-	if jacktest.Isolate(t) {
-		return
-	}
 	srv := jacktest.StartServer(t, rate, period)
 	for _, tc := range []struct {
 		frames, latency int
@@ -213,9 +207,6 @@ func TestBlockMustFitThePeriod(t *testing.T) {
 }
 
 func TestServerKilledMidRun(t *testing.T) {
-	if jacktest.Isolate(t) {
-		return
-	}
 	srv := jacktest.StartServer(t, rate, period)
 	clk := bareClock(t, 1, 1, period, 2)
 	c, err := jack.Open(jack.Config{Name: clientName(t), Server: srv.Name, Clock: clk})
@@ -256,9 +247,6 @@ func TestServerKilledMidRun(t *testing.T) {
 // lane by lane, channel by channel; a pattern that matches nothing is an
 // error naming it.
 func TestConnectPatternsInOrder(t *testing.T) {
-	if jacktest.Isolate(t) {
-		return
-	}
 	srv := jacktest.StartServer(t, rate, period)
 	playName := jacktest.UniqueName("play")
 	play, err := jacktest.NewPlayer(srv.Name, playName, 2)
@@ -305,9 +293,6 @@ func TestConnectPatternsInOrder(t *testing.T) {
 // block does not divide; the client plays silence instead of blocks it
 // cannot cut, and Err says what to do.
 func TestBufferSizeChangeIsReported(t *testing.T) {
-	if jacktest.Isolate(t) {
-		return
-	}
 	srv := jacktest.StartServer(t, rate, period)
 	clk := bareClock(t, 1, 1, period, 2)
 	c, err := jack.Open(jack.Config{Name: jacktest.UniqueName("us"), Server: srv.Name, Clock: clk})

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
@@ -51,14 +50,7 @@ func open(server, name string, play bool, channels, capFrames int) (*Peer, error
 	defer C.free(unsafe.Pointer(cname))
 	defer C.free(unsafe.Pointer(cserver))
 	var ebuf [256]C.char
-	rc := C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf)))
-	for try := 0; rc != 0 && p.client == nil && try < 3; try++ {
-		// libjack 1.9.21 now and then refuses a client right after another
-		// server of the same process went away (status 0x21); a retry gets in.
-		time.Sleep(200 * time.Millisecond)
-		rc = C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf)))
-	}
-	if rc != 0 {
+	if C.ust_open(p, cname, cserver, &ebuf[0], C.size_t(len(ebuf))) != 0 {
 		C.ust_close(p)
 		C.ust_free(p)
 		C.free(unsafe.Pointer(p))

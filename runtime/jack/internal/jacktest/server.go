@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,6 +97,27 @@ func running(name string) bool {
 	return false
 }
 
+// startLocked starts cmd from an OS thread that outlives it, and closes done
+// once cmd has exited. Pdeathsig follows the thread that forked, not the
+// process: a child forked from an ordinary thread is killed whenever Go ends
+// that thread (as it does when a goroutine that locked it, such as a
+// supervisor's monitor, exits), which killed test servers mid-test.
+func startLocked(cmd *exec.Cmd, done chan struct{}) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, after cmd.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			errc <- err
+			return
+		}
+		errc <- nil
+		cmd.Wait()
+		close(done)
+	}()
+	return <-errc
+}
+
 // Server is one jackd of a test's own.
 type Server struct {
 	Name string
@@ -127,10 +149,9 @@ func StartServer(t testing.TB, rate, period int) *Server {
 		s.cmd.Stdout = lockedWriter{s}
 		s.cmd.Stderr = lockedWriter{s}
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := s.cmd.Start(); err != nil {
+		if err := startLocked(s.cmd, s.done); err != nil {
 			t.Fatalf("jackd: %v", err)
 		}
-		go func() { s.cmd.Wait(); close(s.done) }()
 		t.Cleanup(s.Stop)
 		// jack_wait polls by opening a client, which prints libjack's
 		// complaints until the server is there: kept only for a failure.
@@ -207,35 +228,4 @@ func (s *Server) Stop() {
 func (s *Server) Lsp(flags ...string) (string, error) {
 	out, err := exec.Command("jack_lsp", append([]string{"-s", s.Name}, flags...)...).CombinedOutput()
 	return string(out), err
-}
-
-// ChildEnv names the test a child test process runs (see Isolate).
-const ChildEnv = "US_JACKTEST_CHILD"
-
-// Isolate runs the calling top-level test in a child process of its own and
-// returns true in the parent, which then has nothing left to do: call it
-// first, as `if jacktest.Isolate(t) { return }`. libjack keeps process-wide
-// state per server, and after one server went away a client of the same
-// process may fail to reach the next (1.9.21: status 0x11 or 0x21); one
-// process per server keeps each test's server its own. The child's output is
-// logged; its failure fails the test, its skip skips it.
-func Isolate(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(ChildEnv) == t.Name() {
-		return false
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), ChildEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	t.Logf("child process:\n%s", bytes.TrimSpace(out))
-	switch {
-	case err != nil:
-		t.Fatalf("%s failed in its child process: %v", t.Name(), err)
-	case bytes.Contains(out, []byte("--- SKIP: "+t.Name())):
-		t.Skip("skipped in its child process")
-	case !bytes.Contains(out, []byte("--- PASS: "+t.Name())):
-		t.Fatalf("%s did not pass in its child process", t.Name())
-	}
-	return true
 }
