@@ -8,6 +8,22 @@
 // build without JACK headers and run without JACK installed; Open then says
 // how to install it.
 //
+// A session, in order:
+//
+//	sup, _ := supervisor.New(...)                    // lanes; workers below RTPriority, monitor above
+//	clk, _ := audioclock.New(audioclock.Config{...}) // the lanes' block and latency; never Started
+//	sup.Start(clk)
+//	cli, _ := jack.Open(jack.Config{Clock: clk, ConnectInputs: []string{"system:capture_"}})
+//	cli.Activate()                                   // period 0 is the first callback
+//	for cli.Err() == nil { ... }                     // ErrShutdown when the server dies
+//	cli.Close(); sup.Close(); clk.Free()
+//
+// The server's period must be a multiple of the block, at most latency
+// blocks long; the added latency, latency × block frames, is what the ports'
+// latency ranges report. The callback thread runs at whatever priority JACK
+// gives it (RTPriority): workers belong below it, the monitor above it, or a
+// hung worker starves the server.
+//
 // Lifetimes: the clock handed to Open must not be Started and must outlive
 // the client: Close (which deactivates the client before it returns, so no
 // callback reads the clock after) comes before the clock's Free.
@@ -331,10 +347,13 @@ func (c *Client) LatencyFrames() int { return c.latency * c.frames }
 // jack_lsp -l shows LatencyFrames on the ports.
 func (c *Client) ReportsLatency() bool { return c.hasLatRng }
 
-// Port is the full name of lane l's channel ch (from 0) port.
+// Port is the full name of lane l's channel ch (from 0) port; "" after Close.
 func (c *Client) Port(output bool, l, ch int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.j == nil || c.j.client == nil || l < 0 || l >= int(c.j.n_lanes) || ch < 0 || ch >= int(c.j.channels[l]) {
+		return ""
+	}
 	return C.GoString(C.us_jack_port_name(c.j, boolInt(output), C.uint32_t(l), C.uint32_t(ch)))
 }
 
