@@ -201,7 +201,7 @@ static void record_lateness(us_clock *c, uint64_t late) {
     US_STORE_RLX(&c->late_hist[b], c->late_hist[b] + 1);
 }
 
-void us_clock_prepare(us_clock *c, uint64_t start_ns) {
+static void prepare_lanes(us_clock *c) {
     for (uint32_t i = 0; i < c->n_lanes; i++) {
         us_clock_lane *cl = &c->lanes[i];
         us_producer_init(&cl->in, us_lane_in(cl->lane));
@@ -212,6 +212,10 @@ void us_clock_prepare(us_clock *c, uint64_t start_ns) {
         us_producer_init(&cl->sink_p, sink);
         US_STORE_REL(&cl->in_write, cl->in.write);
     }
+}
+
+void us_clock_prepare(us_clock *c, uint64_t start_ns) {
+    prepare_lanes(c);
     US_STORE_RLX(&c->start_ns, start_ns);
 }
 
@@ -238,9 +242,10 @@ static void *clock_main(void *arg) {
         CPU_SET(c->cpu, &set);
         sched_setaffinity(0, sizeof set, &set);
     }
+    prepare_lanes(c);
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    us_clock_prepare(c, ts_ns(&deadline));
+    US_STORE_RLX(&c->start_ns, ts_ns(&deadline));
     for (uint64_t k = 0; k < c->periods; k++) {
         US_STORE_REL(&c->next_deadline_ns, ts_ns(&deadline));
         /* The only blocking call on this thread; EINTR just re-sleeps. */
