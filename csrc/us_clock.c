@@ -41,13 +41,39 @@ static int lane_usable(us_clock_lane *cl) {
     return 1;
 }
 
-static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now) {
+/* Interleaves an external driver's per-channel buffers into dst; a channel
+ * without a buffer is silence. */
+static void ext_gather(float *dst, const float *const *in, uint32_t ch, uint32_t frames) {
+    for (uint32_t c = 0; c < ch; c++) {
+        const float *s = in[c];
+        if (s)
+            for (uint32_t f = 0; f < frames; f++) dst[(size_t)f * ch + c] = s[f];
+        else
+            for (uint32_t f = 0; f < frames; f++) dst[(size_t)f * ch + c] = 0.0f;
+    }
+}
+
+static void ext_scatter(float *const *out, const float *src, uint32_t ch, uint32_t frames) {
+    for (uint32_t c = 0; c < ch; c++) {
+        float *d = out[c];
+        if (!d) continue;
+        if (src)
+            for (uint32_t f = 0; f < frames; f++) d[f] = src[(size_t)f * ch + c];
+        else
+            memset(d, 0, (size_t)frames * sizeof(float));
+    }
+}
+
+/* in: the external driver's buffers for this lane, or NULL for the source ring. */
+static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now, const float *const *in) {
     size_t n = (size_t)c->frames * cl->lane->channels;
     float *dry = cl->dry + (k % US_DRY_BLOCKS) * n;
     uint32_t frames = c->frames, flags = 0;
 
-    us_block *sb = cl->src_done ? NULL : us_consumer_peek(&cl->src_c);
-    if (sb) {
+    us_block *sb = (in || cl->src_done) ? NULL : us_consumer_peek(&cl->src_c);
+    if (in) {
+        ext_gather(dry, in, cl->lane->channels, c->frames);
+    } else if (sb) {
         frames = sb->frames <= c->frames ? sb->frames : c->frames;
         flags = sb->flags;
         memcpy(dry, sb->data, (size_t)frames * cl->lane->channels * sizeof(float));
@@ -89,8 +115,9 @@ static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now)
     us_producer_publish(&cl->in);
 }
 
-/* Moves output block `want` to the sink, or the fallback when it is not ready. */
-static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
+/* Moves output block `want` to the sink (the external driver's buffers when
+ * out is not NULL), or the fallback when it is not ready. */
+static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *const *out) {
     const uint32_t ch = cl->lane->channels;
     const size_t n = (size_t)c->frames * ch;
     us_block *got = NULL;
@@ -118,6 +145,21 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
             }
             break; /* b > want: ours never came; leave the later one */
         }
+    }
+
+    if (out) {
+        const float *src = NULL;
+        if (got) {
+            src = got->data;
+            if (got->flags & US_BLOCK_BYPASSED) US_STORE_RLX(&cl->bypassed, cl->bypassed + 1);
+        } else {
+            US_STORE_RLX(&cl->xruns, cl->xruns + 1);
+            if (c->fallback == US_FALLBACK_DRY) src = cl->dry + (want % US_DRY_BLOCKS) * n;
+        }
+        ext_scatter(out, src, ch, c->frames);
+        if (got) us_consumer_release(&cl->out);
+        US_STORE_RLX(&cl->delivered, cl->delivered + 1);
+        return;
     }
 
     us_block *sb = us_producer_peek(&cl->sink_p);
@@ -159,14 +201,7 @@ static void record_lateness(us_clock *c, uint64_t late) {
     US_STORE_RLX(&c->late_hist[b], c->late_hist[b] + 1);
 }
 
-static void *clock_main(void *arg) {
-    us_clock *c = arg;
-    if (c->cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(c->cpu, &set);
-        sched_setaffinity(0, sizeof set, &set);
-    }
+static void prepare_lanes(us_clock *c) {
     for (uint32_t i = 0; i < c->n_lanes; i++) {
         us_clock_lane *cl = &c->lanes[i];
         us_producer_init(&cl->in, us_lane_in(cl->lane));
@@ -177,6 +212,37 @@ static void *clock_main(void *arg) {
         us_producer_init(&cl->sink_p, sink);
         US_STORE_REL(&cl->in_write, cl->in.write);
     }
+}
+
+void us_clock_prepare(us_clock *c, uint64_t start_ns) {
+    prepare_lanes(c);
+    US_STORE_RLX(&c->start_ns, start_ns);
+}
+
+void us_clock_period(us_clock *c, uint64_t due_ns, uint64_t now_ns, const us_clock_ext *io) {
+    /* Only this thread stores c->period, so its own load needs no ordering. */
+    uint64_t k = US_LOAD_RLX(&c->period);
+    record_lateness(c, now_ns > due_ns ? now_ns - due_ns : 0);
+    for (uint32_t i = 0; i < c->n_lanes; i++) push_input(c, &c->lanes[i], k, now_ns, io ? io->in[i] : NULL);
+    if (k >= c->latency) {
+        for (uint32_t i = 0; i < c->n_lanes; i++) pull_output(c, &c->lanes[i], k - c->latency, io ? io->out[i] : NULL);
+    } else if (io) {
+        /* Nothing has come through the latency yet: an external sink still
+         * hears every period, so it hears silence. */
+        for (uint32_t i = 0; i < c->n_lanes; i++) ext_scatter(io->out[i], NULL, c->lanes[i].lane->channels, c->frames);
+    }
+    US_STORE_REL(&c->period, k + 1);
+}
+
+static void *clock_main(void *arg) {
+    us_clock *c = arg;
+    if (c->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(c->cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    prepare_lanes(c);
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     US_STORE_RLX(&c->start_ns, ts_ns(&deadline));
@@ -185,13 +251,7 @@ static void *clock_main(void *arg) {
         /* The only blocking call on this thread; EINTR just re-sleeps. */
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR) {
         }
-        uint64_t now = us_now_ns();
-        uint64_t due = ts_ns(&deadline);
-        record_lateness(c, now > due ? now - due : 0);
-        for (uint32_t i = 0; i < c->n_lanes; i++) push_input(c, &c->lanes[i], k, now);
-        if (k >= c->latency)
-            for (uint32_t i = 0; i < c->n_lanes; i++) pull_output(c, &c->lanes[i], k - c->latency);
-        US_STORE_REL(&c->period, k + 1);
+        us_clock_period(c, ts_ns(&deadline), us_now_ns(), NULL);
         if (US_LOAD_ACQ(&c->stop)) break;
         add_ns(&deadline, c->period_ns);
     }

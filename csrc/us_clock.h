@@ -6,7 +6,9 @@
  * lane's input ring and one block, `latency` periods older, from the lane's
  * output ring into its sink ring. When that output block is not there it
  * writes the declared fallback instead and counts an xrun. Goroutines feed the
- * source rings and drain the sink rings; no I/O happens here.
+ * source rings and drain the sink rings; no I/O happens here. The same
+ * period can instead be driven from outside (us_clock_period below), by an
+ * audio server's callback that hands its own buffers in place of the rings.
  *
  * The clock owns: lane.in.write (producer), lane.out.read (consumer), the
  * source rings' read index, the sink rings' write index and every field below
@@ -91,6 +93,35 @@ typedef struct us_clock {
     uint32_t _pad;
     pthread_t thread;
 } us_clock;
+
+/* An external driver's audio for one period, one buffer per channel as audio
+ * servers lay them out: in[l][ch] holds `frames` samples of lane l's channel
+ * ch, out[l][ch] receives them. A NULL input is silence, a NULL output is
+ * skipped. */
+typedef struct us_clock_ext {
+    const float *in[US_MAX_LANES][US_MAX_CHANNELS];
+    float *out[US_MAX_LANES][US_MAX_CHANNELS];
+} us_clock_ext;
+
+/* Driving the clock from outside (an audio server's process callback)
+ * instead of its own thread: call us_clock_prepare once, before the first
+ * period and before anything else drives it, then us_clock_period once per
+ * block from one thread at a time. Never call us_clock_start on the same
+ * clock. `periods` and `stop` are the timer thread's and are not looked at;
+ * next_deadline_ns is the driver's to publish (the monitor schedules its
+ * deadline checks from it), and so is `running`. */
+
+/* Takes the lanes' ring indices as they stand and records start_ns. */
+void us_clock_prepare(us_clock *c, uint64_t start_ns);
+/* One period, number c->period: records the lateness now_ns - due_ns, pushes
+ * one input block per lane into the lane and pulls the output block
+ * `latency` periods older (or the fallback, counting an xrun), then
+ * publishes c->period + 1. io NULL: from the source rings into the sink
+ * rings, as the timer thread does. io set: from io->in into io->out, and the
+ * io rings are left alone; before `latency` periods have passed io->out gets
+ * silence. Allocates nothing; its only syscalls are the doorbell write on a
+ * corruption and futex wakes of ring waiters. */
+void us_clock_period(us_clock *c, uint64_t due_ns, uint64_t now_ns, const us_clock_ext *io);
 
 /* Starts the thread (SCHED_FIFO at prio when prio > 0 and allowed; otherwise
  * ordinary scheduling with rt_err set). Returns 0 or an errno. */
