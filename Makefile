@@ -13,6 +13,13 @@ BIN     := bin
 # cgo in-process, reference): no FMA contraction, no fast-math.
 DSPFLAGS := -O2 -ffp-contract=off -fno-fast-math
 CFLAGS  ?= -g -Wall -Wextra -Wno-unused-parameter
+# Go's build cache keys a cgo package on the files in its own directory: the
+# C it pulls in from csrc/ and cdsp/ (us_clock.c through a shim, the layout
+# headers) is not part of the key, and an edit there would link a stale
+# object. Their hash in CGO_CFLAGS is: any C change rebuilds the cgo packages.
+CSRC_HASH := $(shell cat csrc/*.h csrc/*.c cdsp/*.h cdsp/*.c 2>/dev/null | sha256sum | cut -c1-16)
+export CGO_CFLAGS := -O2 -g -DUS_CSRC_HASH=$(CSRC_HASH)
+
 RUNTIME_SRC := csrc/us_worker.c csrc/us_sandbox.c csrc/us_deathword.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
 WORKER_SRC := $(RUNTIME_SRC)
 C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
