@@ -67,7 +67,7 @@ func BenchmarkKillToDetection(b *testing.B) {
 
 func benchKill(b *testing.B, noDeathWord bool) {
 	rttest.RequireRT(b)
-	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, noDeathWord: noDeathWord})
+	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, noDeathWord: noDeathWord, restartLimit: -1})
 	if w := r.sup.DeathWordWarning(); w != "" && !noDeathWord {
 		b.Fatalf("no death words to measure: %s", w)
 	}

@@ -134,6 +134,7 @@ const (
 	EvNoSpare                           // a lane's owner failed and no spare was ready
 	EvWorkerExited                      // a worker process was reaped
 	EvSpawnFailed                       // a worker could not be started
+	EvLaneFailed                        // a lane's owners kept dying: it was given up (Err says which and why)
 )
 
 func (k EventKind) String() string {
@@ -148,6 +149,8 @@ func (k EventKind) String() string {
 		return "worker_exited"
 	case EvSpawnFailed:
 		return "spawn_failed"
+	case EvLaneFailed:
+		return "lane_failed"
 	}
 	return "unknown"
 }
@@ -181,7 +184,7 @@ type Event struct {
 	ExitCode   int // -1 when killed by a signal
 	ExitSignal int
 
-	Err error // EvSpawnFailed
+	Err error // EvSpawnFailed, EvLaneFailed
 }
 
 // Detection is the time from the fault to the monitor's decision.

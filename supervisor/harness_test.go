@@ -39,6 +39,7 @@ type rigConfig struct {
 	rt                                           bool
 	hang                                         time.Duration
 	noDeathWord                                  bool // the pidfd path alone, for comparison
+	restartLimit                                 int  // Config.RestartLimit; -1 for back-to-back kills
 }
 
 func testWorker(t testing.TB) string {
@@ -120,7 +121,7 @@ func newRig(t testing.TB, c rigConfig) *rig {
 	}
 	lanes := testLanes(t, c.lanes, c.frames, c.rate)
 	sup, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: c.spares, HangTimeout: c.hang,
-		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1, noDeathWord: c.noDeathWord})
+		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1, noDeathWord: c.noDeathWord, RestartLimit: c.restartLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,7 @@ type detection struct {
 	pid      int
 	signal   int
 	block    uint64
+	pending  bool // the host had pushed block and the owner had not committed it
 	faultNS  uint64
 	detectNS uint64
 }
@@ -83,6 +84,13 @@ type laneRec struct {
 	lastDeath  uint64 // commit point at the last owner death
 	deathRun   int    // owners that died in a row at lastDeath
 	corrupt    bool   // indices must be repaired before the next owner
+	// The restart policy (Config.RestartLimit): owners that died in a row
+	// without a healthy run, when the lane may next be handed over, and
+	// whether it was given up.
+	streak      int
+	attachBlock uint64 // the commit point when the current owner attached
+	notBefore   uint64
+	failed      bool
 }
 
 // monEvent is what the monitor tells the control plane.
@@ -93,6 +101,7 @@ type monEvent struct {
 	lane     int16
 	slot     int16
 	newSlot  int16
+	streak   int16 // mLaneFailed: owners that died in a row
 	det      detection
 	attachNS uint64
 }
@@ -101,6 +110,7 @@ const (
 	mDeath = iota + 1
 	mFailover
 	mNoSpare
+	mLaneFailed
 )
 
 const monQueueLen = 256
@@ -441,9 +451,24 @@ func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint6
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
 		block: block, faultNS: ss.FaultNS(), detectNS: now}
 	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox || p == PathDeathWord {
-		// The block in hand is the first uncommitted one.
-		lr.det.block = m.s.region.Lane(l).InBlockNumber(m.s.region.Lane(l).Committed())
+		// The block in hand is the first uncommitted one, if the host had
+		// pushed it: a death with no block pending says nothing of the input.
+		lane := m.s.region.Lane(l)
+		r := lane.Committed()
+		lr.det.block = lane.InBlockNumber(r)
+		lr.det.pending = r < m.pushed(l) && m.pushed(l)-r <= shm.RingSlots
 	}
+}
+
+// pushed is how many input blocks the host has pushed into lane l: the
+// clock's own count when there is one, else the input ring's write index
+// (offline rendering, where the host's goroutine is the producer).
+func (m *monitor) pushed(l int) uint64 {
+	if m.tl != nil {
+		return m.tl.InWrite(l)
+	}
+	w, _ := m.s.region.Lane(l).In().Indices()
+	return w
 }
 
 // orphan takes a lane from a fenced owner and queues it for a spare.
@@ -457,14 +482,17 @@ func (m *monitor) orphan(l, slot int) {
 	lr.needOwner = true
 	lr.noSpare = false
 	// Poison input: owners that die one after another on the same block
-	// stop it being fed to the next one. Only deaths that name their block
-	// count: a crash whose last gasp says which block it had in hand, or a
-	// hang on the pending block. A kill or an exit from outside says nothing
-	// about the input, and two of those in a row must not bypass audio.
+	// stop it being fed to the next one. Every death that happened with a
+	// block in hand counts: a crash whose last gasp names it, a hang on it,
+	// a denied system call (sandbox), and a death the pidfd, exit flag or
+	// death word saw while a pushed block was uncommitted (an _exit, or a
+	// crash with its signals blocked). A death with nothing pending says
+	// nothing about the input and resets the run; a kill from outside lands
+	// on the same block twice only if that block is really what kills.
 	d := &lr.det
-	// A denied system call (sandbox) is the kernel's own doing on the block
-	// in hand, like a crash.
-	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline || d.path == PathSandbox
+	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline || d.path == PathSandbox ||
+		((d.path == PathPidfd || d.path == PathExiting || d.path == PathDeathWord) && d.pending)
+	m.restartPolicy(l)
 	switch {
 	case !attributable:
 		lr.deathRun = 0
@@ -500,6 +528,17 @@ func (m *monitor) checkDeadlines(now uint64) {
 	s := m.s
 	tl := m.tl
 	if tl == nil {
+		// No clock, no deadlines (offline rendering); a lane backing off
+		// still needs its hand-over on time.
+		next := ^uint64(0)
+		for l := 0; l < s.region.Lanes(); l++ {
+			if lr := &s.lanes[l]; lr.needOwner && !lr.failed && lr.notBefore > now {
+				next = min(next, lr.notBefore)
+			}
+		}
+		if next != ^uint64(0) {
+			m.arm(next)
+		}
 		return
 	}
 	next := ^uint64(0)
@@ -511,6 +550,9 @@ func (m *monitor) checkDeadlines(now uint64) {
 			continue
 		}
 		if o < 0 {
+			if lr.needOwner && !lr.failed && lr.notBefore > now {
+				next = min(next, lr.notBefore) // a backing-off lane's hand-over
+			}
 			continue
 		}
 		lane := s.region.Lane(l)
@@ -558,6 +600,11 @@ func (m *monitor) checkDeadlines(now uint64) {
 	if next == ^uint64(0) {
 		next = now + uint64(100*time.Millisecond)
 	}
+	m.arm(next)
+}
+
+// arm sets the monitor's timer to wake it at next (CLOCK_MONOTONIC ns).
+func (m *monitor) arm(next uint64) {
 	if next != m.armedNS {
 		m.armedNS = next
 		m.timer.Value = unix.NsecToTimespec(int64(next))
@@ -598,7 +645,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 	s := m.s
 	for l := 0; l < s.region.Lanes(); l++ {
 		lr := &s.lanes[l]
-		if !lr.needOwner || lr.awaiting >= 0 {
+		if !lr.needOwner || lr.awaiting >= 0 || lr.failed || now < lr.notBefore {
 			continue
 		}
 		slot := -1
@@ -634,6 +681,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		lr.epoch++
 		lr.needOwner = false
 		lr.attachNS = shm.NowNS()
+		lr.attachBlock = lane.Committed()
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
 		lane.SetOwner(uint32(slot), lr.epoch)

@@ -38,6 +38,9 @@ const (
 	modeMlock      = 10
 	modeHostMem    = 11
 	modeThread     = 12
+	modeExit       = 13 // _exit on the trigger block
+	modeSegvMasked = 14 // crash on it with every signal blocked
+	modeExitAlways = 15 // _exit on every block
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,
@@ -162,7 +165,7 @@ func runHostile(t *testing.T, worker string, mode int, wantDeaths int, cfg Confi
 		deadline := time.Now().Add(3 * time.Second)
 		for time.Now().Before(deadline) {
 			evMu.Lock()
-			done := r.count(EvFailover, PathNone) >= wantDeaths && r.sigsys() >= wantDeaths
+			done := r.count(EvFailover, PathNone) >= wantDeaths && r.count(EvWorkerExited, PathNone) >= wantDeaths
 			evMu.Unlock()
 			if done {
 				break

@@ -56,6 +56,13 @@ type Config struct {
 	WorkerCPU    int              // the host pins workers to this CPU; -1 = any
 	SpinMicros   int              // how long an idle worker spins before sleeping on its futex (0: 20 µs, <0: none)
 	RespawnDelay time.Duration    // wait this long before replacing a spare that was used (crash-loop backoff)
+	// RestartLimit is how many owners of one lane may die in a row, none
+	// committing a healthy run of blocks, before the lane is given up and
+	// plays its fallback for good (EvLaneFailed); from the third death in
+	// a row each hand-over waits twice as long as the last (1 ms up to
+	// 500 ms). 0 means the default (12); negative turns the policy off,
+	// for tests that kill owners back to back on purpose.
+	RestartLimit int
 	// DeepIdle lets idle CPUs enter deep idle states while the supervisor
 	// runs real-time (MonitorPrio > 0). By default it holds the CPU wake-up
 	// latency PM QoS request at 0 µs (rt.HoldWakeLatency) from Start to
@@ -99,8 +106,9 @@ type Supervisor struct {
 	pending     []monEvent // failovers waiting for the new owner's first commit
 	closed      bool
 	started     bool
-	tlForgotten bool // the timeline was freed before the monitor started
-	fdsClosed   bool // Close closed the fds: nothing may write to their numbers
+	failedLanes map[int16]error // lanes the restart policy gave up, and why
+	tlForgotten bool            // the timeline was freed before the monitor started
+	fdsClosed   bool            // Close closed the fds: nothing may write to their numbers
 	dropped     int
 	rtWarn      error
 	workerRT    workerRT // why a worker could not be given its priority or CPU
@@ -121,6 +129,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Handshake <= 0 {
 		cfg.Handshake = 5 * time.Second
 	}
+	if cfg.RestartLimit == 0 {
+		cfg.RestartLimit = defaultRestarts
+	}
 	if cfg.HangTimeout <= 0 {
 		cfg.HangTimeout = 2 * time.Millisecond
 	}
@@ -140,7 +151,8 @@ func New(cfg Config) (*Supervisor, error) {
 			return nil, fmt.Errorf("supervisor: lane %d: %w", i, err)
 		}
 	}
-	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {}}
+	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {},
+		failedLanes: map[int16]error{}}
 	for i := range s.workers {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)
@@ -510,6 +522,13 @@ func (s *Supervisor) handle(e monEvent) {
 	case mNoSpare:
 		s.emit(Event{Kind: EvNoSpare, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
 			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS})
+	case mLaneFailed:
+		err := s.laneFailed(e)
+		s.mu.Lock()
+		s.failedLanes[e.lane] = err
+		s.mu.Unlock()
+		s.emit(Event{Kind: EvLaneFailed, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
+			Signal: e.det.signal, Block: e.det.block, DetectNS: e.det.detectNS, Err: err})
 	}
 	s.topUp()
 }
@@ -679,6 +698,14 @@ func (s *Supervisor) InjectFault(l int, f Fault, block uint64) (Injection, error
 	inj.InjectNS = shm.NowNS()
 	s.region.Slot(slot).InjectFault(uint32(f), block)
 	return inj, nil
+}
+
+// LaneFailed says why lane l was given up (errors.Is ErrLaneFailed), or
+// nil while it runs.
+func (s *Supervisor) LaneFailed(l int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failedLanes[int16(l)]
 }
 
 // WakeHoldErr says why a real-time supervisor could not hold the CPU

@@ -73,6 +73,7 @@ type report struct {
 	WordDeaths        uint64            `json:"death_word_deaths"` // worker deaths learnt from their death word
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
+	FailedLanes       []string          `json:"failed_lanes,omitempty"` // lanes the restart policy gave up, and why
 }
 
 // unplanned is a failover no injected fault explains: a false positive or a
@@ -161,6 +162,8 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 				rep.Unplanned = append(rep.Unplanned, unplanned{Lane: e.Lane, PID: e.PID, Path: e.Path.String(), Block: e.Block,
 					AtMS: float64(e.DetectNS-r.startNS) / 1e6, FailoverUS: float64(e.Failover()) / 1e3})
 			}
+		case supervisor.EvLaneFailed:
+			rep.FailedLanes = append(rep.FailedLanes, e.Err.Error())
 		case supervisor.EvSpareReady:
 			if e.SpawnNS >= r.startNS && r.startNS != 0 {
 				respawn = append(respawn, e.Startup())
@@ -200,6 +203,9 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 		fmt.Fprintf(w, "new spare ready (spawn → handshake) µs p50/p99/max: %s over %d respawns\n", triple(r.RespawnUS), r.RespawnUS.N)
 	}
 	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs; monitor woke from %d machine stalls\n", r.ClockLateMaxUS, r.MonitorStalls)
+	for _, f := range r.FailedLanes {
+		fmt.Fprintf(w, "LANE GIVEN UP: %s\n", f)
+	}
 	printNote(w, c, r)
 	fmt.Fprintf(w, "wrote %s and %s\n", c.Out, c.Report)
 }

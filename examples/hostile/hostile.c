@@ -41,7 +41,10 @@ enum {
     M_MLOCK = 10,         /* lock 2 GiB */
     M_HOST_MEM = 11,      /* open /proc/<host>/mem read-write */
     M_THREAD = 12,        /* start and join a thread that marks the block: allowed */
-    M_LAST = M_THREAD,
+    M_EXIT = 13,          /* _exit on the trigger block: no last gasp */
+    M_SEGV_BLOCKED = 14,  /* crash on the trigger block with every signal blocked: no last gasp */
+    M_EXIT_ALWAYS = 15,   /* _exit on every block: a restart storm */
+    M_LAST = M_EXIT_ALWAYS,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -135,6 +138,15 @@ static void attack(int mode, void *state, float *buf) {
         if (pthread_create(&t, NULL, thread_body, buf) == 0) pthread_join(t, NULL);
         break;
     }
+    case M_EXIT:
+        _exit(3);
+    case M_SEGV_BLOCKED: {
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        *(volatile int *)0 = 1; /* a blocked synchronous SIGSEGV kills at once */
+        break;
+    }
     default:
         break;
     }
@@ -143,6 +155,7 @@ static void attack(int mode, void *state, float *buf) {
 static void hostile_process(void *state, const float *params, float *buf, uint32_t frames, uint32_t channels) {
     (void)frames;
     (void)channels;
+    if ((int)params[0] == M_EXIT_ALWAYS) _exit(3);
     if (buf[0] == HOSTILE_TRIGGER) attack((int)params[0], state, buf);
 }
 
