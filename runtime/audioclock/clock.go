@@ -105,8 +105,9 @@ type Clock struct {
 	// life serialises Start, Join and Free. It is never held while a
 	// registered reader's stop runs.
 	life        sync.Mutex
-	started     bool // the thread runs or ran and is not yet joined
-	freed       bool // Free began: Start is refused
+	started     bool   // the thread runs or ran and is not yet joined
+	freed       bool   // Free began: Start is refused
+	driverStop  func() // an external driver's stop (External), called by Join
 	quit        atomic.Bool
 	pumps       sync.WaitGroup
 	readerMu    sync.Mutex
@@ -227,8 +228,8 @@ func (k *Clock) Start() error {
 	if k.freed {
 		return ErrFreed
 	}
-	if k.started || !k.Running() {
-		return errors.New("audioclock: Start called twice, or after Stop")
+	if k.started || !k.Running() || k.driverStop != nil {
+		return errors.New("audioclock: Start called twice, after Stop, or on a clock handed to a driver")
 	}
 	// The first blocks go in before the thread starts: a real-time thread
 	// never waits for a goroutine, and an empty source is an underrun.
@@ -348,14 +349,18 @@ func (k *Clock) Running() bool {
 	return k.c != nil && atomic.LoadUint32((*uint32)(unsafe.Pointer(&k.c.running))) != 0
 }
 
-// Join waits for the thread and the pumps to end; it returns at once if the
-// clock never started. Any goroutine may call it, concurrently too.
+// Join waits for the thread and the pumps to end, and stops an external
+// driver (External); it returns at once if the clock never started. Any
+// goroutine may call it, concurrently too.
 func (k *Clock) Join() {
 	k.life.Lock()
 	defer k.life.Unlock()
 	if k.started {
 		C.us_clock_join(k.c)
 		k.started = false
+	}
+	if k.driverStop != nil {
+		k.driverStop() // idempotent: the driver may have stopped already
 	}
 	// A pump ends within pumpWait of the thread's end (or of its input's).
 	k.pumps.Wait()

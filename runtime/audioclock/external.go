@@ -6,6 +6,7 @@ package audioclock
 import "C"
 
 import (
+	"errors"
 	"sync/atomic"
 	"unsafe"
 )
@@ -26,19 +27,33 @@ type Driver struct {
 	Period  unsafe.Pointer
 }
 
-// External hands the clock to an external driver; see Driver.
-func (k *Clock) External() Driver {
+// External hands the clock to an external driver; see Driver. stop must
+// stop the driver for good (no Period call after it returns) and be safe to
+// call more than once: the clock calls it from Join, and so from Free and
+// from its lanes' region closing, as it would join its own thread.
+func (k *Clock) External(stop func()) (Driver, error) {
+	k.life.Lock()
+	defer k.life.Unlock()
+	switch {
+	case k.freed:
+		return Driver{}, ErrFreed
+	case k.started || k.driverStop != nil:
+		return Driver{}, errors.New("audioclock: already running, or handed to a driver")
+	}
+	k.driverStop = stop
 	return Driver{
 		State:   unsafe.Pointer(k.c),
 		Prepare: unsafe.Pointer(C.us_clock_prepare),
 		Period:  unsafe.Pointer(C.us_clock_period),
-	}
+	}, nil
 }
 
 // EndExternal marks an externally driven clock as finished, as the end of
 // its thread marks a timer-driven one: Running reports false from now on.
 // The driver calls it once it has stopped calling Period for good.
 func (k *Clock) EndExternal() {
+	k.memMu.RLock()
+	defer k.memMu.RUnlock()
 	if k.c != nil {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.running)), 0)
 	}

@@ -178,12 +178,21 @@ func Open(cfg Config) (*Client, error) {
 		C.us_jack_close(jc, 0)
 		return nil, errors.New("jack: out of memory")
 	}
-	d := cfg.Clock.External()
+	c := &Client{j: j, clk: cfg.Clock, cfg: cfg}
+	// The clock stops its driver as it would join its own thread: the
+	// supervisor's Close (through the region) or the clock's Free close
+	// this client first, whatever order the caller closes things in.
+	d, err := cfg.Clock.External(func() { c.Close() })
+	if err != nil {
+		jc := &C.us_jack{client: client}
+		C.us_jack_close(jc, 0)
+		C.us_jack_free(j)
+		return nil, fmt.Errorf("jack: %w", err)
+	}
 	j.clk = (*C.us_clock)(d.State)
 	j.prepare = C.us_clock_prepare_fn(d.Prepare)
 	j.period = C.us_clock_period_fn(d.Period)
 	j.client = client
-	c := &Client{j: j, clk: cfg.Clock, cfg: cfg}
 	fail := func(err error) (*Client, error) {
 		c.Close()
 		return nil, err

@@ -323,3 +323,58 @@ func TestBufferSizeChangeIsReported(t *testing.T) {
 		t.Errorf("no refused callbacks: %+v", s)
 	}
 }
+
+// The clock stops its JACK driver as it would join its own thread: closing
+// the lanes' region (what the supervisor's Close does) or freeing the clock
+// first deactivates the client, and no callback reads unmapped memory.
+func TestCloseInAnyOrder(t *testing.T) {
+	srv := jacktest.StartServer(t, rate, period)
+	t.Setenv("JACK_DEFAULT_SERVER", srv.Name)
+	for _, first := range []string{"region", "clock"} {
+		t.Run(first+" first", func(t *testing.T) {
+			r, err := shm.Create(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			l := r.Lane(0)
+			if err := l.Configure(shm.LaneConfig{Channels: 2, Frames: period, Rate: rate}); err != nil {
+				t.Fatal(err)
+			}
+			clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: period, Latency: 2, CPU: -1,
+				Fallback: audioclock.Dry, Doorbell: -1, Lanes: []*shm.Lane{l}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer clk.Free()
+			name := clientName(t)
+			c, err := jack.Open(jack.Config{Name: name, Clock: clk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Activate(); err != nil {
+				t.Fatal(err)
+			}
+			if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
+				t.Fatalf("no callbacks: %+v", c.Stats())
+			}
+			if first == "region" {
+				r.Close()
+			} else {
+				clk.Free()
+			}
+			n := c.Stats().Callbacks
+			time.Sleep(50 * time.Millisecond)
+			if got := c.Stats().Callbacks; got != n {
+				t.Errorf("callbacks went on after the %s was closed: %d -> %d", first, n, got)
+			}
+			if out, _ := srv.Lsp(); strings.Contains(out, name+":") {
+				t.Errorf("the client's ports outlived its clock:\n%s", out)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("Close after the %s: %v", first, err)
+			}
+		})
+	}
+}
