@@ -84,10 +84,9 @@ func (s *Supervisor) WorkerRTWarning() error { return s.workerRT.get() }
 // placeWorker sets a new worker's policy and CPU from outside, before its
 // handshake completes. Threads a kernel starts later inherit both.
 func (s *Supervisor) placeWorker(pid int) {
-	if s.cfg.WorkerPrio > 0 {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(s.cfg.WorkerPrio)}
-		if err := unix.SchedSetAttr(pid, &attr, 0); err != nil {
-			s.workerRT.note(fmt.Errorf("workers run without SCHED_FIFO %d: sched_setattr on worker %d: %w", s.cfg.WorkerPrio, pid, err))
+	if p := int(s.workerPrio.Load()); p > 0 {
+		if err := setFIFO(pid, p); err != nil {
+			s.workerRT.note(err)
 		}
 	}
 	if s.cfg.WorkerCPU >= 0 {
@@ -122,4 +121,35 @@ func (s *Supervisor) SandboxWarning() error {
 		return errSandboxOff
 	}
 	return nil
+}
+
+func setFIFO(pid, prio int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	if err := unix.SchedSetAttr(pid, &attr, 0); err != nil {
+		return fmt.Errorf("workers run without SCHED_FIFO %d: sched_setattr on worker %d: %w", prio, pid, err)
+	}
+	return nil
+}
+
+// SetWorkerPriority moves every worker, and every one spawned from now on,
+// to SCHED_FIFO prio: for a host whose audio thread's priority is known only
+// once it runs (a JACK client's callback), under which workers must sit. The
+// threads a kernel started do not follow; the worker's main thread does.
+func (s *Supervisor) SetWorkerPriority(prio int) error {
+	if prio < 1 || prio > 99 {
+		return fmt.Errorf("supervisor: worker priority %d, want 1..99", prio)
+	}
+	s.workerPrio.Store(int32(prio))
+	var first error
+	for i := range s.workers {
+		w := &s.workers[i]
+		if st := w.state.Load(); st == wSpare || st == wOwner || st == wSpawning {
+			if pid := int(w.pid.Load()); pid > 0 {
+				if err := setFIFO(pid, prio); err != nil && first == nil && !errors.Is(err, unix.ESRCH) {
+					first = err
+				}
+			}
+		}
+	}
+	return first
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -107,6 +108,7 @@ type Supervisor struct {
 	closed      bool
 	started     bool
 	failedLanes map[int16]error // lanes the restart policy gave up, and why
+	workerPrio  atomic.Int32    // the workers' SCHED_FIFO priority (Config.WorkerPrio, SetWorkerPriority)
 	tlForgotten bool            // the timeline was freed before the monitor started
 	fdsClosed   bool            // Close closed the fds: nothing may write to their numbers
 	dropped     int
@@ -153,6 +155,7 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {},
 		failedLanes: map[int16]error{}}
+	s.workerPrio.Store(int32(cfg.WorkerPrio))
 	for i := range s.workers {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)

@@ -2,6 +2,9 @@
 // with hot-standby failover.
 //
 //	understudy demo      kill workers while audio plays; prove nothing was lost
+//	understudy run       run lanes live as a JACK client until stopped
+//	understudy process   render a WAV file through supervised workers
+//	understudy kernels   list the kernels and the variants this CPU runs
 //	understudy doctor    check the machine for real-time audio, with fixes
 //	understudy version   print the version and the layout/ABI it speaks
 package main
@@ -23,6 +26,7 @@ misbehaving kernel never interrupts the audio.
 
 Usage:
   understudy demo [flags]     run the built-in failover scenario (see understudy demo --help)
+  understudy run --backend jack [flags]  run lanes live as a JACK client (see understudy run --help)
   understudy process [flags]  render a WAV file through a chain of kernels in supervised workers
   understudy kernels          list the kernels, their parameters and the variants this CPU runs
   understudy doctor [flags]   check this machine and user for real-time audio, with fixes
@@ -52,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "demo":
 		err = runDemo(args[1:], stdout, stderr)
+	case "run":
+		err = runLive(args[1:], stdout, stderr)
 	case "process":
 		err = runProcess(args[1:], stdout, stderr)
 	case "kernels":

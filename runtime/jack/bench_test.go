@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/understudy-rt/understudy/runtime/audioclock"
-	"github.com/understudy-rt/understudy/runtime/jack/internal/jacktest"
+	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )

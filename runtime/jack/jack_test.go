@@ -11,7 +11,7 @@ import (
 
 	"github.com/understudy-rt/understudy/runtime/audioclock"
 	"github.com/understudy-rt/understudy/runtime/jack"
-	"github.com/understudy-rt/understudy/runtime/jack/internal/jacktest"
+	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/jack"
-	"github.com/understudy-rt/understudy/runtime/jack/internal/jacktest"
+	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "../../us_jackapi.h"
+#include "../../runtime/jack/us_jackapi.h"
 
 #define UST_GAPS 64
 
