@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-rt/understudy/runtime/audioclock"
 	"github.com/understudy-rt/understudy/internal/jacktest"
+	"github.com/understudy-rt/understudy/runtime/audioclock"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )

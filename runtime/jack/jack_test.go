@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
 	"github.com/understudy-rt/understudy/runtime/jack"
-	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
