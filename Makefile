@@ -25,7 +25,16 @@ WORKER_SRC := $(RUNTIME_SRC)
 C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
 GO_SRC  := $(shell find . -name '*.go' -not -path './.git/*') go.mod $(wildcard go.sum)
 
-.PHONY: all demo test bench clean worker deps user-worker
+.PHONY: all demo test bench clean worker deps user-worker install
+
+# Installs the program and its worker side by side (understudy finds the
+# worker beside itself), and the systemd unit:
+#   make install PREFIX=/usr/local   (default; DESTDIR= for packaging)
+PREFIX  ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(BIN)/understudy $(BIN)/understudy-worker $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 deploy/understudy.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 all: $(BIN)/understudy-worker $(BIN)/understudy
 
