@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/understudy-rt/understudy/internal/jacktest"
+	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/internal/workerbin"
 	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
@@ -175,36 +176,22 @@ func disturbance(cs jack.Stats, lanes []audioclock.LaneStats, rec *jacktest.Reco
 	return strings.Join(why, ", ")
 }
 
-const liveAttempts = 3
+// liveAttempts bounds the reruns of a live test that the machine disturbed.
+const liveAttempts = 5
 
-// rerunIfDisturbed runs attempt until it finds nothing wrong, or finds
-// something wrong without the machine having disturbed it (a failure), or
-// every attempt was disturbed (a failure that says so).
+// rerunIfDisturbed runs attempt under the suite's one rerun policy
+// (rttest.UnderNoise): rerun only when the problems coincide with the
+// machine's disturbance, fail otherwise.
 func rerunIfDisturbed(t *testing.T, attempt func(n int) (problems []string, disturbed string)) {
 	t.Helper()
-	for n := 1; ; n++ {
+	rttest.UnderNoise(t, liveAttempts, func(n int) rttest.Attempt {
 		problems, why := attempt(n)
-		if len(problems) == 0 {
-			if why != "" {
-				t.Logf("passed despite: %s", why)
-			}
-			return
+		a := rttest.Attempt{Problems: problems}
+		if why != "" {
+			a.Disturbed = []string{why}
 		}
-		if why == "" {
-			for _, p := range problems {
-				t.Error(p)
-			}
-			return
-		}
-		if n == liveAttempts {
-			for _, p := range problems {
-				t.Error(p)
-			}
-			t.Errorf("all %d attempts were disturbed by the machine; the last by %s", n, why)
-			return
-		}
-		t.Logf("attempt %d disturbed by the machine (%s); its problems prove nothing: %s", n, why, strings.Join(problems, "; "))
-	}
+		return a
+	})
 }
 
 // frameDiff is b - a on JACK's wrapping 32-bit frame clock.
