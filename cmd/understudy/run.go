@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/understudy-rt/understudy/internal/metrics"
 	"github.com/understudy-rt/understudy/internal/sdnotify"
 	"github.com/understudy-rt/understudy/internal/stats"
 	"github.com/understudy-rt/understudy/rt"
@@ -69,6 +71,7 @@ type runConfig struct {
 	ConnectOut  []string      `json:"connect_out,omitempty"`
 	Duration    time.Duration `json:"duration_ns,omitempty"`
 	Events      string        `json:"events,omitempty"`
+	Metrics     string        `json:"metrics,omitempty"`
 	Report      string        `json:"report,omitempty"`
 	Worker      string        `json:"worker"`
 	Unsandboxed bool          `json:"unsandboxed,omitempty"`
@@ -98,6 +101,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (default: run until SIGINT or SIGTERM)")
 	fs.StringVar(&c.Events, "events", "", "write every event as one JSON object per line to this file, or - for stdout")
 	fs.StringVar(&c.Report, "report", "", "write a JSON report here on exit")
+	fs.StringVar(&c.Metrics, "metrics", "", "serve Prometheus metrics on this host:port (port 0 picks one and says which)")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	fs.BoolVar(&c.Unsandboxed, "unsandboxed", false, "run workers without their sandbox, to debug a kernel")
 	if err := fs.Parse(args); err != nil {
@@ -273,8 +277,19 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	defer clk.Free()
 
 	rep := &runReport{Config: c, ByPath: map[string]int{}}
+	var client atomic.Pointer[jack.Client] // for the DSP load, once open
+	met := metrics.New(metrics.Sources{Lanes: len(lanes), Lane: clk.Stats, Workers: sup.Counts,
+		DSPLoad: func() float64 {
+			if c := client.Load(); c != nil {
+				return c.CPULoad()
+			}
+			return 0
+		}})
+	defer met.Close()
+	// A run lasts days: what the events say is folded into counters and
+	// fixed-size histograms as they come, never kept one by one.
 	var evMu sync.Mutex
-	var evs []supervisor.Event
+	var detH, foH stats.Hist
 	evDone := make(chan struct{})
 	go func() {
 		defer close(evDone)
@@ -283,8 +298,19 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 			enc = json.NewEncoder(events)
 		}
 		for e := range sup.Events() {
+			met.Observe(e)
 			evMu.Lock()
-			evs = append(evs, e)
+			switch e.Kind {
+			case supervisor.EvFailover:
+				rep.Failovers++
+				rep.ByPath[e.Path.String()]++
+				if e.FaultNS != 0 {
+					detH.Add(e.Detection())
+				}
+				foH.Add(e.Failover())
+			case supervisor.EvLaneFailed:
+				rep.FailedLanes = append(rep.FailedLanes, e.Err.Error())
+			}
 			evMu.Unlock()
 			if enc != nil {
 				enc.Encode(eventJSON(e))
@@ -323,6 +349,14 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
 	}
 	rep.Client, rep.ServerPeriod, rep.SampleRate = cli.Name(), cli.BufferSize(), cli.SampleRate()
+	client.Store(cli)
+	if c.Metrics != "" {
+		addr, err := met.Serve(c.Metrics)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		fmt.Fprintf(stderr, "understudy: metrics on http://%s/metrics\n", addr)
+	}
 	fmt.Fprintf(stderr, "understudy: JACK client %s, %d lanes × %d channels, %d Hz, server period %d, block %d, added latency %d frames\n",
 		rep.Client, c.Lanes, c.Channels, rep.SampleRate, rep.ServerPeriod, c.Block, cli.LatencyFrames())
 	defer sdnotify.Serve(clk.Periods, stderr)()
@@ -353,7 +387,7 @@ loop:
 				break loop
 			}
 			evMu.Lock()
-			fo := countKind(evs, supervisor.EvFailover)
+			fo := rep.Failovers
 			evMu.Unlock()
 			var xr uint64
 			for l := range lanes {
@@ -386,19 +420,7 @@ loop:
 	}
 	sup.Close()
 	<-evDone
-	var det, fo []time.Duration
-	for _, e := range evs {
-		switch e.Kind {
-		case supervisor.EvFailover:
-			rep.Failovers++
-			rep.ByPath[e.Path.String()]++
-			det = append(det, e.Detection())
-			fo = append(fo, e.Failover())
-		case supervisor.EvLaneFailed:
-			rep.FailedLanes = append(rep.FailedLanes, e.Err.Error())
-		}
-	}
-	rep.DetectionUS, rep.FailoverUS = stats.Summarize(det), stats.Summarize(fo)
+	rep.DetectionUS, rep.FailoverUS = detH.Summary(), foH.Summary()
 	var xruns uint64
 	for _, l := range rep.Lanes {
 		xruns += l.Xruns

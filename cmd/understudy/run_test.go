@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,9 +63,13 @@ func TestRunJACKSurvivesKills(t *testing.T) {
 	srv := jacktest.StartServer(t, 48000, 64)
 	dir := t.TempDir()
 	rep, evs := filepath.Join(dir, "run.json"), filepath.Join(dir, "events.jsonl")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	metricsAddr := ln.Addr().String()
+	ln.Close()
 	done := runAsync("run", "--backend", "jack", "--server", srv.Name, "--worker", worker(t), "--duration", "3s",
 		"--lanes", "2", "--chain", "sine f=440 | gain db=-6", "--latency", "8", "--hang-timeout", "5ms",
-		"--report", rep, "--events", evs, "--name", "ustest_run")
+		"--report", rep, "--events", evs, "--name", "ustest_run", "--metrics", metricsAddr)
 	var killed []int
 	require.Eventually(t, func() bool { return len(workerPIDs()) >= 3 }, 10*time.Second, 10*time.Millisecond, "workers never came up")
 	time.Sleep(500 * time.Millisecond)
@@ -71,6 +78,23 @@ func TestRunJACKSurvivesKills(t *testing.T) {
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 		killed = append(killed, pid)
 		time.Sleep(300 * time.Millisecond)
+	}
+	// Prometheus's view while it runs: the kills are counted, read from
+	// the supervisor's events and the clock's counters at scrape time.
+	var scraped string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		scraped = string(b)
+		return strings.Contains(scraped, "understudy_worker_restarts_total 2")
+	}, 5*time.Second, 50*time.Millisecond, "metrics never showed the two kills")
+	for _, want := range []string{`understudy_delivered_blocks_total{lane="1"}`, `understudy_xruns_total{lane="0"}`,
+		`understudy_workers{state="owner"} 2`, "understudy_dsp_load_percent", "understudy_failovers_total{path="} {
+		require.Contains(t, scraped, want)
 	}
 	var r runResult
 	select {
