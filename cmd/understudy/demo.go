@@ -253,7 +253,13 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	// sysmon tick (10 ms) with a goroutine that blocked in a syscall. Spare
 	// Ps cost nothing while idle and let it in at once.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))
-	priv := rt.Probe()
+	// Ask for the memlock this run will lock: its region and clock besides
+	// what rt locks (docs/design.md §7).
+	chans := make([]int, c.Lanes)
+	for i := range chans {
+		chans[i] = perLane
+	}
+	priv := rt.ProbeLock(rt.FIFOMin, uint64(shm.Bytes(c.Lanes))+audioclock.MemBytes(c.Block, chans))
 	privileged := priv.FIFO && priv.MemLock
 	if w := priv.Warning(); w != "" {
 		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)

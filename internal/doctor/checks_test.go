@@ -67,8 +67,8 @@ func TestMemLock(t *testing.T) {
 		{"capability", checkMemLock(hostLimits{capIPCLock: true, memlock: 8 << 20}), OK, []string{"CAP_IPC_LOCK", "8 MiB"}},
 		{"enough", checkMemLock(hostLimits{memlock: 64 << 20, memlockNeed: 10 << 20}), OK, []string{"64 MiB covers the 10 MiB"}},
 		{"unlimited", checkMemLock(hostLimits{memlock: unlimited, memlockNeed: 1 << 30}), OK, []string{"unlimited"}},
-		{"short", checkMemLock(hostLimits{user: "ann", memlock: 8 << 20, memlockNeed: (1555 << 20) - 5}), Fail,
-			[]string{"8 MiB for ann, below the 1555 MiB", "memlock unlimited", "LimitMEMLOCK=infinity"}},
+		{"short", checkMemLock(hostLimits{user: "ann", memlock: 8 << 20, memlockNeed: (40 << 20) - 5}), Fail,
+			[]string{"8 MiB for ann, below the 40 MiB", "`ann - memlock 40960`", "LimitMEMLOCK=40M"}},
 	})
 }
 

@@ -75,7 +75,10 @@ func checkFIFOTrial(tries []fifoTry) Result {
 	return r
 }
 
-// mlockTry is the host locking its memory the way it will when it plays.
+// mlockTry is the host locking its memory the way it will when it plays:
+// rt.LockMemory (program, libraries, Go heap), a real-time thread's stacks,
+// and the default run's region and clock (rt.DefaultShared), all at once,
+// so that what is tried is what rt.MemLockNeed asks the limit for.
 type mlockTry struct {
 	err  error
 	need uint64
@@ -83,8 +86,30 @@ type mlockTry struct {
 
 func tryMLock() mlockTry {
 	t := mlockTry{need: rt.Probe().MemLockNeed}
-	if t.err = rt.LockMemory(); t.err == nil {
-		t.err = rt.UnlockMemory()
+	if t.err = rt.LockMemory(); t.err != nil {
+		return t
+	}
+	defer rt.UnlockMemory()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		done <- rt.LockThreadStacks()
+	}()
+	if t.err = <-done; t.err != nil {
+		return t
+	}
+	shared, err := unix.Mmap(-1, 0, int(rt.DefaultShared), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.err = err
+		return t
+	}
+	defer unix.Munmap(shared)
+	if err := unix.Mlock(shared); err != nil {
+		// As rt reports its own refusals: a privilege the host lacks.
+		t.err = &rt.PrivilegeError{Op: "mlock of the region and clock", Err: err,
+			Need: fmt.Sprintf("CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %d MiB", (t.need+(1<<20)-1)>>20),
+			Fix:  "raise RLIMIT_MEMLOCK (see the memlock line) or `setcap cap_ipc_lock+ep` on the understudy binary"}
 	}
 	return t
 }
