@@ -72,6 +72,10 @@ type report struct {
 	EarlyFences       uint64            `json:"early_fences"` // killed owners fenced on their exit flag, before the pidfd
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
+	// Per-event data for pictures (--plot) and anyone reading the JSON;
+	// built by timelineOf and detectionsOf (plot.go).
+	Timeline   []timelineEvent   `json:"timeline"`
+	Detections []detectionSample `json:"detections"`
 }
 
 // unplanned is a failover no injected fault explains: a false positive or a
@@ -170,6 +174,8 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	rep.FailoverUS = stats.Summarize(foAll)
 	rep.FenceUS = stats.Summarize(fence)
 	rep.RespawnUS = stats.Summarize(respawn)
+	rep.Timeline = timelineOf(c, r)
+	rep.Detections = detectionsOf(r)
 	return rep
 }
 
