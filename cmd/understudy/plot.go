@@ -227,7 +227,7 @@ func latenessPlot(c *demoConfig, rep *report) (*plot.Plot, error) {
 	var pts plotter.XYs
 	for _, b := range bins {
 		top = max(top, 30*b.n) // room for the legend
-		lo := max(b.lo, 0.5) // the first bin starts at 0: half a µs on a log axis
+		lo := max(b.lo, 0.5)   // the first bin starts at 0: half a µs on a log axis
 		hi := max(2*b.lo, 1)
 		pts = append(pts, plotter.XY{X: lo, Y: b.n}, plotter.XY{X: hi, Y: b.n})
 	}
