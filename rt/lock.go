@@ -133,6 +133,7 @@ func LockMemory() error {
 		image += m.hi - m.lo
 	}
 	locking.heapRanges = nil
+	locking.heap.Store(0) // a second call recounts what it locks
 	for _, m := range heapMappings(maps) {
 		if err := lockHeap(m); err != nil {
 			unix.Munlockall()
