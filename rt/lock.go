@@ -84,7 +84,9 @@ func StackLockErr() error {
 
 // Locked is what LockMemory and the real-time threads since have locked, in
 // bytes; the shared region and the clock's memory are not included (they
-// lock themselves: shm.Region.Size, audioclock.MemBytes).
+// lock themselves: shm.Region.Size, audioclock.MemBytes). Free heap pages
+// that Go has since returned to the system are no longer locked (see
+// LockMemory), so VmLck can be below it, never above.
 type Locked struct {
 	Image, Heap, Stacks uint64
 }
@@ -101,10 +103,11 @@ func LockedNow() Locked {
 // can never stall them: the program's and its libraries' code and static
 // data (code populated now: these pages come from files and are evicted
 // under memory pressure even without swap) and the Go heap's mappings as they
-// stand (on fault: only the pages in use count towards RSS, and a locked
-// page is never handed back by Go's scavenger, so it is never faulted in
-// again). From then on every thread that SetThreadFIFO raises also locks
-// its stacks (LockThreadStacks).
+// stand (on fault: only the pages in use count towards RSS). Pages in use
+// stay locked; a free page Go's scavenger returns to the system loses its
+// lock (madvise refuses locked pages, so Go maps fresh memory over them),
+// and faults in unlocked if reused. From then on every thread that
+// SetThreadFIFO raises also locks its stacks (LockThreadStacks).
 //
 // It needs RLIMIT_MEMLOCK of MemLockNeed, or CAP_IPC_LOCK; on failure it
 // returns a *PrivilegeError and leaves nothing it locked locked.

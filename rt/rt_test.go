@@ -284,8 +284,10 @@ func TestLockMemory(t *testing.T) {
 	l := rt.LockedNow()
 	got := uint64(vmLckKB(t)) << 10
 	t.Logf("VmLck %d KiB: image %d KiB, Go heap %d KiB; MemLockNeed(0) %d KiB", got>>10, l.Image>>10, l.Heap>>10, need>>10)
-	if l.Image == 0 || l.Heap == 0 || got != l.Total() {
-		t.Errorf("VmLck %d bytes; want image (%d) + heap (%d) = %d, both non-zero", got, l.Image, l.Heap, l.Total())
+	// Go's scavenger may since have handed free heap pages back, which
+	// unlocks them: the heap is the one part that can fall short.
+	if l.Image == 0 || l.Heap == 0 || got > l.Total() || got < l.Image {
+		t.Errorf("VmLck %d bytes; want image (%d) + heap (%d) = %d, or less by part of the heap, both non-zero", got, l.Image, l.Heap, l.Total())
 	}
 	if got > need {
 		t.Errorf("VmLck %d bytes is more than MemLockNeed(0) = %d asks the limit for", got, need)
@@ -298,7 +300,7 @@ func TestLockMemory(t *testing.T) {
 	for i := 0; i < len(m); i += 4096 {
 		m[i] = 1
 	}
-	if now := uint64(vmLckKB(t)) << 10; now != got {
+	if now := uint64(vmLckKB(t)) << 10; now > got {
 		t.Errorf("VmLck went from %d to %d bytes after an 8 MiB mmap: later mappings must not be locked", got, now)
 	}
 	unix.Munmap(m)
@@ -316,8 +318,8 @@ func TestLockMemory(t *testing.T) {
 		if l.Stacks != rt.StackLockBytes {
 			t.Errorf("a FIFO thread locked %d bytes of stack; want %d", l.Stacks, rt.StackLockBytes)
 		}
-		if now := uint64(vmLckKB(t)) << 10; now != l.Total() {
-			t.Errorf("VmLck %d bytes after a FIFO thread started; want %d (%+v)", now, l.Total(), l)
+		if now := uint64(vmLckKB(t)) << 10; now > l.Total() || now < l.Image+l.Stacks {
+			t.Errorf("VmLck %d bytes after a FIFO thread started; want %d, or less by part of the heap (%+v)", now, l.Total(), l)
 		}
 	})
 

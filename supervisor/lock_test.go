@@ -35,8 +35,8 @@ func vmLck(t *testing.T) uint64 {
 	return 0
 }
 
-// A running supervisor and clock, locked as the host locks them, have
-// exactly these locked: what rt locked (program, Go heap, the monitor's
+// A running supervisor and clock, locked as the host locks them, have these
+// locked and nothing else: what rt locked (program, Go heap, the monitor's
 // stack top), the region, and the clock's memory and stack top. Not Go's
 // reserved address space (gigabytes under mlockall), not other threads'
 // stacks. And the probe, asked before any of it existed, covered it without
@@ -69,11 +69,15 @@ func TestHostLocksOnlyWhatRealTimeThreadsTouch(t *testing.T) {
 	l := rt.LockedNow()
 	// The kernel locks whole pages.
 	region, clock := (uint64(r.sup.Region().Size())+4095)&^4095, r.clk.LockedBytes()
-	want := l.Total() + region + clock
+	bound := l.Total() + region + clock
 	t.Logf("VmLck %.1f MiB: program %.1f MiB, Go heap %.1f MiB, real-time stacks %d KiB, region %.1f MiB, clock %.1f MiB; probe asked for %.1f MiB",
 		mb(got), mb(l.Image), mb(l.Heap), l.Stacks>>10, mb(region), mb(clock), mb(need))
-	if got != want {
-		t.Errorf("VmLck %d bytes; want exactly what was locked: %d (%+v, region %d, clock %d)", got, want, l, region, clock)
+	// Go's scavenger may since have handed free heap pages back, which
+	// unlocks them (docs/design.md §7): the heap is the one part that can
+	// be short of what was locked.
+	if got > bound || got < bound-l.Heap {
+		t.Errorf("VmLck %d bytes; want what was locked, %d (%+v, region %d, clock %d), less at most the heap's %d; locked mappings:%s",
+			got, bound, l, region, clock, l.Heap, lockedMappings(t))
 	}
 	if l.Stacks != rt.StackLockBytes {
 		t.Errorf("real-time Go threads locked %d bytes of stack; want the monitor's %d (StackLockErr: %v)", l.Stacks, rt.StackLockBytes, rt.StackLockErr())
@@ -81,14 +85,39 @@ func TestHostLocksOnlyWhatRealTimeThreadsTouch(t *testing.T) {
 	if wantClock := audioclock.MemBytes(frames, []int{1, 1}) + rt.StackLockBytes; clock != wantClock {
 		t.Errorf("the clock locked %d bytes; want its memory and its thread's stack top, %d", clock, wantClock)
 	}
-	if got > need {
-		t.Errorf("VmLck %d bytes exceeds the %d the probe asked RLIMIT_MEMLOCK for", got, need)
+	if bound > need {
+		t.Errorf("%d bytes locked exceeds the %d the probe asked RLIMIT_MEMLOCK for", bound, need)
 	}
-	if need-got > rt.HeapSlack {
-		t.Errorf("the probe asked for %d bytes, %d more than is locked: more than its heap slack (%d)", need, need-got, rt.HeapSlack)
+	if need-bound > rt.HeapSlack {
+		t.Errorf("the probe asked for %d bytes, %d more than was locked: more than its heap slack (%d)", need, need-bound, rt.HeapSlack)
 	}
 	r.clk.Stop()
 	r.finish(EvFailover, 0)
 }
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// lockedMappings lists the locked mappings (/proc/self/smaps), for a
+// failure's message.
+func lockedMappings(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return err.Error()
+	}
+	var out strings.Builder
+	var head string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			head = line
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "VmFlags:"); ok {
+			for _, fl := range strings.Fields(rest) {
+				if fl == "lo" {
+					out.WriteString("\n  " + head)
+				}
+			}
+		}
+	}
+	return out.String()
+}

@@ -10,7 +10,8 @@ package audioclock
 #cgo CFLAGS: -I${SRCDIR}/../../csrc -O2
 #cgo LDFLAGS: -lpthread
 #include "us_clock.h"
-size_t us_clock_lock_stack(us_clock *c, size_t bytes);
+size_t us_clock_lock_stack(us_clock *c, size_t bytes, uintptr_t *at);
+void us_clock_unlock_stack(uintptr_t at, size_t bytes);
 */
 import "C"
 
@@ -117,6 +118,8 @@ type Clock struct {
 	nextRdr     int
 	unRegions   []func() // registrations with the lanes' regions
 	locked      atomic.Uint64
+	stackAt     C.uintptr_t // the thread's locked stack top, under life
+	stackLen    C.size_t
 }
 
 // MemBytes is the memory a clock over lanes of these channel counts, at
@@ -134,8 +137,9 @@ func memBytes(frames int, channels []int) int {
 	return (n + 4095) &^ 4095
 }
 
-// LockedBytes is what the clock has locked: its memory and its thread's
-// stack top; less when RLIMIT_MEMLOCK refused some (it runs unlocked then).
+// LockedBytes is what the clock has locked: its memory and, while its
+// thread runs, the thread's stack top; less when RLIMIT_MEMLOCK refused some
+// (it runs unlocked then).
 func (k *Clock) LockedBytes() uint64 { return k.locked.Load() }
 
 // ErrFreed is returned by Start and OnFree on a clock that Free released.
@@ -276,7 +280,8 @@ func (k *Clock) Start() error {
 	k.started = true
 	// Its stack, as it locks its memory: where allowed, and without it
 	// otherwise (the host's probe has said why).
-	k.locked.Add(uint64(C.us_clock_lock_stack(k.c, rt.StackLockBytes)))
+	k.stackLen = C.us_clock_lock_stack(k.c, rt.StackLockBytes, &k.stackAt)
+	k.locked.Add(uint64(k.stackLen))
 	for l := range k.cfg.Lanes {
 		if k.cfg.Feed != nil && fed[l] {
 			k.pumps.Add(1)
@@ -383,6 +388,13 @@ func (k *Clock) Join() {
 	if k.started {
 		C.us_clock_join(k.c)
 		k.started = false
+		if k.stackLen > 0 {
+			// glibc keeps the stack for its next thread: unlocked, like
+			// any ordinary thread's.
+			C.us_clock_unlock_stack(k.stackAt, k.stackLen)
+			k.locked.Add(-uint64(k.stackLen))
+			k.stackLen = 0
+		}
 	}
 	// A pump ends within pumpWait of the thread's end (or of its input's).
 	k.pumps.Wait()
@@ -437,6 +449,7 @@ func (k *Clock) Free() {
 	k.memMu.Lock()
 	unix.Munmap(k.mem)
 	k.mem, k.c = nil, nil
+	k.locked.Store(0)
 	k.memMu.Unlock()
 }
 
