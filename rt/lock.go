@@ -119,17 +119,8 @@ func LockMemory() error {
 		return fmt.Errorf("rt: lock memory: %w", err)
 	}
 	var image uint64
-	for _, m := range imageMappings(maps) {
-		// Code and read-only data are read in now: a real-time thread's
-		// first run of a path (a failover's) must not wait for the disk.
-		// Writable data and bss only as touched: what the program uses of
-		// them was touched at start-up, and a test binary's bss holds tens
-		// of MiB nobody touches.
-		flags := 0
-		if strings.Contains(m.perms, "w") {
-			flags = unix.MLOCK_ONFAULT
-		}
-		if err := mlockRange(m.lo, m.hi, flags); err != nil {
+	for _, m := range lockedImage(maps) {
+		if err := mlockRange(m.lo, m.hi, 0); err != nil {
 			unix.Munlockall()
 			return lockError("mlock of the program's code and data", err)
 		}
@@ -261,7 +252,7 @@ func MemLockNeed(shared uint64) uint64 {
 		return shared + HeapSlack + RTThreads*StackLockBytes
 	}
 	var n uint64
-	for _, m := range imageMappings(maps) {
+	for _, m := range lockedImage(maps) {
 		n += m.hi - m.lo
 	}
 	for _, m := range heapMappings(maps) {
@@ -295,7 +286,7 @@ func lockError(op string, err error) error {
 		return &PrivilegeError{
 			Op:   op,
 			Need: fmt.Sprintf("CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %s (RLIMIT_MEMLOCK is %s)", mib(need), limitString(rlimit(unix.RLIMIT_MEMLOCK), mib)),
-			Fix:  fixMemLock(need),
+			Fix:  FixMemLock(need),
 			Err:  err,
 		}
 	}
@@ -340,6 +331,62 @@ func readMaps() ([]mapping, error) {
 		out = append(out, m)
 	}
 	return out, sc.Err()
+}
+
+// lockedImage is what LockMemory locks of the image: code and read-only
+// data whole (read in now: a real-time thread's first run of a path, a
+// failover's, must not wait for the disk), and of writable data and bss the
+// pages this process has touched (the runtime's
+// globals among them): a library's bss can hold tens of MiB nobody touches
+// (crypto's DRBG buffer, linked in through gonum/plot's PDF writer, is 32
+// MiB), and the limit would be charged for all of it.
+func lockedImage(maps []mapping) []mapping {
+	var out []mapping
+	for _, m := range imageMappings(maps) {
+		if !strings.Contains(m.perms, "w") {
+			out = append(out, m)
+			continue
+		}
+		out = append(out, residentRuns(m)...)
+	}
+	return out
+}
+
+// residentRuns splits m into its runs of pages this process has in its page
+// tables (/proc/self/pagemap's present bit): what it has touched. mincore
+// would not do for the data segment, a file mapping: it reports the page
+// cache, where the whole file may sit.
+func residentRuns(m mapping) []mapping {
+	n := (m.hi - m.lo) / pageSize
+	if n == 0 {
+		return nil
+	}
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return []mapping{m} // cannot tell: lock it all
+	}
+	defer f.Close()
+	buf := make([]byte, 8*n)
+	if _, err := f.ReadAt(buf, int64(m.lo/pageSize*8)); err != nil {
+		return []mapping{m}
+	}
+	present := func(i uint64) bool { return buf[8*i+7]&0x80 != 0 } // bit 63, little-endian
+	var out []mapping
+	for i := uint64(0); i < n; {
+		if !present(i) {
+			i++
+			continue
+		}
+		j := i
+		for j < n && present(j) {
+			j++
+		}
+		r := m
+		r.lo, r.hi = m.lo+i*pageSize, m.lo+j*pageSize
+		out = append(out, r)
+		i = j
+	}
+	return out
 }
 
 // imageMappings are the program's and its shared libraries' mappings: every

@@ -100,7 +100,7 @@ func ProbeLock(prio int, shared uint64) Privileges {
 		if p.UserNS && caps&(1<<unix.CAP_IPC_LOCK) != 0 {
 			what += " (CAP_IPC_LOCK is held only inside a user namespace)"
 		}
-		p.Missing = append(p.Missing, Missing{What: what, Fix: fixMemLock(p.MemLockNeed)})
+		p.Missing = append(p.Missing, Missing{What: what, Fix: FixMemLock(p.MemLockNeed)})
 	}
 	return p
 }

@@ -235,7 +235,7 @@ func fixRTPrio() string {
 
 // fixMemLock gives the limit in limits.conf's unit (KiB), rounded up to
 // whole MiB.
-func fixMemLock(need uint64) string {
+func FixMemLock(need uint64) string {
 	kib := (need + (1 << 20) - 1) >> 20 << 10
 	return fmt.Sprintf("run as root, or `setcap cap_ipc_lock+ep %s`, or add `USER - memlock %d` to /etc/security/limits.conf and log in again (LimitMEMLOCK=%dM under systemd)", binPath(), kib, kib>>10)
 }

@@ -107,9 +107,7 @@ func tryMLock() mlockTry {
 	defer unix.Munmap(shared)
 	if err := unix.Mlock(shared); err != nil {
 		// As rt reports its own refusals: a privilege the host lacks.
-		t.err = &rt.PrivilegeError{Op: "mlock of the region and clock", Err: err,
-			Need: fmt.Sprintf("CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %d MiB", (t.need+(1<<20)-1)>>20),
-			Fix:  "raise RLIMIT_MEMLOCK (see the memlock line) or `setcap cap_ipc_lock+ep` on the understudy binary"}
+		t.err = &rt.PrivilegeError{Op: "mlock of the region and clock", Err: err}
 	}
 	return t
 }
@@ -121,9 +119,11 @@ func checkMLockTrial(t mlockTry) Result {
 	case t.err == nil:
 		r.Finding = "locked the host's memory the way it does when it plays, then unlocked it"
 	case errors.As(t.err, &pe):
+		// The need the memlock line gives, from the same probe: rt's own
+		// error would recount a heap that has grown since.
 		r.Status = Fail
-		r.Finding = fmt.Sprintf("locking the host's memory was refused (%v): need %s", pe.Err, pe.Need)
-		r.Fix = pe.Fix
+		r.Finding = fmt.Sprintf("locking the host's memory was refused (%v): need CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %s", pe.Err, bytesText(t.need))
+		r.Fix = rt.FixMemLock(t.need)
 	default:
 		r.Status = Fail
 		r.Finding = fmt.Sprintf("locking the host's memory failed: %v", t.err)
