@@ -88,7 +88,7 @@ $(BIN)/testsum: internal/testsum/main.go
 bench: all
 	UNDERSTUDY_HOLD_WAKE=1 UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -p 1 -run '^$$' -bench . -benchtime 300ms \
 		./cdsp ./bench ./supervisor > bench/raw.txt; status=$$?; cat bench/raw.txt; \
-	$(GO) run ./bench/report -json bench/results.json -md bench/RESULTS.md -cmd "make bench" \
+	$(GO) run ./bench/report -json bench/results.json -md bench/RESULTS.md -plots docs/img -cmd "make bench" \
 		-note "Wake-ups (bench, supervisor) ran with the CPU wake-up latency held at 0 µs (UNDERSTUDY_HOLD_WAKE=1, needs root), as a real-time supervisor runs." \
 		< bench/raw.txt; \
 	exit $$status

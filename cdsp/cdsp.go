@@ -58,7 +58,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"golang.org/x/sys/cpu"
+	"github.com/understudy-rt/understudy/internal/cpufeat"
 )
 
 // ABIVersion is the kernel ABI these kernels were built for.
@@ -90,7 +90,8 @@ type Kernel struct {
 	params  []ParamSpec
 
 	// Whether this CPU runs the variant, by the C side's own test (what a
-	// worker asks before it runs a lane) and by golang.org/x/sys/cpu. A
+	// worker asks before it runs a lane) and by the host's cpufeat
+	// (klauspost/cpuid). A
 	// variant is offered only when both agree; the tests check that they do.
 	cSupported, goSupported bool
 }
@@ -218,39 +219,16 @@ func BestVariant(name string) string {
 	return best
 }
 
-// cpuRuns is golang.org/x/sys/cpu's opinion of whether this CPU has the
-// instructions a variant uses; the variants and what they use are the C
+// cpuRuns is the host's opinion (cpufeat, from cpuid) of whether this CPU has
+// the instructions a variant uses; the variants and what they use are the C
 // side's us_variant_supported.
 func cpuRuns(variant string) bool {
-	switch variant {
-	case "scalar":
-		return true
-	case "sse2":
-		return cpu.X86.HasSSE2
-	case "avx2":
-		return cpu.X86.HasAVX2 && cpu.X86.HasFMA
-	case "avx512":
-		return cpu.X86.HasAVX512F
-	case "neon":
-		return runtime.GOARCH == "arm64" && cpu.ARM64.HasASIMD
-	}
-	return false
+	runs, _ := cpufeat.Runs(variant)
+	return runs
 }
 
 // needs names the instructions a variant uses, for error messages.
-func needs(variant string) string {
-	switch variant {
-	case "sse2":
-		return "SSE2"
-	case "avx2":
-		return "AVX2 and FMA"
-	case "avx512":
-		return "AVX-512F"
-	case "neon":
-		return "AArch64 Advanced SIMD (NEON)"
-	}
-	return "instructions this package does not know"
-}
+func needs(variant string) string { return cpufeat.Needs(variant) }
 
 // cpuName is the CPU's brand string and architecture, e.g. "AMD EPYC, amd64".
 func cpuName() string {

@@ -5,15 +5,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/cpuid/v2"
 )
 
-// The C side (us_variant_supported, what a worker asks) and golang.org/x/sys/cpu
+// The C side (us_variant_supported, what a worker asks) and the host's cpufeat
 // must agree on what this CPU runs: if they did not, the host could pick a
 // variant the worker refuses, or offer less than the machine can do.
 func TestGoAndCAgreeOnSupport(t *testing.T) {
 	for _, k := range builtins {
 		if k.cSupported != k.goSupported {
-			t.Errorf("%s/%s: C says supported=%v, x/sys/cpu says %v", k.name, k.variant, k.cSupported, k.goSupported)
+			t.Errorf("%s/%s: C says supported=%v, cpufeat (cpuid) says %v", k.name, k.variant, k.cSupported, k.goSupported)
 		}
 	}
 }
@@ -59,4 +61,38 @@ func TestUnsupportedVariantIsRefused(t *testing.T) {
 	if !strings.Contains(cpuName(), runtime.GOARCH) {
 		t.Errorf("cpuName() = %q, want the architecture in it", cpuName())
 	}
+}
+
+// The host's choice is what cpuid reports: for every kernel, the variant
+// BestVariant picks is the fastest compiled one whose instructions
+// cpuid.CPU has (AVX2 with FMA, SSE2, NEON), whatever the C side thinks.
+func TestBestVariantFollowsCPUID(t *testing.T) {
+	has := map[string]bool{
+		"scalar": true,
+		"avx2":   cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3),
+		"sse2":   cpuid.CPU.Supports(cpuid.SSE2),
+		"neon":   runtime.GOARCH == "arm64" && cpuid.CPU.Supports(cpuid.ASIMD),
+	}
+	compiled := map[string][]string{}
+	for _, k := range builtins {
+		compiled[k.name] = append(compiled[k.name], k.variant)
+	}
+	simd := 0
+	for name, vs := range compiled {
+		want := "scalar"
+		for _, v := range []string{"avx2", "neon", "sse2"} {
+			if slices.Contains(vs, v) && has[v] {
+				want = v
+				break
+			}
+		}
+		if want != "scalar" {
+			simd++
+		}
+		if got := BestVariant(name); got != want {
+			t.Errorf("BestVariant(%s) = %q; compiled %v, cpuid says AVX2+FMA %v, SSE2 %v, NEON %v: want %q",
+				name, got, vs, has["avx2"], has["sse2"], has["neon"], want)
+		}
+	}
+	t.Logf("%d kernels have a SIMD variant this CPU runs (cpuid: AVX2+FMA %v, SSE2 %v, NEON %v)", simd, has["avx2"], has["sse2"], has["neon"])
 }

@@ -1,7 +1,6 @@
 package rt
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,15 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// MemLockFloor is the RLIMIT_MEMLOCK headroom, beyond what the process
-// already maps, that Probe wants before it reports MemLock. mlockall
-// (MCL_CURRENT) compares the limit against the whole mapped size, which for a
-// Go program starts above 1 GiB of mostly reserved address space, and
-// MCL_FUTURE then charges every new mapping; a limit sized only for the
-// working set makes LockMemory fail, or the runtime die on its next heap
-// growth.
-const MemLockFloor = 64 << 20
 
 // Privileges is what Probe found. The zero value means "nothing allowed".
 type Privileges struct {
@@ -43,7 +33,7 @@ type Privileges struct {
 	UserNS       bool   // in a non-initial user namespace, whose capabilities SCHED_FIFO and mlock ignore
 	RTPrioLimit  uint64 // soft RLIMIT_RTPRIO (unix.RLIM_INFINITY = unlimited)
 	MemLockLimit uint64 // soft RLIMIT_MEMLOCK in bytes (unix.RLIM_INFINITY = unlimited)
-	MemLockNeed  uint64 // RLIMIT_MEMLOCK bytes LockMemory needs without CAP_IPC_LOCK
+	MemLockNeed  uint64 // RLIMIT_MEMLOCK bytes the host's locking needs without CAP_IPC_LOCK (MemLockNeed)
 	Prio         int    // the priority FIFO was probed for
 }
 
@@ -59,7 +49,12 @@ type Missing struct {
 func Probe() Privileges { return ProbeFor(FIFOMin) }
 
 // ProbeFor is Probe for SCHED_FIFO at prio (clamped to FIFOMin..FIFOMax).
-func ProbeFor(prio int) Privileges {
+func ProbeFor(prio int) Privileges { return ProbeLock(prio, DefaultShared) }
+
+// ProbeLock is ProbeFor for a host whose real-time threads will also lock
+// shared bytes of shared memory (its region and clock), so that MemLock and
+// the warning speak of what this host will actually lock.
+func ProbeLock(prio int, shared uint64) Privileges {
 	prio = max(FIFOMin, min(prio, FIFOMax))
 	p := Privileges{
 		Prio:            prio,
@@ -97,16 +92,15 @@ func ProbeFor(prio int) Privileges {
 		})
 	}
 
-	vm := vmSize()
-	p.MemLockNeed = memLockNeed(vm)
+	p.MemLockNeed = MemLockNeed(shared)
 	p.MemLock = p.CapIPCLock || p.MemLockLimit == unix.RLIM_INFINITY || p.MemLockLimit >= p.MemLockNeed
 	if !p.MemLock {
-		what := fmt.Sprintf("RLIMIT_MEMLOCK is %s, below the %s needed (this process maps %s), and no CAP_IPC_LOCK",
-			mib(p.MemLockLimit), mib(p.MemLockNeed), mib(vm))
+		what := fmt.Sprintf("RLIMIT_MEMLOCK is %s, below the %s the real-time threads' memory needs, and no CAP_IPC_LOCK",
+			mib(p.MemLockLimit), mib(p.MemLockNeed))
 		if p.UserNS && caps&(1<<unix.CAP_IPC_LOCK) != 0 {
 			what += " (CAP_IPC_LOCK is held only inside a user namespace)"
 		}
-		p.Missing = append(p.Missing, Missing{What: what, Fix: fixMemLock()})
+		p.Missing = append(p.Missing, Missing{What: what, Fix: FixMemLock(p.MemLockNeed)})
 	}
 	return p
 }
@@ -133,8 +127,6 @@ func (p Privileges) Warning() string {
 	s := "rt: running " + strings.Join(fallback, " and ") + ": " + strings.Join(parts, "; ")
 	return strings.Join(strings.Fields(s), " ")
 }
-
-func memLockNeed(vm uint64) uint64 { return vm + MemLockFloor }
 
 func rlimit(res int) uint64 {
 	var r unix.Rlimit
@@ -182,29 +174,6 @@ func readTrimmed(path string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// vmSize is the process's mapped size (VmSize), which is what mlockall
-// (MCL_CURRENT) checks RLIMIT_MEMLOCK against.
-func vmSize() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmSize:")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return 0
-		}
-		return kb << 10
-	}
-	return 0
 }
 
 // cgroupRTRuntime finds cpu.rt_runtime_us for this process's cgroup-v1 cpu

@@ -63,6 +63,9 @@ func (e *PrivilegeError) Is(target error) bool { return target == ErrNoPrivilege
 // The thread also gets SCHED_RESET_ON_FORK: any thread or process it creates
 // (os/exec forks from the calling thread) starts at SCHED_OTHER instead of
 // silently inheriting our real-time priority.
+//
+// Once LockMemory has succeeded, the thread also locks its stacks
+// (LockThreadStacks) before it returns, so that it never faults on them.
 func SetThreadFIFO(prio int) error {
 	if prio < FIFOMin || prio > FIFOMax {
 		return fmt.Errorf("rt: SCHED_FIFO priority %d out of range: use %d..%d", prio, FIFOMin, FIFOMax)
@@ -74,6 +77,14 @@ func SetThreadFIFO(prio int) error {
 	}
 	err := unix.SchedSetAttr(0, &attr, 0)
 	if err == nil {
+		if locking.on.Load() {
+			// Failing to lock them is not worth refusing real-time
+			// priority over (the probe asked for enough); StackLockErr
+			// keeps the reason.
+			if err := LockThreadStacks(); err != nil {
+				locking.stackErr.Store(&err)
+			}
+		}
 		return nil
 	}
 	op := fmt.Sprintf("SCHED_FIFO priority %d", prio)
@@ -137,41 +148,6 @@ func ThreadPolicy() (policy int, prio int, err error) {
 		return 0, 0, fmt.Errorf("rt: sched_getattr: %w", err)
 	}
 	return int(attr.Policy), int(attr.Priority), nil
-}
-
-// LockMemory locks the process's pages in RAM, present and future, so a page
-// fault can never stall a real-time thread. MCL_ONFAULT locks pages as they are
-// first touched instead of populating everything now: the Go runtime maps
-// heap and stacks well ahead of use, and faulting all of it in would cost
-// real memory for nothing.
-//
-// With a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK), MCL_FUTURE charges every
-// later mapping against the limit, and the Go runtime treats a refused
-// mapping as fatal; only lock when Probe reports MemLock.
-func LockMemory() error {
-	err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT)
-	if err == nil {
-		return nil
-	}
-	// EPERM: RLIMIT_MEMLOCK is 0. ENOMEM: the limit is below what this
-	// process already maps. Either way, more privilege fixes it.
-	if err == unix.EPERM || (err == unix.ENOMEM && !honouredCap(unix.CAP_IPC_LOCK)) {
-		return &PrivilegeError{
-			Op:   "mlockall",
-			Need: fmt.Sprintf("CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %s (RLIMIT_MEMLOCK is %s)", mib(memLockNeed(vmSize())), limitString(rlimit(unix.RLIMIT_MEMLOCK), mib)),
-			Fix:  fixMemLock(),
-			Err:  err,
-		}
-	}
-	return fmt.Errorf("rt: mlockall: %w", err)
-}
-
-// UnlockMemory undoes LockMemory.
-func UnlockMemory() error {
-	if err := unix.Munlockall(); err != nil {
-		return fmt.Errorf("rt: munlockall: %w", err)
-	}
-	return nil
 }
 
 // SetThreadAffinity pins the calling thread to cpus.
@@ -257,8 +233,11 @@ func fixRTPrio() string {
 	return "run as root, or `setcap cap_sys_nice+ep " + binPath() + "`, or add `USER - rtprio 99` to /etc/security/limits.conf and log in again"
 }
 
-func fixMemLock() string {
-	return "run as root, or `setcap cap_ipc_lock+ep " + binPath() + "`, or add `USER - memlock unlimited` to /etc/security/limits.conf and log in again"
+// fixMemLock gives the limit in limits.conf's unit (KiB), rounded up to
+// whole MiB.
+func FixMemLock(need uint64) string {
+	kib := (need + (1 << 20) - 1) >> 20 << 10
+	return fmt.Sprintf("run as root, or `setcap cap_ipc_lock+ep %s`, or add `USER - memlock %d` to /etc/security/limits.conf and log in again (LimitMEMLOCK=%dM under systemd)", binPath(), kib, kib>>10)
 }
 
 const fixCgroupRT = "give the cgroup a budget (cgroup v1: write e.g. 950000 to cpu.rt_runtime_us; Docker: --cpu-rt-runtime=950000) or run in the root cgroup"

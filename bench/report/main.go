@@ -196,11 +196,34 @@ func main() {
 	mdPath := flag.String("md", "bench/RESULTS.md", "where to write the Markdown tables")
 	cmd := flag.String("cmd", "make bench", "the command that produced the input, quoted in the Markdown")
 	note := flag.String("note", "", "a sentence on how the run was made, printed under the heading")
+	plotDir := flag.String("plots", "", "also draw "+kernelsPlot+" and "+detectionPlot+" into this directory")
+	plotFrames := flag.Int("plot-frames", 256, "block size the kernel speed picture compares at")
+	from := flag.String("from", "", "redraw the pictures from this results.json instead of reading benchmarks (writes nothing else)")
+	format := flag.String("plot-format", "svg", "svg or png")
 	flag.Parse()
+	if *format != "svg" && *format != "png" {
+		fmt.Fprintf(os.Stderr, "report: -plot-format %q: use svg or png\n", *format)
+		os.Exit(2)
+	}
+	kernelsPlot = strings.TrimSuffix(kernelsPlot, ".svg") + "." + *format
+	detectionPlot = strings.TrimSuffix(detectionPlot, ".svg") + "." + *format
+	if *from != "" {
+		if err := redraw(*from, *plotDir, *plotFrames); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	recs, env := parse(os.Stdin)
 	if len(recs) == 0 {
 		fmt.Fprintln(os.Stderr, "report: no benchmark lines on stdin; pipe `go test -bench` output into it")
 		os.Exit(1)
+	}
+	if *plotDir != "" {
+		if err := drawAll(*plotDir, recs, *plotFrames, cpuOf(env)); err != nil {
+			fmt.Fprintln(os.Stderr, "report: plots:", err)
+			os.Exit(1)
+		}
 	}
 	b, err := json.MarshalIndent(recs, "", "  ")
 	if err != nil {
@@ -222,6 +245,39 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("report: %d results → %s, %s\n", len(recs), *jsonPath, *mdPath)
+	if *plotDir != "" {
+		fmt.Printf("report: drew %s and %s in %s\n", kernelsPlot, detectionPlot, *plotDir)
+	}
+}
+
+// redraw draws the pictures from a results.json written earlier.
+func redraw(path, dir string, frames int) error {
+	if dir == "" {
+		return fmt.Errorf("-from needs -plots DIR")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var recs []Record
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	if err := drawAll(dir, recs, frames, ""); err != nil {
+		return err
+	}
+	fmt.Printf("report: drew %s and %s in %s from %s\n", kernelsPlot, detectionPlot, dir, path)
+	return nil
+}
+
+// cpuOf is ", on <cpu>" from the benchmarks' environment lines, for titles.
+func cpuOf(env []string) string {
+	for _, e := range env {
+		if c, ok := strings.CutPrefix(e, "cpu:"); ok {
+			return ", " + strings.TrimSpace(c)
+		}
+	}
+	return ""
 }
 
 func contains(ss []string, s string) bool {

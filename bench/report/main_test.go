@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,5 +42,39 @@ func TestParseAndTables(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// -plots draws both pictures from the records: the kernel picture names each
+// kernel with a pure Go twin at the block size, its variants and the twin;
+// the percentile picture names each detection and wake-up benchmark.
+func TestPlots(t *testing.T) {
+	recs, env := parse(strings.NewReader(sample + `BenchmarkKillToDetection-2   100   3426470 ns/op   317528 ns-p50   454123 ns-p99   52583 failover-ns-p50   125990 failover-ns-p99   454123 ns-max
+`))
+	dir := t.TempDir()
+	if err := drawAll(dir, recs, 256, cpuOf(env)); err != nil {
+		t.Fatal(err)
+	}
+	k, err := os.ReadFile(filepath.Join(dir, kernelsPlot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Kernel speed against the pure Go twin, 256-frame blocks, AMD EPYC", "fir taps=512", "avx2", "pure Go twin"} {
+		if !strings.Contains(string(k), want) {
+			t.Errorf("%s lacks %q", kernelsPlot, want)
+		}
+	}
+	d, err := os.ReadFile(filepath.Join(dir, detectionPlot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kill → detection", "detection → failover", "futex ping-pong", "p99"} {
+		if !strings.Contains(string(d), want) {
+			t.Errorf("%s lacks %q", detectionPlot, want)
+		}
+	}
+	// No kernel with a Go twin at this block size: say so, draw nothing.
+	if err := drawAll(t.TempDir(), recs, 64, ""); err == nil || !strings.Contains(err.Error(), "64 frames") {
+		t.Errorf("drawAll at a block size with no kernels = %v; want an error naming it", err)
 	}
 }

@@ -73,6 +73,7 @@ type demoConfig struct {
 	In          string        `json:"in,omitempty"`
 	Out         string        `json:"out"`
 	Report      string        `json:"report"`
+	Plot        string        `json:"plot,omitempty"`
 	Worker      string        `json:"worker"`
 }
 
@@ -101,6 +102,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
 	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
+	fs.StringVar(&c.Plot, "plot", "", "also draw the run into this .svg or .png: detection latency by path, timeline, clock lateness")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +133,8 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 		return nil, usagef("--fault-every %v must be positive", c.FaultEvery)
 	case c.Fallback != "dry" && c.Fallback != "silence":
 		return nil, usagef("--fallback %q: use dry or silence", c.Fallback)
+	case c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png"):
+		return nil, usagef("--plot %s: give a .svg or .png file", c.Plot)
 	}
 	switch faults {
 	case "all":
@@ -247,13 +251,24 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if err := checkWritable(c.Report); err != nil {
 		return usagef("--report: %v", err)
 	}
+	if c.Plot != "" {
+		if err := checkWritable(c.Plot); err != nil {
+			return usagef("--plot: %v", err)
+		}
+	}
 
 	// The monitor is a goroutine: when epoll_wait returns it needs a free P
 	// before it can act, and with one P per core a P can sit for up to a
 	// sysmon tick (10 ms) with a goroutine that blocked in a syscall. Spare
 	// Ps cost nothing while idle and let it in at once.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))
-	priv := rt.Probe()
+	// Ask for the memlock this run will lock: its region and clock besides
+	// what rt locks (docs/design.md §7).
+	chans := make([]int, c.Lanes)
+	for i := range chans {
+		chans[i] = perLane
+	}
+	priv := rt.ProbeLock(rt.FIFOMin, uint64(shm.Bytes(c.Lanes))+audioclock.MemBytes(c.Block, chans))
 	privileged := priv.FIFO && priv.MemLock
 	if w := priv.Warning(); w != "" {
 		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
@@ -306,6 +321,12 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	printSummary(stdout, c, rep)
+	if c.Plot != "" {
+		if err := drawDemo(c.Plot, c, rep); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		fmt.Fprintf(stdout, "drew %s\n", c.Plot)
+	}
 	return nil
 }
 

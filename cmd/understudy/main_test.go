@@ -86,6 +86,7 @@ func TestBadInputExitsTwoAndLeavesNothing(t *testing.T) {
 		{"unknown fault", []string{"--faults", "segv,melt"}, "unknown fault kind \"melt\""},
 		{"bad chain", []string{"--chain", "lowpass f=99999"}, "f=99999 is out of range"},
 		{"unknown flag", []string{"--frobnicate"}, "frobnicate"},
+		{"plot of another format", []string{"--plot", filepath.Join(dir, "p.gif")}, "--plot"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

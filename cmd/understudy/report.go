@@ -74,6 +74,10 @@ type report struct {
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 	FailedLanes       []string          `json:"failed_lanes,omitempty"` // lanes the restart policy gave up, and why
+	// Per-event data for pictures (--plot) and anyone reading the JSON;
+	// built by timelineOf and detectionsOf (plot.go).
+	Timeline   []timelineEvent   `json:"timeline"`
+	Detections []detectionSample `json:"detections"`
 }
 
 // unplanned is a failover no injected fault explains: a false positive or a
@@ -174,6 +178,8 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	rep.FailoverUS = stats.Summarize(foAll)
 	rep.FenceUS = stats.Summarize(fence)
 	rep.RespawnUS = stats.Summarize(respawn)
+	rep.Timeline = timelineOf(c, r)
+	rep.Detections = detectionsOf(r)
 	return rep
 }
 

@@ -105,7 +105,9 @@ func checkMemLock(h hostLimits) Result {
 		if h.userNS {
 			r.Finding += " (capabilities inside a user namespace do not count)"
 		}
-		r.Fix = limitsFix(h.user, "memlock", "unlimited", "LimitMEMLOCK=infinity") + "; or `setcap cap_ipc_lock+ep` on the understudy binary"
+		// limits.conf counts KiB; ask for whole MiB, as rt's own warning does.
+		mb := (h.memlockNeed + (1 << 20) - 1) >> 20
+		r.Fix = limitsFix(h.user, "memlock", fmt.Sprint(mb<<10), fmt.Sprintf("LimitMEMLOCK=%dM", mb)) + "; or `setcap cap_ipc_lock+ep` on the understudy binary"
 	}
 	return r
 }

@@ -75,7 +75,10 @@ func checkFIFOTrial(tries []fifoTry) Result {
 	return r
 }
 
-// mlockTry is the host locking its memory the way it will when it plays.
+// mlockTry is the host locking its memory the way it will when it plays:
+// rt.LockMemory (program, libraries, Go heap), a real-time thread's stacks,
+// and the default run's region and clock (rt.DefaultShared), all at once,
+// so that what is tried is what rt.MemLockNeed asks the limit for.
 type mlockTry struct {
 	err  error
 	need uint64
@@ -83,8 +86,28 @@ type mlockTry struct {
 
 func tryMLock() mlockTry {
 	t := mlockTry{need: rt.Probe().MemLockNeed}
-	if t.err = rt.LockMemory(); t.err == nil {
-		t.err = rt.UnlockMemory()
+	if t.err = rt.LockMemory(); t.err != nil {
+		return t
+	}
+	defer rt.UnlockMemory()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		done <- rt.LockThreadStacks()
+	}()
+	if t.err = <-done; t.err != nil {
+		return t
+	}
+	shared, err := unix.Mmap(-1, 0, int(rt.DefaultShared), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.err = err
+		return t
+	}
+	defer unix.Munmap(shared)
+	if err := unix.Mlock(shared); err != nil {
+		// As rt reports its own refusals: a privilege the host lacks.
+		t.err = &rt.PrivilegeError{Op: "mlock of the region and clock", Err: err}
 	}
 	return t
 }
@@ -96,9 +119,11 @@ func checkMLockTrial(t mlockTry) Result {
 	case t.err == nil:
 		r.Finding = "locked the host's memory the way it does when it plays, then unlocked it"
 	case errors.As(t.err, &pe):
+		// The need the memlock line gives, from the same probe: rt's own
+		// error would recount a heap that has grown since.
 		r.Status = Fail
-		r.Finding = fmt.Sprintf("locking the host's memory was refused (%v): need %s", pe.Err, pe.Need)
-		r.Fix = pe.Fix
+		r.Finding = fmt.Sprintf("locking the host's memory was refused (%v): need CAP_IPC_LOCK or RLIMIT_MEMLOCK >= %s", pe.Err, bytesText(t.need))
+		r.Fix = rt.FixMemLock(t.need)
 	default:
 		r.Status = Fail
 		r.Finding = fmt.Sprintf("locking the host's memory failed: %v", t.err)

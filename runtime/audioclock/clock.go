@@ -10,6 +10,8 @@ package audioclock
 #cgo CFLAGS: -I${SRCDIR}/../../csrc -O2
 #cgo LDFLAGS: -lpthread
 #include "us_clock.h"
+size_t us_clock_lock_stack(us_clock *c, size_t bytes, uintptr_t *at);
+void us_clock_unlock_stack(uintptr_t at, size_t bytes);
 */
 import "C"
 
@@ -24,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -115,7 +118,30 @@ type Clock struct {
 	readersGone bool // Free took the readers: OnFree refuses new ones
 	nextRdr     int
 	unRegions   []func() // registrations with the lanes' regions
+	locked      atomic.Uint64
+	stackAt     C.uintptr_t // the thread's locked stack top, under life
+	stackLen    C.size_t
 }
+
+// MemBytes is the memory a clock over lanes of these channel counts, at
+// frames per block, maps and locks (besides its thread's stack, of which it
+// locks rt.StackLockBytes): what a host tells rt.ProbeLock it will lock.
+func MemBytes(frames int, channels []int) uint64 { return uint64(memBytes(frames, channels)) }
+
+func memBytes(frames int, channels []int) int {
+	clockBytes := (int(unsafe.Sizeof(C.us_clock{})) + 4095) &^ 4095
+	ioBytes := int(unsafe.Sizeof(C.us_io_ring{}))
+	n := clockBytes + 2*len(channels)*ioBytes
+	for _, ch := range channels {
+		n += C.US_DRY_BLOCKS * frames * ch * 4
+	}
+	return (n + 4095) &^ 4095
+}
+
+// LockedBytes is what the clock has locked: its memory and, while its
+// thread runs, the thread's stack top; less when RLIMIT_MEMLOCK refused some
+// (it runs unlocked then).
+func (k *Clock) LockedBytes() uint64 { return k.locked.Load() }
 
 // ErrFreed is returned by Start and OnFree on a clock that Free released.
 var ErrFreed = errors.New("audioclock: clock already freed")
@@ -138,14 +164,14 @@ func New(cfg Config) (*Clock, error) {
 	}
 	clockBytes := (int(unsafe.Sizeof(C.us_clock{})) + 4095) &^ 4095
 	ioBytes := int(unsafe.Sizeof(C.us_io_ring{}))
-	dryBytes := 0
-	for _, l := range cfg.Lanes {
+	channels := make([]int, len(cfg.Lanes))
+	for i, l := range cfg.Lanes {
 		if l.Frames() != cfg.Frames {
 			return nil, fmt.Errorf("audioclock: lane has %d frames per block, clock %d", l.Frames(), cfg.Frames)
 		}
-		dryBytes += C.US_DRY_BLOCKS * cfg.Frames * l.Channels() * 4
+		channels[i] = l.Channels()
 	}
-	total := clockBytes + 2*len(cfg.Lanes)*ioBytes + dryBytes
+	total := memBytes(cfg.Frames, channels)
 	mem, err := unix.Mmap(-1, 0, total, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, fmt.Errorf("audioclock: mmap %d bytes: %w", total, err)
@@ -156,8 +182,10 @@ func New(cfg Config) (*Clock, error) {
 	for i := 0; i < len(mem); i += 4096 {
 		mem[i] = 0
 	}
-	_ = unix.Mlock(mem)
 	k := &Clock{mem: mem, cfg: cfg}
+	if unix.Mlock(mem) == nil {
+		k.locked.Store(uint64(len(mem)))
+	}
 	k.c = (*C.us_clock)(unsafe.Pointer(&mem[0]))
 	k.period = time.Duration(int64(cfg.Frames) * int64(time.Second) / int64(cfg.Rate))
 	c := k.c
@@ -251,6 +279,10 @@ func (k *Clock) Start() error {
 		return fmt.Errorf("audioclock: start: %w", syscall.Errno(err))
 	}
 	k.started = true
+	// Its stack, as it locks its memory: where allowed, and without it
+	// otherwise (the host's probe has said why).
+	k.stackLen = C.us_clock_lock_stack(k.c, rt.StackLockBytes, &k.stackAt)
+	k.locked.Add(uint64(k.stackLen))
 	for l := range k.cfg.Lanes {
 		if k.cfg.Feed != nil && fed[l] {
 			k.pumps.Add(1)
@@ -358,6 +390,13 @@ func (k *Clock) Join() {
 	if k.started {
 		C.us_clock_join(k.c)
 		k.started = false
+		if k.stackLen > 0 {
+			// glibc keeps the stack for its next thread: unlocked, like
+			// any ordinary thread's.
+			C.us_clock_unlock_stack(k.stackAt, k.stackLen)
+			k.locked.Add(-uint64(k.stackLen))
+			k.stackLen = 0
+		}
 	}
 	if k.driverStop != nil {
 		k.driverStop() // idempotent: the driver may have stopped already
@@ -415,6 +454,7 @@ func (k *Clock) Free() {
 	k.memMu.Lock()
 	unix.Munmap(k.mem)
 	k.mem, k.c = nil, nil
+	k.locked.Store(0)
 	k.memMu.Unlock()
 }
 

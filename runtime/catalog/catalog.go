@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/understudy-rt/understudy/internal/cpufeat"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -159,7 +160,14 @@ func load(worker string, args []string) (*Catalog, error) {
 			c.kernels[e.Name] = k
 			c.names = append(c.names, e.Name)
 		}
-		k.Variants = append(k.Variants, Variant{Name: e.Variant, Supported: e.Supported})
+		// The host's choice follows its own reading of the CPU (cpufeat, the
+		// one source of truth); the worker's "supported" can only narrow
+		// it, and stays the last word for variants the host does not know.
+		supported := e.Supported
+		if runs, known := cpufeat.Runs(e.Variant); known {
+			supported = supported && runs
+		}
+		k.Variants = append(k.Variants, Variant{Name: e.Variant, Supported: supported})
 	}
 	sort.Strings(c.names)
 	return c, nil

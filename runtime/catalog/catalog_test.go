@@ -1,8 +1,12 @@
 package catalog
 
 import (
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/cpuid/v2"
 
 	"github.com/understudy-rt/understudy/internal/workerbin"
 )
@@ -66,5 +70,37 @@ func TestLoadStockWorker(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/understudy-worker"); err == nil {
 		t.Error("Load of a missing worker succeeded")
+	}
+}
+
+// The host picks the worker's variants by what cpuid reports: for every
+// kernel, Best is the fastest variant the worker has compiled whose
+// instructions cpuid.CPU has (AVX2 with FMA, SSE2, NEON).
+func TestBestFollowsCPUID(t *testing.T) {
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := map[string]bool{
+		"avx2": cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3),
+		"sse2": cpuid.CPU.Supports(cpuid.SSE2),
+		"neon": runtime.GOARCH == "arm64" && cpuid.CPU.Supports(cpuid.ASIMD),
+	}
+	for _, k := range c.Kernels() {
+		want := "scalar"
+		for _, v := range []string{"avx2", "neon", "sse2"} {
+			if slices.ContainsFunc(k.Variants, func(x Variant) bool { return x.Name == v }) && has[v] {
+				want = v
+				break
+			}
+		}
+		if got := k.Best(); got != want {
+			t.Errorf("%s: Best() = %q with variants %v; cpuid says AVX2+FMA %v, SSE2 %v, NEON %v: want %q",
+				k.Name, got, k.Variants, has["avx2"], has["sse2"], has["neon"], want)
+		}
 	}
 }
