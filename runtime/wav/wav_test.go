@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -642,7 +643,17 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		before := ms.TotalAlloc
 		a, err := Decode(bytes.NewReader(b), "fuzz.wav")
+		runtime.ReadMemStats(&ms)
+		// A header may declare 4 GiB; what is allocated must follow the
+		// bytes really there (at most 4 output bytes per input byte,
+		// doubled by append's growth) plus fixed buffers.
+		if alloc := ms.TotalAlloc - before; alloc > 1<<20+16*uint64(len(b)) {
+			t.Fatalf("decoding %d bytes allocated %d", len(b), alloc)
+		}
 		if err != nil {
 			// An in-memory reader cannot fail, so every error is about the
 			// bytes, and must be a FormatError that explains itself.

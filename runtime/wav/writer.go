@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
@@ -14,11 +15,16 @@ import (
 )
 
 // Writer writes a 32-bit float WAV into a temporary file beside its path;
-// Close makes it appear at the path, Abort removes it.
+// Close makes it appear at the path, Abort removes it. A Writer made by
+// NewStream writes straight to its stream instead.
 type Writer struct {
 	path     string
 	tmp      string
 	f        *os.File
+	stream   io.Writer // NewStream's destination; nil for a file
+	// patchAt is where a stream's header can be rewritten at Close (a
+	// regular file on standard output, written from offset 0), or -1.
+	patchAt  int64
 	rate     int
 	channels int
 	buf      []byte
@@ -50,8 +56,8 @@ func Create(path string, rate, channels int) (*Writer, error) {
 	if rate < 1 || rate > maxRate {
 		return nil, fmt.Errorf("%s: cannot write a sample rate of %d Hz — use 1 to %d", path, rate, maxRate)
 	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory — give a file name, e.g. %s", path, filepath.Join(path, "out.wav"))
+	if err := checkTarget(path); err != nil {
+		return nil, err
 	}
 	dir := filepath.Dir(path)
 	if err := checkDir(path, dir); err != nil {
@@ -69,6 +75,32 @@ func Create(path string, rate, channels int) (*Writer, error) {
 	// WAV from the start, which is what a post-mortem would want to read.
 	w.buf = w.header(0)
 	return w, nil
+}
+
+// checkTarget refuses to replace anything but a regular file: renaming over
+// a device node, a FIFO or a socket would swap the node itself for our file
+// (as root, --out /dev/null replaced the system's null device), which is
+// never what a user asking for output meant.
+func checkTarget(path string) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().IsRegular() {
+		return nil // nothing there yet, or a file to replace; checkDir explains the rest
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory — give a file name, e.g. %s", path, filepath.Join(path, "out.wav"))
+	}
+	what := "a special file"
+	switch m := st.Mode(); {
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	}
+	return fmt.Errorf("%s is %s, not a regular file — output goes only to regular files: give a file path, or - to stream the WAV to standard output", path, what)
 }
 
 // checkDir explains why dir cannot hold path, in terms of the path the user
@@ -111,6 +143,34 @@ func createTemp(dir, base string) (*os.File, string, error) {
 	return nil, "", fmt.Errorf("no unused temporary name in %s", dir)
 }
 
+// NewStream starts a float WAV written straight to out (standard output,
+// a pipe), block by block as Write is called, in bounded memory. A pipe
+// cannot seek back to fill in the sizes, so the header carries the
+// streaming convention instead: RIFF and data sizes of 0xFFFFFFFF ("until
+// the end of the stream", which this package's reader, sox and ffmpeg
+// accept), and 0xFFFFFFFF frames in the fact chunk. When out is a regular
+// file positioned at its start (standard output redirected to a file),
+// Close rewrites the header with the real sizes. name is used in errors.
+// Close flushes; Abort stops writing (what was written stays written).
+func NewStream(out io.Writer, name string, rate, channels int) (*Writer, error) {
+	if channels < 1 || channels > maxChannels {
+		return nil, fmt.Errorf("%s: cannot write %d channels — a WAV here holds 1 to %d", name, channels, maxChannels)
+	}
+	if rate < 1 || rate > maxRate {
+		return nil, fmt.Errorf("%s: cannot write a sample rate of %d Hz — use 1 to %d", name, rate, maxRate)
+	}
+	w := &Writer{path: name, stream: out, rate: rate, channels: channels, patchAt: -1}
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off == 0 {
+				w.f, w.patchAt = f, 0
+			}
+		}
+	}
+	w.buf = w.header(streamedSize)
+	return w, nil
+}
+
 // header is the whole file up to the samples. Its length does not depend on
 // dataBytes, so Close can overwrite it in place.
 func (w *Writer) header(dataBytes uint32) []byte {
@@ -122,7 +182,11 @@ func (w *Writer) header(dataBytes uint32) []byte {
 	le := binary.LittleEndian
 	b := make([]byte, 0, 80)
 	b = append(b, "RIFF"...)
-	b = le.AppendUint32(b, 4+(8+fmtSize)+(8+4)+(8+dataBytes))
+	riff, frames := 4+(8+fmtSize)+(8+4)+(8+dataBytes), dataBytes/uint32(4*w.channels)
+	if dataBytes == streamedSize {
+		riff, frames = streamedSize, streamedSize
+	}
+	b = le.AppendUint32(b, riff)
 	b = append(b, "WAVEfmt "...)
 	b = le.AppendUint32(b, fmtSize)
 	if ext {
@@ -149,7 +213,7 @@ func (w *Writer) header(dataBytes uint32) []byte {
 	// Non-PCM formats are required to carry a fact chunk with the frame count.
 	b = append(b, "fact"...)
 	b = le.AppendUint32(b, 4)
-	b = le.AppendUint32(b, dataBytes/uint32(4*w.channels))
+	b = le.AppendUint32(b, frames)
 	b = append(b, "data"...)
 	b = le.AppendUint32(b, dataBytes)
 	return b
@@ -168,7 +232,7 @@ func (w *Writer) Write(interleaved []float32) error {
 	case len(interleaved)%w.channels != 0:
 		w.err = fmt.Errorf("%s: Write of %d samples is not a whole number of %d-channel frames — pass interleaved frames", w.path, len(interleaved), w.channels)
 		return w.err
-	case w.data+4*int64(len(interleaved)) > maxData:
+	case w.data+4*int64(len(interleaved)) > maxData && (w.stream == nil || w.patchAt >= 0):
 		w.err = fmt.Errorf("%s: more than 4 GiB of audio, past what a WAV can hold — write shorter files", w.path)
 		return w.err
 	}
@@ -192,7 +256,13 @@ func (w *Writer) Write(interleaved []float32) error {
 }
 
 func (w *Writer) flush() error {
-	if _, err := w.f.Write(w.buf); err != nil {
+	var err error
+	if w.stream != nil {
+		_, err = w.stream.Write(w.buf)
+	} else {
+		_, err = w.f.Write(w.buf)
+	}
+	if err != nil {
 		w.err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(err))
 		return w.err
 	}
@@ -215,6 +285,15 @@ func (w *Writer) Close() error {
 	if err == nil && len(w.buf) > 0 {
 		err = w.flush()
 	}
+	if w.stream != nil {
+		w.buf = nil
+		if err == nil && w.patchAt == 0 {
+			if _, werr := w.f.WriteAt(w.header(uint32(w.data)), 0); werr != nil {
+				err = fmt.Errorf("%s: cannot write the header: %w — check free space on its disk", w.path, unwrapPath(werr))
+			}
+		}
+		return err
+	}
 	if err == nil {
 		if _, werr := w.f.WriteAt(w.header(uint32(w.data)), 0); werr != nil {
 			err = fmt.Errorf("%s: cannot write the header: %w — check free space on its disk", w.path, unwrapPath(werr))
@@ -230,6 +309,11 @@ func (w *Writer) Close() error {
 	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(cerr))
+	}
+	if err == nil {
+		// Again at the last moment: something may have appeared at the
+		// path during a long render.
+		err = checkTarget(w.path)
 	}
 	if err == nil {
 		if rerr := os.Rename(w.tmp, w.path); rerr != nil {
@@ -263,6 +347,10 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.state = aborted
+	if w.stream != nil {
+		w.buf = nil
+		return
+	}
 	w.f.Close()
 	os.Remove(w.tmp)
 	w.buf = nil
