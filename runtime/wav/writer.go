@@ -18,10 +18,10 @@ import (
 // Close makes it appear at the path, Abort removes it. A Writer made by
 // NewStream writes straight to its stream instead.
 type Writer struct {
-	path     string
-	tmp      string
-	f        *os.File
-	stream   io.Writer // NewStream's destination; nil for a file
+	path   string
+	tmp    string
+	f      *os.File
+	stream io.Writer // NewStream's destination; nil for a file
 	// patchAt is where a stream's header can be rewritten at Close (a
 	// regular file on standard output, written from offset 0), or -1.
 	patchAt  int64
