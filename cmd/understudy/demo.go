@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -538,10 +539,15 @@ func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([]
 // loadCatalog checks the worker binary and asks it for its kernels; every
 // failure is the user's to fix (a missing or wrong worker).
 func loadCatalog(worker string) (*catalog.Catalog, error) {
+	return loadCatalogContext(context.Background(), worker)
+}
+
+// loadCatalogContext is loadCatalog that also stops when ctx is done.
+func loadCatalogContext(ctx context.Context, worker string) (*catalog.Catalog, error) {
 	if err := supervisor.CheckWorker(worker); err != nil {
 		return nil, &usageError{err.Error()}
 	}
-	cat, err := catalog.Load(worker)
+	cat, err := catalog.LoadContext(ctx, worker)
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}

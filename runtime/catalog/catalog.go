@@ -6,11 +6,18 @@
 package catalog
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
@@ -116,39 +123,195 @@ type listing struct {
 	} `json:"kernels"`
 }
 
-// Load asks the worker for its kernels.
-func Load(worker string) (*Catalog, error) {
-	out, err := exec.Command(worker, "--list-kernels").Output()
-	if err != nil {
-		msg := err.Error()
-		if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
-			msg = strings.TrimSpace(string(ee.Stderr))
-		}
-		return nil, fmt.Errorf("worker %s cannot list its kernels (%s); rebuild it with `make` or pass the right one with --worker", worker, msg)
+// ListTimeout bounds `--list-kernels`: it runs every kernel's state_bytes,
+// and a user kernel that hangs there must not hang the host with it.
+const ListTimeout = 5 * time.Second
+
+// maxListing caps what the host keeps of a worker's answer: a real listing
+// is a few KiB, and a worker that prints without end must not fill memory.
+const maxListing = 4 << 20
+
+// Load asks the worker for its kernels, within ListTimeout.
+func Load(worker string) (*Catalog, error) { return LoadContext(context.Background(), worker) }
+
+// LoadContext is Load that also gives up when ctx is done. The worker runs
+// in a process group of its own, and the whole group is killed when the
+// query ends, however it ends, so nothing it started outlives it.
+func LoadContext(ctx context.Context, worker string) (*Catalog, error) {
+	ctx, cancel := context.WithTimeout(ctx, ListTimeout)
+	defer cancel()
+	var stdout, stderr capped
+	stdout.max, stderr.max = maxListing, 64<<10
+	cmd := exec.CommandContext(ctx, worker, "--list-kernels")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Children of the worker may hold its pipes open after it dies; once
+	// the group is killed this is only the kernel tearing them down.
+	cmd.WaitDelay = time.Second
+	err := cmd.Start()
+	if err == nil {
+		err = cmd.Wait()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+	msg := strings.TrimSpace(stderr.String())
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+		msg = msg[i+1:] // the last line is the one that says why
+	}
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return nil, fmt.Errorf("worker %s did not list its kernels within %v (a kernel's state_bytes, or the worker's start-up, hung) and was killed; fix the kernel, or pass a working worker with --worker", worker, ListTimeout)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("worker %s: listing its kernels was cancelled: %w", worker, ctx.Err())
+	case stdout.over:
+		return nil, fmt.Errorf("worker %s printed more than %d bytes for its kernel list, which no real listing needs; pass a working worker with --worker", worker, maxListing)
+	case err != nil:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return nil, fmt.Errorf("worker %s died of %v while listing its kernels (in a kernel's state_bytes?)%s; fix the kernel, or pass a working worker with --worker", worker, ws.Signal(), suffix(msg))
+			}
+			if ee.ExitCode() == exitKernelDefinition && msg != "" {
+				// The worker refused a kernel's definition and said why and
+				// what to do; anything added here would only repeat it.
+				return nil, fmt.Errorf("worker %s: %s", worker, strings.TrimPrefix(msg, "understudy-worker: "))
+			}
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("worker %s cannot list its kernels (%s); pass a working understudy-worker with --worker", worker, msg)
+	}
+	return Parse(worker, stdout.Bytes())
+}
+
+// exitKernelDefinition is the worker's exit status for a user kernel whose
+// definition it refuses (a built-in's name, a bad name): csrc/us_registry.c.
+const exitKernelDefinition = 2
+
+func suffix(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
+}
+
+// capped keeps at most max bytes and notes whether more came.
+type capped struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if c.Len()+len(p) > c.max {
+		c.over = true
+		return 0, errors.New("output too long")
+	}
+	return c.Buffer.Write(p)
+}
+
+// Parse reads a worker's `--list-kernels` answer and checks everything in
+// it the host relies on: versions, that every kernel name and variant is
+// unique (a user kernel named like a built-in would otherwise run the
+// built-in's faster variants with the user's schema), names a chain can
+// spell, sane parameter schemas and state sizes within a lane's state.
+// Every refusal except a version mismatch is about a kernel's definition,
+// so only that one says to rebuild.
+func Parse(worker string, data []byte) (*Catalog, error) {
 	var l listing
-	if err := json.Unmarshal(out, &l); err != nil {
-		return nil, fmt.Errorf("worker %s listed its kernels in a form this host does not read (%v); rebuild it with `make`", worker, err)
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("worker %s listed its kernels in a form this host does not read (%v); rebuild it with `make` from this host's sources", worker, err)
 	}
 	if l.ABI != shm.KernelABI || l.Layout != shm.LayoutVersion {
-		return nil, fmt.Errorf("worker %s speaks kernel ABI %d / layout %d, this host %d / %d; rebuild the worker with this host",
+		return nil, fmt.Errorf("worker %s speaks kernel ABI %d / layout %d, this host %d / %d; rebuild the worker with this host (`make`)",
 			worker, l.ABI, l.Layout, shm.KernelABI, shm.LayoutVersion)
 	}
 	c := &Catalog{Worker: worker, kernels: map[string]*Kernel{}}
+	seen := map[[2]string]bool{}
+	last := ""
 	for _, e := range l.Kernels {
 		if e.ABI != shm.KernelABI {
-			return nil, fmt.Errorf("worker %s: kernel %s was built for ABI %d, this host speaks %d; rebuild it", worker, e.Name, e.ABI, shm.KernelABI)
+			return nil, fmt.Errorf("worker %s: kernel %s was built for ABI %d, this host speaks %d; rebuild it with `make`", worker, e.Name, e.ABI, shm.KernelABI)
 		}
+		if err := checkKernel(e.Name, e.Variant, e.Params, e.StateBytes); err != nil {
+			return nil, fmt.Errorf("worker %s: %v", worker, err)
+		}
+		key := [2]string{e.Name, e.Variant}
 		k := c.kernels[e.Name]
+		// A name's variants come together; the same name again after
+		// another, or the same variant twice, is a second kernel taking a
+		// name already used (a user kernel shadowing a built-in).
+		if seen[key] || (k != nil && last != e.Name) {
+			return nil, fmt.Errorf("worker %s carries two kernels named %q: kernel names must be unique, and a user kernel may not take a built-in's name; rename yours", worker, e.Name)
+		}
+		seen[key] = true
+		last = e.Name
 		if k == nil {
 			k = &Kernel{Name: e.Name, Summary: e.Summary, Params: e.Params, stateBytes: e.StateBytes}
 			c.kernels[e.Name] = k
 			c.names = append(c.names, e.Name)
+		} else if !sameSchema(k, e.Params, e.StateBytes) {
+			return nil, fmt.Errorf("worker %s: the variants of kernel %s disagree on its parameters or state size; every variant of a kernel must share them", worker, e.Name)
 		}
 		k.Variants = append(k.Variants, Variant{Name: e.Variant, Supported: e.Supported})
 	}
 	sort.Strings(c.names)
 	return c, nil
+}
+
+// ValidName is what a kernel or parameter name may be: what a chain can
+// spell (no space, '|' or '='), starting with a letter.
+func ValidName(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func checkKernel(name, variant string, params []Param, state []int) error {
+	switch {
+	case !ValidName(name, shm.KernelNameMax-1):
+		return fmt.Errorf("kernel name %q is not usable: 1..%d letters, digits, '_', '-' or '.', starting with a letter; rename it", name, shm.KernelNameMax-1)
+	case !ValidName(variant, shm.VariantMax-1):
+		return fmt.Errorf("kernel %s: variant name %q is not usable (1..%d letters, digits, '_', '-' or '.'); use scalar, sse2, avx2, neon, ...", name, variant, shm.VariantMax-1)
+	case len(params) > shm.MaxParams:
+		return fmt.Errorf("kernel %s declares %d parameters, at most %d; merge some", name, len(params), shm.MaxParams)
+	case len(state) != shm.MaxChannels:
+		return fmt.Errorf("kernel %s: its state sizes cover %d channel counts, want %d; rebuild the worker with this host (`make`)", name, len(state), shm.MaxChannels)
+	}
+	pn := map[string]bool{}
+	for _, p := range params {
+		switch {
+		case !ValidName(p.Name, 32):
+			return fmt.Errorf("kernel %s: parameter name %q is not usable (1..32 letters, digits, '_', '-' or '.', starting with a letter); rename it", name, p.Name)
+		case pn[p.Name]:
+			return fmt.Errorf("kernel %s declares parameter %s twice; rename one", name, p.Name)
+		case !finite(p.Min) || !finite(p.Max) || !finite(p.Default) || p.Min > p.Max || p.Default < p.Min || p.Default > p.Max:
+			return fmt.Errorf("kernel %s: parameter %s has range %g..%g and default %g; the range must be finite and hold the default", name, p.Name, p.Min, p.Max, p.Default)
+		}
+		pn[p.Name] = true
+	}
+	for ch, b := range state {
+		if b < 0 || b > shm.StateBytes {
+			return fmt.Errorf("kernel %s asks for %d bytes of state at %d channels, and a lane holds at most %d; make its state smaller (or return 0 for channel counts it cannot run)", name, b, ch+1, shm.StateBytes)
+		}
+	}
+	return nil
+}
+
+func finite(f float32) bool { return !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) }
+
+func sameSchema(k *Kernel, params []Param, state []int) bool {
+	return slices.Equal(k.Params, params) && slices.Equal(k.stateBytes, state)
 }
 
 // Lookup finds a kernel by name.
