@@ -97,8 +97,8 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
 	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
-	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
-	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
+	fs.StringVar(&c.Out, "out", defaultOut, "output WAV (a regular file; its directory must exist, except the default ./out)")
+	fs.StringVar(&c.Report, "report", defaultReport, "JSON report (a regular file; its directory must exist, except the default ./out)")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -180,6 +180,11 @@ type injected struct {
 	failoverU float64
 }
 
+const (
+	defaultOut    = "out/demo.wav"
+	defaultReport = "out/demo-report.json"
+)
+
 func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	c, err := parseDemoFlags(args, stdout)
 	if err != nil {
@@ -229,8 +234,13 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 
 	// Claim the outputs first, so an unwritable path fails before any audio.
-	if err := os.MkdirAll(filepath.Dir(c.Out), 0o755); err != nil {
-		return usagef("--out: cannot create the directory for %s: %v", c.Out, err)
+	// Only the defaults' ./out is created here: it is where the demo says
+	// it writes, while a directory the user names must exist (a typo in it
+	// should be an error, not a new directory tree).
+	if c.Out == defaultOut || c.Report == defaultReport {
+		if err := os.MkdirAll(filepath.Dir(defaultOut), 0o755); err != nil {
+			return usagef("cannot create the directory %s for the default outputs: %v; pass --out and --report", filepath.Dir(defaultOut), err)
+		}
 	}
 	out, err := wav.Create(c.Out, c.Rate, channels)
 	if err != nil {
@@ -557,10 +567,30 @@ func loadCatalogContext(ctx context.Context, worker string) (*catalog.Catalog, e
 // classify turns start-up failures the user can fix into usage errors.
 func classify(err error) error {
 	var se *supervisor.SpawnError
+	if errors.As(err, &se) {
+		if msg := kernelComplaint(se.Output); msg != "" {
+			return &usageError{fmt.Sprintf("worker %s: %s", se.Worker, msg)}
+		}
+	}
 	if errors.Is(err, supervisor.ErrWorkerBinary) || errors.As(err, &se) {
 		return &usageError{err.Error()}
 	}
 	return err
+}
+
+// kernelComplaint is the worker's last word when it is about a kernel, not
+// about the worker matching the host: then the SpawnError's advice to
+// rebuild would send the user the wrong way.
+func kernelComplaint(output string) string {
+	lines := strings.Split(strings.TrimSpace(output), "\n")
+	last := strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "understudy-worker: ")
+	switch {
+	case strings.Contains(last, "refused its parameters"):
+		return last + " (its init returned an error for these values): change them in --chain; understudy kernels lists the ranges"
+	case strings.HasPrefix(last, "user kernel "):
+		return last
+	}
+	return ""
 }
 
 func countKind(evs []supervisor.Event, k supervisor.EventKind) int {

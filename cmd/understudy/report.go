@@ -215,8 +215,13 @@ func triple(s stats.Summary) string {
 // checkWritable fails early when path's directory cannot take a new file.
 func checkWritable(path string) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create directory for %s: %v", path, err)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("the directory %s does not exist; create it first (mkdir -p %s) or choose another path", dir, dir)
+	}
+	// Written by a rename, which would replace a device node or a FIFO at
+	// the path with the report: only regular files are replaced.
+	if st, err := os.Stat(path); err == nil && !st.IsDir() && !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%v); give a file path", path, st.Mode().Type())
 	}
 	f, err := os.CreateTemp(dir, ".understudy-check-*")
 	if err != nil {
