@@ -267,7 +267,9 @@ func TestSignalMidRenderLeavesNothing(t *testing.T) {
 			if err := unix.Mkfifo(fifo, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(host(t), "process", "--worker", worker(t), "--in", fifo, "--out", out, "--chain", "gain db=-6")
+			// A read timeout far longer than the test's bound below: the
+			// signal, not the timeout, must be what ends the run.
+			cmd := exec.Command(host(t), "process", "--worker", worker(t), "--in", fifo, "--out", out, "--chain", "gain db=-6", "--read-timeout", "10m")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -302,7 +304,11 @@ func TestSignalMidRenderLeavesNothing(t *testing.T) {
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
+			stopped := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 			err = cmd.Wait()
+			if !stopped.Stop() {
+				t.Fatalf("%s did not stop the run within a minute", unix.SignalName(sig))
+			}
 			code := 0
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {

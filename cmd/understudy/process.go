@@ -374,6 +374,9 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 		default:
 		}
 	}
+	// A read from a pipe waits up to --read-timeout; closing the file is
+	// what ends such a read at once when the run stops early.
+	defer context.AfterFunc(ctx, func() { r.Close() })()
 	var wg sync.WaitGroup
 	// The reader.
 	wg.Add(1)

@@ -125,7 +125,7 @@ type listing struct {
 
 // ListTimeout bounds `--list-kernels`: it runs every kernel's state_bytes,
 // and a user kernel that hangs there must not hang the host with it.
-const ListTimeout = 5 * time.Second
+var ListTimeout = 5 * time.Second
 
 // maxListing caps what the host keeps of a worker's answer: a real listing
 // is a few KiB, and a worker that prints without end must not fill memory.

@@ -1,10 +1,12 @@
 package catalog
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
 func TestChooseVariant(t *testing.T) {
@@ -66,5 +68,33 @@ func TestLoadStockWorker(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/understudy-worker"); err == nil {
 		t.Error("Load of a missing worker succeeded")
+	}
+}
+
+// The catalog refuses a listing in which one name stands for two kernels,
+// whether the second repeats a variant or comes back after another name
+// (a user kernel "gain" with a variant the built-in lacks, listed first).
+func TestParseRefusesAShadowedName(t *testing.T) {
+	entry := func(name, variant string) string {
+		sb := strings.Repeat("8,", shm.MaxChannels-1) + "8"
+		return `{"name":"` + name + `","variant":"` + variant + `","supported":true,"abi":` + fmt.Sprint(shm.KernelABI) +
+			`,"summary":"s","params":[{"name":"db","unit":"dB","min":-10,"max":10,"default":0}],"state_bytes":[` + sb + `]}`
+	}
+	listing := func(entries ...string) []byte {
+		return []byte(fmt.Sprintf(`{"abi":%d,"layout":%d,"kernels":[%s]}`, shm.KernelABI, shm.LayoutVersion, strings.Join(entries, ",")))
+	}
+	if _, err := Parse("w", listing(entry("gain", "scalar"), entry("gain", "avx2"), entry("pan", "scalar"))); err != nil {
+		t.Fatalf("a clean listing: %v", err)
+	}
+	for name, l := range map[string][]byte{
+		"same variant twice": listing(entry("gain", "scalar"), entry("gain", "scalar"), entry("gain", "avx2")),
+		"name comes back":    listing(entry("gain", "neon"), entry("pan", "scalar"), entry("gain", "scalar")),
+	} {
+		if _, err := Parse("w", l); err == nil || !strings.Contains(err.Error(), `two kernels named "gain"`) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := Parse("w", listing(entry("gain|x", "scalar"))); err == nil || !strings.Contains(err.Error(), "not usable") {
+		t.Errorf("a name with '|': %v", err)
 	}
 }

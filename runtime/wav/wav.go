@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -374,6 +375,7 @@ type Reader struct {
 	streamed bool
 	buf      []byte
 	err      error // sticky: the stream's end (io.EOF) or its failure
+	closeMu  sync.Mutex
 	closer   io.Closer
 }
 
@@ -447,13 +449,17 @@ func (r *Reader) ReadFrames(dst []float32) (int, error) {
 	return len(r.f.convert(dst[:0], r.buf[:n])), nil
 }
 
-// Close closes the file the Reader was opened on (by Open), if any.
+// Close closes the file the Reader was opened on (by Open), if any. It may
+// be called from another goroutine while ReadFrames waits on a pipe, which
+// then returns at once with an error.
 func (r *Reader) Close() error {
-	if r.closer == nil {
-		return nil
-	}
+	r.closeMu.Lock()
 	c := r.closer
 	r.closer = nil
+	r.closeMu.Unlock()
+	if c == nil {
+		return nil
+	}
 	return c.Close()
 }
 
