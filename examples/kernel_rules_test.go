@@ -183,6 +183,12 @@ func TestListingKernelsHasADeadline(t *testing.T) {
 			t.Errorf("left running: %v", a)
 		}
 	}
+	// One that answers at once, and badly, leaving a child behind.
+	quick := filepath.Join(t.TempDir(), "quick")
+	os.WriteFile(quick, []byte("#!/bin/sh\nsleep 1002 &\necho '{not json'\n"), 0o755)
+	if _, err := catalog.Load(quick); err == nil || !strings.Contains(err.Error(), "does not read") {
+		t.Errorf("%s: %v", quick, err)
+	}
 	if a := gone("sleep 100"); len(a) != 0 {
 		t.Errorf("the worker's own children were left running: %v", a)
 	}

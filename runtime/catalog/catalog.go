@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"sort"
@@ -143,28 +145,42 @@ func LoadContext(ctx context.Context, worker string) (*Catalog, error) {
 	var stdout, stderr capped
 	stdout.max, stderr.max = maxListing, 64<<10
 	cmd := exec.CommandContext(ctx, worker, "--list-kernels")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// Children of the worker may hold its pipes open after it dies; once
-	// the group is killed this is only the kernel tearing them down.
-	cmd.WaitDelay = time.Second
-	err := cmd.Start()
+	// Pipes of our own, read by goroutines of our own: with exec's, Wait
+	// would also wait for every process holding the pipe (a child the
+	// worker left behind) before we could kill the group.
+	outR, errR, err := captured(cmd, &stdout, &stderr)
+	if err == nil {
+		err = cmd.Start()
+		cmd.Stdout.(*os.File).Close()
+		cmd.Stderr.(*os.File).Close()
+	}
 	if err == nil {
 		err = cmd.Wait()
+		// Whatever the worker started goes with it, however it ended.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// A process that left our group may still hold the pipes.
+		outR.f.SetReadDeadline(time.Now().Add(time.Second))
+		errR.f.SetReadDeadline(time.Now().Add(time.Second))
+	}
+	if outR != nil {
+		<-outR.done
+		<-errR.done
+		outR.f.Close()
+		errR.f.Close()
 	}
 	msg := strings.TrimSpace(stderr.String())
 	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 		msg = msg[i+1:] // the last line is the one that says why
 	}
 	switch {
+	case stdout.over:
+		return nil, fmt.Errorf("worker %s printed more than %d bytes for its kernel list, which no real listing needs; pass a working worker with --worker", worker, maxListing)
 	case ctx.Err() == context.DeadlineExceeded:
 		return nil, fmt.Errorf("worker %s did not list its kernels within %v (a kernel's state_bytes, or the worker's start-up, hung) and was killed; fix the kernel, or pass a working worker with --worker", worker, ListTimeout)
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("worker %s: listing its kernels was cancelled: %w", worker, ctx.Err())
-	case stdout.over:
-		return nil, fmt.Errorf("worker %s printed more than %d bytes for its kernel list, which no real listing needs; pass a working worker with --worker", worker, maxListing)
 	case err != nil:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -194,6 +210,38 @@ func suffix(msg string) string {
 		return ""
 	}
 	return ": " + msg
+}
+
+// drain reads a pipe into a capped buffer until EOF, the cap, or a deadline.
+type drain struct {
+	f    *os.File
+	done chan struct{}
+}
+
+func captured(cmd *exec.Cmd, stdout, stderr *capped) (*drain, *drain, error) {
+	var ds [2]*drain
+	for i, c := range []*capped{stdout, stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			if ds[0] != nil {
+				ds[0].f.Close()
+				cmd.Stdout.(*os.File).Close()
+			}
+			return nil, nil, err
+		}
+		if i == 0 {
+			cmd.Stdout = w
+		} else {
+			cmd.Stderr = w
+		}
+		d := &drain{f: r, done: make(chan struct{})}
+		go func() {
+			defer close(d.done)
+			io.Copy(c, r)
+		}()
+		ds[i] = d
+	}
+	return ds[0], ds[1], nil
 }
 
 // capped keeps at most max bytes and notes whether more came.
