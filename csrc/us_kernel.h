@@ -20,8 +20,7 @@
  *     no files, sockets, processes, signals to others, sleeps, scheduling
  *     or prctl (docs/design.md section 3 lists what the worker itself may
  *     call). `--unsandboxed` lifts it for debugging only. Printing from
- *     `process` is a write system call too: debug with `understudy replay`
- *     and gdb instead.
+ *     `process` is a write system call too: debug with gdb, unsandboxed.
  *   - `process` must not allocate, lock, block or wait, and must return
  *     within the block's time budget: in real time (demo, live) that is the
  *     hang timeout (--hang-timeout; by default half a period, at least

@@ -335,10 +335,16 @@ func readBlock(r *wav.Reader, p []float32) (int, error) {
 	return n, nil
 }
 
-// renderStream reads the input a block at a time, splits it over the lanes,
-// renders each lane on its own goroutine and writes the joined output as
-// it comes, so memory stays a few blocks per lane whatever the length. It
-// returns each lane's stats and the frames written.
+// renderStream reads the input a chunk of blocks at a time, splits it over
+// the lanes, renders each lane on its own goroutine and writes the joined
+// output as it comes, so memory stays a few chunks per lane whatever the
+// length. It returns each lane's stats and the frames written.
+//
+// Deadlock freedom: a lane hands on the output it holds before it waits
+// for input (flush in src), and render.Stream never waits for input while
+// it holds blocks whose output is due. So the writer, waiting on a lane,
+// always waits on output that is coming, and the reader, blocked on a full
+// lane, is blocked on one that the writer is draining.
 func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Reader, first []float32, w *wav.Writer, lanes, channels, block int) ([]render.Stats, int64, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
@@ -349,7 +355,10 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 		cancel(err)
 	}
 	per := channels / lanes
-	const depth = 4 // blocks in flight per lane between the goroutines
+	// Blocks travel between goroutines in chunks, so a channel operation
+	// and a goroutine switch are paid per chunk, not per block.
+	const chunkBlocks, depth = 16, 2
+	chunk := chunkBlocks * block * per // samples of one lane per chunk
 	ins := make([]chan []float32, lanes)
 	outs := make([]chan []float32, lanes)
 	for l := range ins {
@@ -359,18 +368,18 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 	// Buffers go round through free lists, so the steady state allocates
 	// nothing; each list holds what can be in flight at once.
 	inFree := make(chan []float32, lanes*(depth+2))
-	outFree := make(chan []float32, lanes*(depth+2))
+	outFree := make(chan []float32, lanes*(depth+3))
 	get := func(free chan []float32) []float32 {
 		select {
 		case b := <-free:
-			return b
+			return b[:0]
 		default:
-			return make([]float32, block*per)
+			return make([]float32, 0, chunk)
 		}
 	}
 	put := func(free chan []float32, b []float32) {
 		select {
-		case free <- b[:cap(b)]:
+		case free <- b:
 		default:
 		}
 	}
@@ -387,8 +396,16 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 				close(c)
 			}
 		}()
-		buf := make([]float32, block*channels)
+		buf := make([]float32, chunkBlocks*block*channels)
 		n := copy(buf, first)
+		if n == len(first) && len(first) == block*channels {
+			k, err := readBlock(r, buf[n:])
+			if err != nil {
+				fail(fmt.Errorf("--in: %w", err))
+				return
+			}
+			n += k
+		}
 		for n > 0 {
 			frames := n / channels
 			for l := range ins {
@@ -418,72 +435,112 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 		go func() {
 			defer wg.Done()
 			defer close(outs[l])
+			var in []float32 // the chunk being fed, and how far
+			var inAt int
+			var inDone bool
+			out := get(outFree) // output gathered for the writer
+			flush := func() bool {
+				if len(out) == 0 {
+					return true
+				}
+				select {
+				case outs[l] <- out:
+					out = get(outFree)
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			}
 			st, err := render.Stream(sup.Region().Lane(l),
 				func(p []float32, wait bool) (int, error) {
-					take := func(b []float32, ok bool) (int, error) {
+					if inAt == len(in) && !inDone {
+						if in != nil {
+							put(inFree, in)
+							in, inAt = nil, 0
+						}
+						var b []float32
+						var ok bool
+						if !wait {
+							select {
+							case b, ok = <-ins[l]:
+							default:
+								if !flush() {
+									return 0, context.Cause(ctx)
+								}
+								return 0, render.ErrNotReady
+							}
+						} else {
+							if !flush() {
+								return 0, context.Cause(ctx)
+							}
+							select {
+							case b, ok = <-ins[l]:
+							case <-ctx.Done():
+								return 0, context.Cause(ctx)
+							}
+						}
 						if !ok {
-							return 0, io.EOF
-						}
-						n := copy(p, b)
-						put(inFree, b)
-						return n, nil
-					}
-					if !wait {
-						select {
-						case b, ok := <-ins[l]:
-							return take(b, ok)
-						default:
-							return 0, render.ErrNotReady
+							inDone = true
+						} else {
+							in, inAt = b, 0
 						}
 					}
-					select {
-					case b, ok := <-ins[l]:
-						return take(b, ok)
-					case <-ctx.Done():
-						return 0, context.Cause(ctx)
+					if inDone {
+						return 0, io.EOF
 					}
+					n := copy(p, in[inAt:])
+					inAt += n
+					return n, nil
 				},
 				func(p []float32, _ uint32) error {
-					b := get(outFree)[:len(p)]
-					copy(b, p)
-					select {
-					case outs[l] <- b:
-						return nil
-					case <-ctx.Done():
+					out = append(out, p...)
+					if len(out)+len(p) > cap(out) && !flush() {
 						return context.Cause(ctx)
 					}
+					return nil
 				}, 0)
 			stats[l] = st
+			if err == nil && !flush() {
+				err = context.Cause(ctx)
+			}
 			if err != nil {
 				fail(fmt.Errorf("lane %d: %w", l, err))
 			}
 		}()
 	}
-	// The writer: one block from every lane, joined, in order.
-	joined := make([]float32, block*channels)
+	// The writer: joins what every lane has, in order, as far as the lane
+	// with the least goes.
+	cur := make([][]float32, lanes) // each lane's chunk in hand, from at
+	at := make([]int, lanes)
+	joined := make([]float32, chunkBlocks*block*channels)
 	var frames int64
 write:
 	for {
-		n := -1
+		n := len(joined) / channels
 		for l := range outs {
-			var b []float32
-			var ok bool
-			select {
-			case b, ok = <-outs[l]:
-			case <-ctx.Done():
-				break write
+			if at[l] == len(cur[l]) {
+				if cur[l] != nil {
+					put(outFree, cur[l])
+					cur[l] = nil
+				}
+				select {
+				case b, ok := <-outs[l]:
+					if !ok {
+						break write
+					}
+					cur[l], at[l] = b, 0
+				case <-ctx.Done():
+					break write
+				}
 			}
-			if !ok {
-				break write
+			n = min(n, (len(cur[l])-at[l])/per)
+		}
+		for l := range outs {
+			src := cur[l][at[l]:]
+			for i := 0; i < n; i++ {
+				copy(joined[i*channels+l*per:i*channels+(l+1)*per], src[i*per:(i+1)*per])
 			}
-			f := len(b) / per
-			if n < 0 {
-				n = f
-			}
-			for i := 0; i < min(f, n); i++ {
-				copy(joined[i*channels+l*per:i*channels+(l+1)*per], b[i*per:(i+1)*per])
-			}
-			put(outFree, b)
+			at[l] += n * per
 		}
 		if err := w.Write(joined[:n*channels]); err != nil {
 			fail(err)
