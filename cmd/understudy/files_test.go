@@ -169,6 +169,11 @@ func TestOutRefusesWhatIsNotARegularFile(t *testing.T) {
 				t.Errorf("the device node now has numbers %#x", st.Rdev)
 			}
 			checkClean(t, r, dir)
+			r = runHost(t, nil, "demo", "--worker", worker(t), "--duration", "100ms", "--out", p, "--report", filepath.Join(dir, "r.json"))
+			if r.code != 2 || !strings.Contains(string(r.stderr), what) {
+				t.Errorf("demo: exit %d, %q; want 2 and a line naming %s", r.code, r.stderr, what)
+			}
+			checkClean(t, r, dir)
 		})
 	}
 }
@@ -358,4 +363,50 @@ func TestOutDashToAFileHasRealSizes(t *testing.T) {
 			t.Fatalf("sample %d: %g, want %g (unity gain)", i, got.Samples[i], a.Samples[i])
 		}
 	}
+}
+
+// Memory follows the block size, not the file: 100 s of stereo (38 MB of
+// samples) piped through process peaks far below the size of the audio,
+// where reading it whole would need it twice over.
+func TestProcessMemoryIsBounded(t *testing.T) {
+	const frames = 48000 * 100
+	pr, pw := io.Pipe()
+	go func() {
+		w, _ := wav.NewStream(pw, "gen", 48000, 2)
+		blk := make([]float32, 2*4800)
+		for i := range blk {
+			blk[i] = float32(i%100) / 200
+		}
+		for i := 0; i < frames/4800; i++ {
+			if w.Write(blk) != nil {
+				break
+			}
+		}
+		w.Close()
+		pw.Close()
+	}()
+	cmd := exec.Command(host(t), "process", "--worker", worker(t), "--in", "-", "--out", "-", "--chain", "lowpass f=1000 | gain db=-6")
+	cmd.Stdin = pr
+	var stderr bytes.Buffer
+	n := &countingWriter{}
+	cmd.Stdout, cmd.Stderr = n, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.Bytes())
+	}
+	if want := int64(2 * 4 * frames); n.n < want {
+		t.Fatalf("%d bytes out, want at least %d", n.n, want)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if kb := ru.Maxrss; kb > 24<<10 {
+		t.Errorf("peak RSS %d MiB for 38 MB of audio: memory follows the file", kb>>10)
+	} else {
+		t.Logf("peak RSS %d KiB for %d MB of audio", kb, 8*frames>>20)
+	}
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
 }

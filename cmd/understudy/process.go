@@ -129,6 +129,9 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}()
 	if out == "-" {
+		if _, err := unix.IoctlGetTermios(1, unix.TCGETS); err == nil {
+			return usagef("--out -: standard output is a terminal; redirect it to a file or a pipe (e.g. > out.wav, | sox -t wav - ...)")
+		}
 		// Summaries and warnings must not land in the audio. A reader that
 		// goes away makes writes fail with EPIPE, reported once, instead of
 		// killing us with workers still running.

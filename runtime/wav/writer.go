@@ -262,6 +262,10 @@ func (w *Writer) flush() error {
 	} else {
 		_, err = w.f.Write(w.buf)
 	}
+	if err != nil && w.stream != nil && w.patchAt < 0 {
+		w.err = fmt.Errorf("%s: cannot write: %w — the program reading it stopped early", w.path, unwrapPath(err))
+		return w.err
+	}
 	if err != nil {
 		w.err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(err))
 		return w.err
