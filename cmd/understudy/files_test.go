@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -294,16 +295,11 @@ func TestSignalMidRenderLeavesNothing(t *testing.T) {
 			if _, err := f.Write(hdr.Bytes()); err != nil {
 				t.Fatal(err)
 			}
-			var tmp string
-			for end := time.Now().Add(30 * time.Second); tmp == ""; time.Sleep(5 * time.Millisecond) {
+			// The output being written has no name (O_TMPFILE): it is found
+			// among the host's open files, as "dir/#inode (deleted)".
+			for end := time.Now().Add(30 * time.Second); !writing(cmd.Process.Pid, dir); time.Sleep(5 * time.Millisecond) {
 				if time.Now().After(end) {
-					t.Fatalf("no output reached a temporary file; stderr: %s", stderr.Bytes())
-				}
-				names, _ := filepath.Glob(filepath.Join(dir, ".out.wav.tmp-*"))
-				for _, n := range names {
-					if st, err := os.Stat(n); err == nil && st.Size() > 1000 {
-						tmp = n
-					}
+					t.Fatalf("no output was being written; stderr: %s", stderr.Bytes())
 				}
 			}
 			if err := cmd.Process.Signal(sig); err != nil {
@@ -326,12 +322,28 @@ func TestSignalMidRenderLeavesNothing(t *testing.T) {
 			if _, err := os.Stat(out); err == nil {
 				t.Errorf("a partial %s was published", out)
 			}
-			if _, err := os.Stat(tmp); err == nil {
-				t.Errorf("the temporary file %s survived", tmp)
+			if n, _ := os.ReadDir(dir); len(n) != 1 {
+				t.Errorf("the directory holds %v, want only the FIFO", n)
 			}
 			checkClean(t, r, dir)
 		})
 	}
+}
+
+// writing says whether pid has an unnamed file in dir open with more than
+// a header in it: output under way.
+func writing(pid int, dir string) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(target, dir+"/") || !strings.HasSuffix(target, "(deleted)") {
+			continue
+		}
+		if st, err := os.Stat(fd); err == nil && st.Size() > 1000 {
+			return true
+		}
+	}
+	return false
 }
 
 // Standard output redirected to a file gets a WAV with its real sizes.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -306,5 +307,36 @@ func TestReaderMemoryIsBounded(t *testing.T) {
 	}
 	if peak > before+16<<20 {
 		t.Errorf("heap grew by %d MiB while streaming 64 MiB", (peak-before)>>20)
+	}
+}
+
+// A process killed outright (SIGKILL: no deferred cleanup, no signal
+// handler) while writing leaves nothing in the directory.
+func TestWriterKilledLeavesNothing(t *testing.T) {
+	if dir := os.Getenv("WAV_TEST_WRITE_INTO"); dir != "" {
+		w, err := Create(filepath.Join(dir, "out.wav"), 48000, 2)
+		if err != nil {
+			os.Exit(3)
+		}
+		w.Write(make([]float32, 2*100000))
+		os.Stdout.WriteString("writing\n")
+		select {} // until killed
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriterKilledLeavesNothing$")
+	cmd.Env = append(os.Environ(), "WAV_TEST_WRITE_INTO="+dir)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 8)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "writing\n" {
+		cmd.Process.Kill()
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if n := names(t, dir); len(n) != 0 {
+		t.Errorf("a killed writer left %q", n)
 	}
 }

@@ -4,8 +4,9 @@
 // Output is bit-exact (the float32 bits given to Write are the bits Read
 // returns), because the supervisor compares rendered audio against a
 // reference bit for bit. Output appears at its path only when complete
-// (temporary file, fsync, rename), so a failed or crashed run never leaves a
-// partial file that a later comparison could mistake for a result.
+// (an unnamed O_TMPFILE file, fsync, link, rename), so a failed, killed or
+// crashed run never leaves a partial file that a later comparison could
+// mistake for a result, nor a hidden temporary file to clean up.
 package wav
 
 import (

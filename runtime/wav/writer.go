@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// Writer writes a 32-bit float WAV into a temporary file beside its path;
-// Close makes it appear at the path, Abort removes it. A Writer made by
+// Writer writes a 32-bit float WAV into an unnamed file in its path's
+// directory (O_TMPFILE; a hidden temporary file where the file system lacks
+// it); Close names it and renames it to the path, Abort discards it. A Writer made by
 // NewStream writes straight to its stream instead.
 type Writer struct {
 	path   string
@@ -63,7 +66,10 @@ func Create(path string, rate, channels int) (*Writer, error) {
 	if err := checkDir(path, dir); err != nil {
 		return nil, err
 	}
-	f, tmp, err := createTemp(dir, filepath.Base(path))
+	f, tmp, err := createAnonymous(dir)
+	if err != nil {
+		f, tmp, err = createTemp(dir, filepath.Base(path))
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			return nil, fmt.Errorf("%s: cannot create: the directory %s is not writable (%v) — choose another output directory or fix its permissions", path, dir, unwrapPath(err))
@@ -126,6 +132,18 @@ func checkDir(path, dir string) error {
 	default:
 		return fmt.Errorf("%s: cannot create: cannot reach the directory %s (%v) — check its permissions", path, dir, unwrapPath(err))
 	}
+}
+
+// createAnonymous makes the file with O_TMPFILE: it has no name until
+// Close links it in, so whatever ends the process before that (a signal, a
+// panic, SIGKILL, a power cut) leaves nothing behind. A file system without
+// O_TMPFILE support gets a named temporary file instead.
+func createAnonymous(dir string) (*os.File, string, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o666)
+	if err != nil {
+		return nil, "", err
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), "", nil
 }
 
 // createTemp is os.CreateTemp but with mode 0666, so the umask applies and
@@ -311,6 +329,11 @@ func (w *Writer) Close() error {
 			err = fmt.Errorf("%s: cannot flush to disk: %w — check the disk", w.path, unwrapPath(serr))
 		}
 	}
+	if err == nil && w.tmp == "" {
+		// Give the anonymous file its temporary name only now, complete:
+		// the rename below is what publishes it.
+		err = w.link()
+	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(cerr))
 	}
@@ -326,7 +349,9 @@ func (w *Writer) Close() error {
 	}
 	w.buf = nil
 	if err != nil {
-		os.Remove(w.tmp)
+		if w.tmp != "" {
+			os.Remove(w.tmp)
+		}
 		return err
 	}
 	syncDir(filepath.Dir(w.path))
@@ -356,8 +381,29 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.f.Close()
-	os.Remove(w.tmp)
+	if w.tmp != "" {
+		os.Remove(w.tmp)
+	}
 	w.buf = nil
+}
+
+// link names the anonymous file beside its path, through /proc (linkat
+// with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+func (w *Writer) link() error {
+	dir, base := filepath.Dir(w.path), filepath.Base(w.path)
+	for range 100 {
+		name := filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(w.f.Fd())), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: cannot give the finished file a name: %w — check the directory's permissions", w.path, err)
+		}
+		w.tmp = name
+		return nil
+	}
+	return fmt.Errorf("%s: no unused temporary name in %s", w.path, dir)
 }
 
 // WriteFile writes a whole signal.
