@@ -243,6 +243,26 @@ func TestProcessStreamsThroughPipes(t *testing.T) {
 	}
 }
 
+// An input that turns out truncated partway through the render is bad
+// input like any other: exit 2, one line, no output, nothing left.
+func TestTruncatedInputMidRender(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.wav"), filepath.Join(dir, "out.wav")
+	writeInput(t, in, 2, 48000)
+	st, _ := os.Stat(in)
+	if err := os.Truncate(in, st.Size()-1000); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, nil, "process", "--worker", worker(t), "--in", in, "--out", out, "--chain", "gain")
+	if r.code != 2 || !strings.Contains(string(r.stderr), "truncated data") {
+		t.Errorf("exit %d, %q; want 2 and that the data is truncated", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("%s was written", out)
+	}
+	checkClean(t, r, dir)
+}
+
 // A FIFO on --in that nobody writes to ends the run after --read-timeout.
 func TestInFIFOWithoutWriterGivesUp(t *testing.T) {
 	dir := t.TempDir()

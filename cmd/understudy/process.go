@@ -219,8 +219,10 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		var t evTally
 		t.poisoned = make([]map[uint64]bool, lanes)
 		for e := range sup.Events() {
-			if e.Kind == supervisor.EvFailover || e.Kind == supervisor.EvNoSpare {
+			if e.Kind == supervisor.EvFailover {
 				t.failovers++
+			}
+			if e.Kind == supervisor.EvFailover || e.Kind == supervisor.EvNoSpare {
 				if e.Poisoned && e.Lane >= 0 && e.Lane < lanes {
 					if t.poisoned[e.Lane] == nil {
 						t.poisoned[e.Lane] = map[uint64]bool{}
@@ -404,7 +406,8 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 		if n == len(first) && len(first) == block*channels {
 			k, err := readBlock(r, buf[n:])
 			if err != nil {
-				fail(fmt.Errorf("--in: %w", err))
+				// Bad input found mid-stream is still bad input.
+				fail(usagef("--in: %v", err))
 				return
 			}
 			n += k
@@ -427,7 +430,8 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 			}
 			var err error
 			if n, err = readBlock(r, buf); err != nil {
-				fail(fmt.Errorf("--in: %w", err))
+				// Bad input found mid-stream is still bad input.
+				fail(usagef("--in: %v", err))
 				return
 			}
 		}
