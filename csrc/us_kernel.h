@@ -9,7 +9,60 @@
  *     every worker, so a spare that resumes from committed state is bit-exact.
  *
  * The worker refuses a kernel whose abi_version differs from the one it was
- * built with. */
+ * built with.
+ *
+ * What a kernel may and may not do (the SDK contract; README "Your own
+ * kernel" says the same for users):
+ *
+ *   - No system calls, in any of the four functions. The worker runs its
+ *     kernels under a seccomp allowlist that kills the whole worker
+ *     (SIGSYS, reported as the fault path `sandbox`) on any call outside it:
+ *     no files, sockets, processes, signals to others, sleeps, scheduling
+ *     or prctl (docs/design.md section 3 lists what the worker itself may
+ *     call). `--unsandboxed` lifts it for debugging only. Printing from
+ *     `process` is a write system call too: debug with gdb, unsandboxed.
+ *   - `process` must not allocate, lock, block or wait, and must return
+ *     within the block's time budget: in real time (demo, live) that is the
+ *     hang timeout (--hang-timeout; by default half a period, at least
+ *     500 µs), past which the worker is killed as hung and the lane fails
+ *     over; in `understudy process`, a block that produces nothing for 10 s
+ *     ends the render. A kernel that dies on an input block (crash, hang,
+ *     sandbox kill) is retried once in a fresh worker; if that one dies
+ *     too, the block is bypassed (its output is the dry input), and
+ *     `understudy process` then fails unless --allow-bypass.
+ *   - `state_bytes` is pure and quick: the host calls it (through
+ *     `--list-kernels`) for every channel count 1..US_MAX_CHANNELS, and the
+ *     whole listing must finish within 5 s or the worker is killed. Return
+ *     0 for a channel count the kernel cannot run. A whole chain's state is
+ *     at most US_LANE_STATE_BYTES (65536) bytes; a kernel asking for more is
+ *     refused when the worker is loaded (exit status 2).
+ *   - State alignment: each kernel's state starts at a 16-byte-aligned
+ *     offset in the lane's state buffer (itself cache-line aligned), so
+ *     16-byte SIMD loads of the state are aligned; 32-byte AVX loads must
+ *     use unaligned instructions. The state is copied from the committed
+ *     buffer before each block and committed after it: keep every bit of
+ *     history there, and no pointer into it (it moves between buffers).
+ *   - Frames and channels: `buf` holds frames * channels interleaved floats,
+ *     frames in 1..US_MAX_FRAMES and channels in 1..US_MAX_CHANNELS with
+ *     frames * channels <= US_SLOT_SAMPLES; frames is the same for every
+ *     block of a run (the last block is zero-padded). Never read or write
+ *     past buf[frames * channels] or past state_bytes(channels) of state.
+ *   - Floating point: the worker sets FTZ and DAZ (AArch64: FPCR.FZ) before
+ *     the first init, so subnormals read and compute as zero (us_fp.h). Do
+ *     not change the floating-point environment (rounding mode, exception
+ *     masks): a spare resuming the lane must compute the same bits.
+ *   - Parameters are fixed for a run: `params` (n_params floats, already
+ *     range-checked by the host against the schema) is the same in init
+ *     and every process call, and is read-only. A change of parameters is
+ *     a new run.
+ *   - Naming: name and variant are 1..23 and 1..15 characters of letters,
+ *     digits, '_', '-' or '.', starting with a letter; a name must not be a
+ *     built-in kernel's (`understudy kernels` lists them) nor be used twice
+ *     with the same variant. A worker that breaks this refuses to start
+ *     (exit status 2) and says which kernel and why.
+ *   - Errors: `init` returning -1 means the kernel refused its parameters,
+ *     and the host says so (exit status 2); only a kernel built for another
+ *     ABI version is told to rebuild. */
 #ifndef US_KERNEL_H
 #define US_KERNEL_H
 

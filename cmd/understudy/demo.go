@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,8 +101,8 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
 	fs.BoolVar(&c.Unsandboxed, "unsandboxed", false, "run workers without their sandbox (uid drop, no capabilities, seccomp), to debug a kernel")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
-	fs.StringVar(&c.Out, "out", "out/demo.wav", "output WAV")
-	fs.StringVar(&c.Report, "report", "out/demo-report.json", "JSON report")
+	fs.StringVar(&c.Out, "out", defaultOut, "output WAV (a regular file; its directory must exist, except the default ./out)")
+	fs.StringVar(&c.Report, "report", defaultReport, "JSON report (a regular file; its directory must exist, except the default ./out)")
 	fs.StringVar(&c.Plot, "plot", "", "also draw the run into this .svg or .png: detection latency by path, timeline, clock lateness")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
@@ -186,6 +187,11 @@ type injected struct {
 	failoverU float64
 }
 
+const (
+	defaultOut    = "out/demo.wav"
+	defaultReport = "out/demo-report.json"
+)
+
 func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	c, err := parseDemoFlags(args, stdout)
 	if err != nil {
@@ -236,8 +242,13 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 
 	// Claim the outputs first, so an unwritable path fails before any audio.
-	if err := os.MkdirAll(filepath.Dir(c.Out), 0o755); err != nil {
-		return usagef("--out: cannot create the directory for %s: %v", c.Out, err)
+	// Only the defaults' ./out is created here: it is where the demo says
+	// it writes, while a directory the user names must exist (a typo in it
+	// should be an error, not a new directory tree).
+	if c.Out == defaultOut || c.Report == defaultReport {
+		if err := os.MkdirAll(filepath.Dir(defaultOut), 0o755); err != nil {
+			return usagef("cannot create the directory %s for the default outputs: %v; pass --out and --report", filepath.Dir(defaultOut), err)
+		}
 	}
 	out, err := wav.Create(c.Out, c.Rate, channels)
 	if err != nil {
@@ -579,14 +590,15 @@ func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([]
 // loadCatalog checks the worker binary and asks it for its kernels; every
 // failure is the user's to fix (a missing or wrong worker).
 func loadCatalog(worker string, unsandboxed bool) (*catalog.Catalog, error) {
+	return loadCatalogContext(context.Background(), worker, unsandboxed)
+}
+
+// loadCatalogContext is loadCatalog that also stops when ctx is done.
+func loadCatalogContext(ctx context.Context, worker string, unsandboxed bool) (*catalog.Catalog, error) {
 	if err := supervisor.CheckWorker(worker); err != nil {
 		return nil, &usageError{err.Error()}
 	}
-	load := catalog.Load
-	if unsandboxed {
-		load = catalog.LoadUnsandboxed
-	}
-	cat, err := load(worker)
+	cat, err := catalog.LoadContext(ctx, worker, unsandboxed)
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}
@@ -603,10 +615,30 @@ func warnUnsandboxed(on bool, stderr io.Writer) {
 // classify turns start-up failures the user can fix into usage errors.
 func classify(err error) error {
 	var se *supervisor.SpawnError
+	if errors.As(err, &se) {
+		if msg := kernelComplaint(se.Output); msg != "" {
+			return &usageError{fmt.Sprintf("worker %s: %s", se.Worker, msg)}
+		}
+	}
 	if errors.Is(err, supervisor.ErrWorkerBinary) || errors.As(err, &se) {
 		return &usageError{err.Error()}
 	}
 	return err
+}
+
+// kernelComplaint is the worker's last word when it is about a kernel, not
+// about the worker matching the host: then the SpawnError's advice to
+// rebuild would send the user the wrong way.
+func kernelComplaint(output string) string {
+	lines := strings.Split(strings.TrimSpace(output), "\n")
+	last := strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "understudy-worker: ")
+	switch {
+	case strings.Contains(last, "refused its parameters"):
+		return last + " (its init returned an error for these values): change them in --chain; understudy kernels lists the ranges"
+	case strings.HasPrefix(last, "user kernel "):
+		return last
+	}
+	return ""
 }
 
 func countKind(evs []supervisor.Event, k supervisor.EventKind) int {

@@ -33,7 +33,9 @@ Usage:
   understudy version          print version, region layout and kernel ABI
   understudy help             this text
 
-Exit status: 0 success, 1 the run failed, 2 bad usage or input.
+Exit status: 0 success, 1 the run failed (for process: also when blocks were
+bypassed, unless --allow-bypass), 2 bad usage or input, 128+N stopped by
+signal N (SIGINT 130, SIGTERM 143).
 `
 
 // usageError is bad input from the user: exit status 2.
@@ -73,11 +75,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var ue *usageError
+	var xe *exitError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errHelp):
 		return 0
+	case errors.As(err, &xe):
+		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
+		return xe.code
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
 		return 2

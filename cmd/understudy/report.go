@@ -294,7 +294,7 @@ func printNote(w io.Writer, c *demoConfig, r *report) {
 	}
 	periodUS := float64(c.Block) * 1e6 / float64(c.Rate)
 	headroomUS := float64(c.Latency-1) * periodUS
-	what := fmt.Sprintf("%s and %s that no fault explains", plural(int(r.Xruns), "xrun"), plural(len(r.Unplanned), "failover"))
+	what := fmt.Sprintf("%s and %s that no fault explains", count(int(r.Xruns), "xrun"), count(len(r.Unplanned), "failover"))
 	if r.ClockLateMaxUS > headroomUS {
 		fmt.Fprintf(w, "note: %s. The machine stalled: the clock woke %.1f ms late, more than the %.1f ms of headroom "+
 			"that --latency %d leaves. Measure the machine with `%s`; more headroom: --latency %d --hang-timeout %v\n",
@@ -307,7 +307,8 @@ func printNote(w io.Writer, c *demoConfig, r *report) {
 		"and at whether the workers got real-time priority.\n", what, headroomUS/1e3, r.ClockLateMaxUS, periodUS, float64(c.HangTimeout)/1e3)
 }
 
-func plural(n int, word string) string {
+// count says n words: "1 xrun", "7 xruns".
+func count(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
 	}
@@ -324,8 +325,13 @@ func triple(s stats.Summary) string {
 // checkWritable fails early when path's directory cannot take a new file.
 func checkWritable(path string) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create directory for %s: %v", path, err)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("the directory %s does not exist; create it first (mkdir -p %s) or choose another path", dir, dir)
+	}
+	// Written by a rename, which would replace a device node or a FIFO at
+	// the path with the report: only regular files are replaced.
+	if st, err := os.Stat(path); err == nil && !st.IsDir() && !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%v); give a file path", path, st.Mode().Type())
 	}
 	f, err := os.CreateTemp(dir, ".understudy-check-*")
 	if err != nil {

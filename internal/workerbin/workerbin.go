@@ -58,3 +58,29 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+var (
+	hostOnce sync.Once
+	hostPath string
+	hostErr  error
+)
+
+// HostPath returns bin/understudy at the module root, brought up to date
+// with `make` on first use (a no-op under `make test`, which built it), for
+// tests that run the CLI as the user does: as a process of its own.
+func HostPath() (string, error) {
+	hostOnce.Do(func() {
+		root, e := moduleRoot()
+		if e != nil {
+			hostErr = e
+			return
+		}
+		out, e := exec.Command("make", "-s", "-C", root, "bin/understudy").CombinedOutput()
+		if e != nil {
+			hostErr = fmt.Errorf("make bin/understudy: %v\n%s", e, out)
+			return
+		}
+		hostPath = filepath.Join(root, "bin", "understudy")
+	})
+	return hostPath, hostErr
+}

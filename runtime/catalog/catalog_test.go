@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
 func TestChooseVariant(t *testing.T) {
@@ -102,5 +104,33 @@ func TestBestFollowsCPUID(t *testing.T) {
 			t.Errorf("%s: Best() = %q with variants %v; cpuid says AVX2+FMA %v, SSE2 %v, NEON %v: want %q",
 				k.Name, got, k.Variants, has["avx2"], has["sse2"], has["neon"], want)
 		}
+	}
+}
+
+// The catalog refuses a listing in which one name stands for two kernels,
+// whether the second repeats a variant or comes back after another name
+// (a user kernel "gain" with a variant the built-in lacks, listed first).
+func TestParseRefusesAShadowedName(t *testing.T) {
+	entry := func(name, variant string) string {
+		sb := strings.Repeat("8,", shm.MaxChannels-1) + "8"
+		return `{"name":"` + name + `","variant":"` + variant + `","supported":true,"abi":` + fmt.Sprint(shm.KernelABI) +
+			`,"summary":"s","params":[{"name":"db","unit":"dB","min":-10,"max":10,"default":0}],"state_bytes":[` + sb + `]}`
+	}
+	listing := func(entries ...string) []byte {
+		return []byte(fmt.Sprintf(`{"abi":%d,"layout":%d,"kernels":[%s]}`, shm.KernelABI, shm.LayoutVersion, strings.Join(entries, ",")))
+	}
+	if _, err := Parse("w", listing(entry("gain", "scalar"), entry("gain", "avx2"), entry("pan", "scalar"))); err != nil {
+		t.Fatalf("a clean listing: %v", err)
+	}
+	for name, l := range map[string][]byte{
+		"same variant twice": listing(entry("gain", "scalar"), entry("gain", "scalar"), entry("gain", "avx2")),
+		"name comes back":    listing(entry("gain", "neon"), entry("pan", "scalar"), entry("gain", "scalar")),
+	} {
+		if _, err := Parse("w", l); err == nil || !strings.Contains(err.Error(), `two kernels named "gain"`) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := Parse("w", listing(entry("gain|x", "scalar"))); err == nil || !strings.Contains(err.Error(), "not usable") {
+		t.Errorf("a name with '|': %v", err)
 	}
 }

@@ -6,6 +6,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -19,46 +20,115 @@ var ErrStalled = errors.New("render: lane stalled")
 // Blocks are numbered from 0; the last one is zero-padded and flagged.
 // stall bounds how long it waits for any one block (0: 10 s).
 func Lane(lane *shm.Lane, in []float32, stall time.Duration) ([]float32, error) {
+	ch := lane.Channels()
+	if len(in)%ch != 0 {
+		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
+	}
+	out := make([]float32, 0, len(in))
+	rest := in
+	_, err := Stream(lane,
+		func(p []float32, _ bool) (int, error) {
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			n := copy(p, rest)
+			rest = rest[n:]
+			return n, nil
+		},
+		func(p []float32, _ uint32) error {
+			out = append(out, p...)
+			return nil
+		}, stall)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MaxListed is how many bypassed block numbers Stats keeps; the count goes on.
+const MaxListed = 64
+
+// Stats is what a render saw of its output.
+type Stats struct {
+	Blocks   uint64   // output blocks delivered
+	Bypassed uint64   // of which the owner marked as fallback, not the chain's output
+	At       []uint64 // the first MaxListed bypassed block numbers, in order
+}
+
+// ErrNotReady is what a Stream source returns, when asked not to wait, to
+// say that no samples are available yet.
+var ErrNotReady = errors.New("render: no input ready")
+
+// Stream renders a signal of any length through lane in bounded memory.
+// src fills p (one block: channels × frames samples) with interleaved
+// samples and returns how many; a short count or io.EOF ends the signal, and
+// any other error ends the render with it. When wait is false and nothing
+// is available yet, src returns 0, ErrNotReady: Stream asks that way
+// whenever it holds blocks whose output it has not delivered, so that a
+// source fed in step with other lanes never waits on a consumer that waits
+// on this lane. Each output block goes to dst in order, with its flags
+// (shm.BlockBypassed, ...), cut to the input's length; p is shared memory,
+// valid only during the call. Blocks are numbered from 0; the last one is
+// zero-padded and flagged, which costs one block of read-ahead. stall
+// bounds how long it waits for any one output block (0: 10 s).
+func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration) (Stats, error) {
+	var st Stats
 	if stall <= 0 {
 		stall = 10 * time.Second
 	}
 	ch, frames := lane.Channels(), lane.Frames()
 	per := ch * frames
-	if len(in)%ch != 0 {
-		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
+	cur, nxt := make([]float32, per), make([]float32, per)
+	n, err := fill(src, cur, ch, true)
+	if err != nil || n == 0 {
+		return st, err
 	}
-	nBlocks := (len(in) + per - 1) / per
-	out := make([]float32, len(in))
 	prod := shm.NewProducer(lane.In())
 	cons := shm.NewConsumer(lane.Out())
-	var pushed, got int
-	next := uint64(0) // block number wanted next
-	for got < nBlocks {
-		progressed := false
-		for pushed < nBlocks {
+	var pushed, next uint64 // blocks published; block number wanted next
+	done := false           // the last block is published
+	haveNext, nn := false, 0
+	var lastNum uint64
+	lastLen := per
+	lastProgress := time.Now()
+	for !done || next < pushed {
+		progressed, starved := false, false
+		for !done {
 			b, err := prod.Peek()
 			if err != nil {
-				return nil, err
+				return st, err
 			}
 			if b == nil {
 				break
 			}
-			dst := b.Samples(per)
-			n := copy(dst, in[pushed*per:min((pushed+1)*per, len(in))])
-			clear(dst[n:])
-			flags := uint32(0)
-			if pushed == nBlocks-1 {
-				flags = shm.BlockLast
+			if !haveNext && n == per {
+				k, err := fill(src, nxt, ch, next == pushed)
+				if err == ErrNotReady {
+					starved = true
+					break
+				}
+				if err != nil {
+					return st, err
+				}
+				haveNext, nn = true, k
 			}
-			b.SetHeader(uint64(pushed), frames, flags, shm.NowNS())
+			dstS := b.Samples(per)
+			copy(dstS, cur[:n])
+			clear(dstS[n:])
+			flags := uint32(0)
+			if n < per || nn == 0 {
+				flags, done, lastNum, lastLen = shm.BlockLast, true, pushed, n
+			}
+			b.SetHeader(pushed, frames, flags, shm.NowNS())
 			prod.Publish()
 			pushed++
+			cur, nxt, n, haveNext = nxt, cur, nn, false
 			progressed = true
 		}
 		for {
 			b, err := cons.Peek()
 			if err != nil {
-				return nil, err
+				return st, err
 			}
 			if b == nil {
 				break
@@ -66,30 +136,82 @@ func Lane(lane *shm.Lane, in []float32, stall time.Duration) ([]float32, error) 
 			num := b.Number()
 			switch {
 			case num < next: // redone by a new owner after a crash: already have it
-			case num == next:
+			case num == next && num < pushed:
 				if b.Frames() != frames {
-					return nil, fmt.Errorf("render: block %d has %d frames, want %d: %w", num, b.Frames(), frames, shm.ErrCorrupt)
+					return st, fmt.Errorf("render: block %d has %d frames, want %d: %w", num, b.Frames(), frames, shm.ErrCorrupt)
 				}
-				lo := int(num) * per
-				copy(out[lo:min(lo+per, len(out))], b.Samples(per))
+				l := per
+				if done && num == lastNum {
+					l = lastLen
+				}
+				flags := b.Flags()
+				if flags&shm.BlockBypassed != 0 {
+					if len(st.At) < MaxListed {
+						st.At = append(st.At, num)
+					}
+					st.Bypassed++
+				}
+				if err := dst(b.Samples(per)[:l], flags); err != nil {
+					return st, err
+				}
+				st.Blocks++
 				next++
-				got++
 			default:
-				return nil, fmt.Errorf("render: block %d arrived before block %d", num, next)
+				return st, fmt.Errorf("render: block %d arrived before block %d: %w", num, next, shm.ErrCorrupt)
 			}
 			cons.Release()
 			progressed = true
 		}
-		if !progressed && got < nBlocks {
-			if err := cons.Wait(50*time.Microsecond, stall); err != nil {
-				return nil, err
+		if progressed {
+			lastProgress = time.Now()
+			continue
+		}
+		if next == pushed {
+			// Nothing in flight, yet no room to push (the push loop waits on
+			// src otherwise): an owner that has not released input it answered.
+			if err := prod.Wait(50*time.Microsecond, stall); err != nil {
+				return st, err
 			}
-			if b, _ := cons.Peek(); b == nil {
-				if p, _ := prod.Peek(); p == nil || pushed == nBlocks {
-					return nil, fmt.Errorf("%w: no output for block %d after %v", ErrStalled, next, stall)
-				}
+			if b, _ := prod.Peek(); b == nil && time.Since(lastProgress) > stall {
+				return st, fmt.Errorf("%w: no room for block %d after %v", ErrStalled, pushed, stall)
 			}
+			continue
+		}
+		// Outputs are due. While the source is not ready either, look at it
+		// again every millisecond; otherwise sleep until output comes.
+		wait := stall
+		if starved {
+			wait = time.Millisecond
+		}
+		if err := cons.Wait(50*time.Microsecond, wait); err != nil {
+			return st, err
+		}
+		if b, _ := cons.Peek(); b == nil && time.Since(lastProgress) > stall {
+			return st, fmt.Errorf("%w: no output for block %d after %v", ErrStalled, next, stall)
 		}
 	}
-	return out, nil
+	return st, nil
+}
+
+// fill reads from src until p is full or the signal ends, keeping whole
+// frames. Only its first read may be one that does not wait.
+func fill(src func([]float32, bool) (int, error), p []float32, ch int, wait bool) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := src(p[n:], wait || n > 0)
+		if err == ErrNotReady && n == 0 {
+			return 0, err
+		}
+		n += k
+		if err == io.EOF || (err == nil && k == 0) {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	if n%ch != 0 {
+		return n, fmt.Errorf("render: %d samples is not a multiple of %d channels", n, ch)
+	}
+	return n, nil
 }

@@ -204,3 +204,27 @@ func nanotime() int64 {
 
 // NowNS is CLOCK_MONOTONIC in ns, the clock every timestamp in the region uses.
 func NowNS() uint64 { return uint64(nanotime()) }
+
+// Test support: an endpoint in a given private state, and the slot at an
+// index (the fuzz targets drive the C endpoints from any state).
+
+func newProducerAt(r Ring, write, readCache uint64) *Producer {
+	p := &Producer{}
+	p.p.r = r.c()
+	p.p.write, p.p.read_cache = C.uint64_t(write), C.uint64_t(readCache)
+	return p
+}
+
+func newConsumerAt(r Ring, read, writeCache uint64) *Consumer {
+	c := &Consumer{}
+	c.c.r = r.c()
+	c.c.read, c.c.write_cache = C.uint64_t(read), C.uint64_t(writeCache)
+	return c
+}
+
+func (p *Producer) readCache() uint64  { return uint64(p.p.read_cache) }
+func (c *Consumer) writeCache() uint64 { return uint64(c.c.write_cache) }
+
+func (r Ring) block(i uint64) *Block {
+	return (*Block)(unsafe.Add(r.blocks, uintptr(i&r.mask)*unsafe.Sizeof(Block{})))
+}

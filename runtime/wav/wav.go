@@ -4,8 +4,9 @@
 // Output is bit-exact (the float32 bits given to Write are the bits Read
 // returns), because the supervisor compares rendered audio against a
 // reference bit for bit. Output appears at its path only when complete
-// (temporary file, fsync, rename), so a failed or crashed run never leaves a
-// partial file that a later comparison could mistake for a result.
+// (an unnamed O_TMPFILE file, fsync, link, rename), so a failed, killed or
+// crashed run never leaves a partial file that a later comparison could
+// mistake for a result, nor a hidden temporary file to clean up.
 package wav
 
 import (
@@ -15,6 +16,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -103,18 +105,20 @@ func tagName(tag int) string {
 	return fmt.Sprintf("format 0x%04X", tag)
 }
 
-// Read loads a whole WAV file.
+// Read loads a whole WAV file; see Open for what path may name.
 func Read(path string) (*Audio, error) {
-	f, err := os.Open(path)
+	r, err := Open(path, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot open: %w — check the path and its permissions", path, unwrapPath(err))
+		return nil, err
 	}
-	defer f.Close()
+	defer r.Close()
 	hint := int64(-1)
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		hint = st.Size()
+	if f, ok := r.closer.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			hint = st.Size()
+		}
 	}
-	return decode(f, path, hint)
+	return r.readAll(hint)
 }
 
 // Decode reads a whole WAV stream; name is used in errors.
@@ -173,12 +177,28 @@ func (d *decoder) skip(n int64) (skipped int64, eof bool, err error) {
 }
 
 func (d *decoder) ioErr(err error) error {
+	var se *StallError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %w — check the program writing it, or raise --read-timeout if it is only slow", d.name, err)
+	}
 	return fmt.Errorf("%s: cannot read: %w — check that the file is readable and the disk is healthy", d.name, unwrapPath(err))
 }
 
 // decode is Decode with a bound on the file size (or -1), so that a header
 // declaring gigabytes of audio cannot make us allocate gigabytes up front.
 func decode(r io.Reader, name string, sizeHint int64) (*Audio, error) {
+	rd, err := NewReader(r, name)
+	if err != nil {
+		return nil, err
+	}
+	return rd.readAll(sizeHint)
+}
+
+// NewReader reads a WAV header from r, up to the start of its samples, and
+// returns a Reader that streams them; name is used in errors. Nothing is
+// read past what the caller asks for, so a pipe or a huge file costs only
+// the caller's buffer.
+func NewReader(r io.Reader, name string) (*Reader, error) {
 	d := &decoder{r: r, name: name}
 	var hdr [12]byte
 	n, eof, err := d.readFull(hdr[:])
@@ -243,7 +263,7 @@ func decode(r io.Reader, name string, sizeHint int64) (*Audio, error) {
 			if f == nil {
 				return nil, d.fail("no fmt chunk before the data chunk", "the file is damaged or not a WAV; re-export it")
 			}
-			return d.data(f, size, sizeHint)
+			return d.dataReader(f, size)
 		default:
 			// RIFF pads odd-sized chunks to an even length; the pad byte is
 			// not counted in the size, and missing it would misalign every
@@ -344,9 +364,23 @@ func guidString(g []byte) string {
 	return fmt.Sprintf("{%08X-%04X-%04X-%X-%X}", le.Uint32(g[0:4]), le.Uint16(g[4:6]), le.Uint16(g[6:8]), g[8:10], g[10:16])
 }
 
-// data converts the data chunk as it streams in, in blocks, so the raw
-// bytes (twice the output for float64) are never all held at once.
-func (d *decoder) data(f *format, size uint32, sizeHint int64) (*Audio, error) {
+// Reader streams the samples of one WAV's data chunk.
+type Reader struct {
+	Rate     int
+	Channels int
+
+	d        *decoder
+	f        *format
+	want     int64 // data bytes declared; math.MaxInt64 when streamed
+	got      int64
+	streamed bool
+	buf      []byte
+	err      error // sticky: the stream's end (io.EOF) or its failure
+	closeMu  sync.Mutex
+	closer   io.Closer
+}
+
+func (d *decoder) dataReader(f *format, size uint32) (*Reader, error) {
 	streamed := size == 0 || size == streamedSize
 	ba := int64(f.blockAlign)
 	if !streamed && int64(size)%ba != 0 {
@@ -357,39 +391,102 @@ func (d *decoder) data(f *format, size uint32, sizeHint int64) (*Audio, error) {
 	if streamed {
 		want = math.MaxInt64
 	}
+	return &Reader{Rate: f.rate, Channels: f.channels, d: d, f: f, want: want, streamed: streamed}, nil
+}
+
+// Frames is the length the header declares, or -1 for a streamed WAV
+// (written to a pipe, its length known only at its end).
+func (r *Reader) Frames() int64 {
+	if r.streamed {
+		return -1
+	}
+	return r.want / int64(r.f.blockAlign)
+}
+
+// ReadFrames fills dst with whole frames of interleaved samples and returns
+// how many samples it wrote. At the end of the audio it returns 0, io.EOF; a
+// truncated or cut stream is an error that says so. It reads at most 64 KiB
+// per call whatever len(dst) is.
+func (r *Reader) ReadFrames(dst []float32) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	ba := int64(r.f.blockAlign)
+	frames := min(int64(len(dst)/r.Channels), (1<<16)/ba)
+	if frames == 0 {
+		return 0, nil
+	}
+	if r.got >= r.want {
+		r.err = io.EOF
+		return 0, r.err
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, (1<<16)/ba*ba)
+	}
+	n, eof, err := r.d.readFull(r.buf[:min(frames*ba, r.want-r.got)])
+	if err != nil {
+		r.err = err
+		return 0, err
+	}
+	r.got += int64(n)
+	if eof {
+		switch {
+		case !r.streamed && r.got < r.want:
+			r.err = r.d.fail(fmt.Sprintf("truncated data: the data chunk declares %d bytes but the file ends after %d", r.want, r.got),
+				"the file is incomplete (still being written, or the copy was cut short); re-copy or re-export it")
+			return 0, r.err
+		case r.got%ba != 0:
+			r.err = r.d.fail(fmt.Sprintf("streamed data of %d bytes is not a multiple of the block align %d (%d channels of %d bits); the last frame is cut", r.got, ba, r.f.channels, r.f.bits),
+				"the writer was interrupted; re-export the file, or trim it to whole frames")
+			return 0, r.err
+		}
+		r.err = io.EOF
+		if n == 0 {
+			return 0, io.EOF
+		}
+	}
+	// Every read is a whole number of frames unless the stream ended, and
+	// that case was refused above.
+	return len(r.f.convert(dst[:0], r.buf[:n])), nil
+}
+
+// Close closes the file the Reader was opened on (by Open), if any. It may
+// be called from another goroutine while ReadFrames waits on a pipe, which
+// then returns at once with an error.
+func (r *Reader) Close() error {
+	r.closeMu.Lock()
+	c := r.closer
+	r.closer = nil
+	r.closeMu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
+// readAll converts what is left, in blocks, so the raw bytes (twice the
+// output for float64) are never all held at once.
+func (r *Reader) readAll(sizeHint int64) (*Audio, error) {
 	// Preallocate for the declared size only as far as the input can back
 	// it; with no idea of the input's size, start small and let append
-	// grow, so a lying header costs nothing.
-	bound := min(want, 1<<16)
+	// grow with what really arrives, so a lying header costs nothing.
+	bound := min(r.want-r.got, 1<<16)
 	if sizeHint >= 0 {
-		bound = min(want, max(sizeHint-d.pos, 0))
+		bound = min(r.want-r.got, max(sizeHint-r.d.pos, 0))
 	}
-	out := make([]float32, 0, bound/int64(f.bits/8))
-
-	buf := make([]byte, (1<<16)/ba*ba)
-	var got int64
-	for got < want {
-		n, eof, err := d.readFull(buf[:min(int64(len(buf)), want-got)])
+	out := make([]float32, 0, bound/int64(r.f.bits/8))
+	chunk := make([]float32, (1<<16)/int64(r.f.blockAlign)*int64(r.Channels))
+	for {
+		n, err := r.ReadFrames(chunk)
+		out = append(out, chunk[:n]...)
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
-		// Every read but the last is a whole number of frames, so cutting a
-		// partial frame here only ever happens at the end of the stream.
-		out = f.convert(out, buf[:int64(n)-int64(n)%ba])
-		got += int64(n)
-		if eof {
-			break
-		}
 	}
-	switch {
-	case !streamed && got < want:
-		return nil, d.fail(fmt.Sprintf("truncated data: the data chunk declares %d bytes but the file ends after %d", want, got),
-			"the file is incomplete (still being written, or the copy was cut short); re-copy or re-export it")
-	case got%ba != 0:
-		return nil, d.fail(fmt.Sprintf("streamed data of %d bytes is not a multiple of the block align %d (%d channels of %d bits); the last frame is cut", got, ba, f.channels, f.bits),
-			"the writer was interrupted; re-export the file, or trim it to whole frames")
-	}
-	return &Audio{Rate: f.rate, Channels: f.channels, Samples: out}, nil
+	return &Audio{Rate: r.Rate, Channels: r.Channels, Samples: out}, nil
 }
 
 // convert appends the samples in src, a whole number of frames.

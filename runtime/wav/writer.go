@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
@@ -11,14 +12,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// Writer writes a 32-bit float WAV into a temporary file beside its path;
-// Close makes it appear at the path, Abort removes it.
+// Writer writes a 32-bit float WAV into an unnamed file in its path's
+// directory (O_TMPFILE; a hidden temporary file where the file system lacks
+// it); Close names it and renames it to the path, Abort discards it. A Writer made by
+// NewStream writes straight to its stream instead.
 type Writer struct {
-	path     string
-	tmp      string
-	f        *os.File
+	path   string
+	tmp    string
+	f      *os.File
+	stream io.Writer // NewStream's destination; nil for a file
+	// patchAt is where a stream's header can be rewritten at Close (a
+	// regular file on standard output, written from offset 0), or -1.
+	patchAt  int64
 	rate     int
 	channels int
 	buf      []byte
@@ -50,14 +59,17 @@ func Create(path string, rate, channels int) (*Writer, error) {
 	if rate < 1 || rate > maxRate {
 		return nil, fmt.Errorf("%s: cannot write a sample rate of %d Hz — use 1 to %d", path, rate, maxRate)
 	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory — give a file name, e.g. %s", path, filepath.Join(path, "out.wav"))
+	if err := checkTarget(path); err != nil {
+		return nil, err
 	}
 	dir := filepath.Dir(path)
 	if err := checkDir(path, dir); err != nil {
 		return nil, err
 	}
-	f, tmp, err := createTemp(dir, filepath.Base(path))
+	f, tmp, err := createAnonymous(dir)
+	if err != nil {
+		f, tmp, err = createTemp(dir, filepath.Base(path))
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			return nil, fmt.Errorf("%s: cannot create: the directory %s is not writable (%v) — choose another output directory or fix its permissions", path, dir, unwrapPath(err))
@@ -69,6 +81,32 @@ func Create(path string, rate, channels int) (*Writer, error) {
 	// WAV from the start, which is what a post-mortem would want to read.
 	w.buf = w.header(0)
 	return w, nil
+}
+
+// checkTarget refuses to replace anything but a regular file: renaming over
+// a device node, a FIFO or a socket would swap the node itself for our file
+// (as root, --out /dev/null replaced the system's null device), which is
+// never what a user asking for output meant.
+func checkTarget(path string) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().IsRegular() {
+		return nil // nothing there yet, or a file to replace; checkDir explains the rest
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory — give a file name, e.g. %s", path, filepath.Join(path, "out.wav"))
+	}
+	what := "a special file"
+	switch m := st.Mode(); {
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	}
+	return fmt.Errorf("%s is %s, not a regular file — output goes only to regular files: give a file path, or - to stream the WAV to standard output", path, what)
 }
 
 // checkDir explains why dir cannot hold path, in terms of the path the user
@@ -96,6 +134,18 @@ func checkDir(path, dir string) error {
 	}
 }
 
+// createAnonymous makes the file with O_TMPFILE: it has no name until
+// Close links it in, so whatever ends the process before that (a signal, a
+// panic, SIGKILL, a power cut) leaves nothing behind. A file system without
+// O_TMPFILE support gets a named temporary file instead.
+func createAnonymous(dir string) (*os.File, string, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o666)
+	if err != nil {
+		return nil, "", err
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), "", nil
+}
+
 // createTemp is os.CreateTemp but with mode 0666, so the umask applies and
 // the published file has the permissions os.Create would have given it,
 // not CreateTemp's private 0600.
@@ -111,6 +161,34 @@ func createTemp(dir, base string) (*os.File, string, error) {
 	return nil, "", fmt.Errorf("no unused temporary name in %s", dir)
 }
 
+// NewStream starts a float WAV written straight to out (standard output,
+// a pipe), block by block as Write is called, in bounded memory. A pipe
+// cannot seek back to fill in the sizes, so the header carries the
+// streaming convention instead: RIFF and data sizes of 0xFFFFFFFF ("until
+// the end of the stream", which this package's reader, sox and ffmpeg
+// accept), and 0xFFFFFFFF frames in the fact chunk. When out is a regular
+// file positioned at its start (standard output redirected to a file),
+// Close rewrites the header with the real sizes. name is used in errors.
+// Close flushes; Abort stops writing (what was written stays written).
+func NewStream(out io.Writer, name string, rate, channels int) (*Writer, error) {
+	if channels < 1 || channels > maxChannels {
+		return nil, fmt.Errorf("%s: cannot write %d channels — a WAV here holds 1 to %d", name, channels, maxChannels)
+	}
+	if rate < 1 || rate > maxRate {
+		return nil, fmt.Errorf("%s: cannot write a sample rate of %d Hz — use 1 to %d", name, rate, maxRate)
+	}
+	w := &Writer{path: name, stream: out, rate: rate, channels: channels, patchAt: -1}
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off == 0 {
+				w.f, w.patchAt = f, 0
+			}
+		}
+	}
+	w.buf = w.header(streamedSize)
+	return w, nil
+}
+
 // header is the whole file up to the samples. Its length does not depend on
 // dataBytes, so Close can overwrite it in place.
 func (w *Writer) header(dataBytes uint32) []byte {
@@ -122,7 +200,11 @@ func (w *Writer) header(dataBytes uint32) []byte {
 	le := binary.LittleEndian
 	b := make([]byte, 0, 80)
 	b = append(b, "RIFF"...)
-	b = le.AppendUint32(b, 4+(8+fmtSize)+(8+4)+(8+dataBytes))
+	riff, frames := 4+(8+fmtSize)+(8+4)+(8+dataBytes), dataBytes/uint32(4*w.channels)
+	if dataBytes == streamedSize {
+		riff, frames = streamedSize, streamedSize
+	}
+	b = le.AppendUint32(b, riff)
 	b = append(b, "WAVEfmt "...)
 	b = le.AppendUint32(b, fmtSize)
 	if ext {
@@ -149,7 +231,7 @@ func (w *Writer) header(dataBytes uint32) []byte {
 	// Non-PCM formats are required to carry a fact chunk with the frame count.
 	b = append(b, "fact"...)
 	b = le.AppendUint32(b, 4)
-	b = le.AppendUint32(b, dataBytes/uint32(4*w.channels))
+	b = le.AppendUint32(b, frames)
 	b = append(b, "data"...)
 	b = le.AppendUint32(b, dataBytes)
 	return b
@@ -168,7 +250,7 @@ func (w *Writer) Write(interleaved []float32) error {
 	case len(interleaved)%w.channels != 0:
 		w.err = fmt.Errorf("%s: Write of %d samples is not a whole number of %d-channel frames — pass interleaved frames", w.path, len(interleaved), w.channels)
 		return w.err
-	case w.data+4*int64(len(interleaved)) > maxData:
+	case w.data+4*int64(len(interleaved)) > maxData && (w.stream == nil || w.patchAt >= 0):
 		w.err = fmt.Errorf("%s: more than 4 GiB of audio, past what a WAV can hold — write shorter files", w.path)
 		return w.err
 	}
@@ -192,7 +274,17 @@ func (w *Writer) Write(interleaved []float32) error {
 }
 
 func (w *Writer) flush() error {
-	if _, err := w.f.Write(w.buf); err != nil {
+	var err error
+	if w.stream != nil {
+		_, err = w.stream.Write(w.buf)
+	} else {
+		_, err = w.f.Write(w.buf)
+	}
+	if err != nil && w.stream != nil && w.patchAt < 0 {
+		w.err = fmt.Errorf("%s: cannot write: %w — the program reading it stopped early", w.path, unwrapPath(err))
+		return w.err
+	}
+	if err != nil {
 		w.err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(err))
 		return w.err
 	}
@@ -215,6 +307,15 @@ func (w *Writer) Close() error {
 	if err == nil && len(w.buf) > 0 {
 		err = w.flush()
 	}
+	if w.stream != nil {
+		w.buf = nil
+		if err == nil && w.patchAt == 0 {
+			if _, werr := w.f.WriteAt(w.header(uint32(w.data)), 0); werr != nil {
+				err = fmt.Errorf("%s: cannot write the header: %w — check free space on its disk", w.path, unwrapPath(werr))
+			}
+		}
+		return err
+	}
 	if err == nil {
 		if _, werr := w.f.WriteAt(w.header(uint32(w.data)), 0); werr != nil {
 			err = fmt.Errorf("%s: cannot write the header: %w — check free space on its disk", w.path, unwrapPath(werr))
@@ -228,8 +329,18 @@ func (w *Writer) Close() error {
 			err = fmt.Errorf("%s: cannot flush to disk: %w — check the disk", w.path, unwrapPath(serr))
 		}
 	}
+	if err == nil && w.tmp == "" {
+		// Give the anonymous file its temporary name only now, complete:
+		// the rename below is what publishes it.
+		err = w.link()
+	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s: cannot write: %w — check free space on its disk", w.path, unwrapPath(cerr))
+	}
+	if err == nil {
+		// Again at the last moment: something may have appeared at the
+		// path during a long render.
+		err = checkTarget(w.path)
 	}
 	if err == nil {
 		if rerr := os.Rename(w.tmp, w.path); rerr != nil {
@@ -238,7 +349,9 @@ func (w *Writer) Close() error {
 	}
 	w.buf = nil
 	if err != nil {
-		os.Remove(w.tmp)
+		if w.tmp != "" {
+			os.Remove(w.tmp)
+		}
 		return err
 	}
 	syncDir(filepath.Dir(w.path))
@@ -263,9 +376,34 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.state = aborted
+	if w.stream != nil {
+		w.buf = nil
+		return
+	}
 	w.f.Close()
-	os.Remove(w.tmp)
+	if w.tmp != "" {
+		os.Remove(w.tmp)
+	}
 	w.buf = nil
+}
+
+// link names the anonymous file beside its path, through /proc (linkat
+// with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+func (w *Writer) link() error {
+	dir, base := filepath.Dir(w.path), filepath.Base(w.path)
+	for range 100 {
+		name := filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(w.f.Fd())), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: cannot give the finished file a name: %w — check the directory's permissions", w.path, err)
+		}
+		w.tmp = name
+		return nil
+	}
+	return fmt.Errorf("%s: no unused temporary name in %s", w.path, dir)
 }
 
 // WriteFile writes a whole signal.

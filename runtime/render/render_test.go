@@ -1,0 +1,129 @@
+package render_test
+
+import (
+	"errors"
+	"io"
+	"math"
+	"testing"
+
+	"github.com/understudy-rt/understudy/internal/workerbin"
+	"github.com/understudy-rt/understudy/runtime/catalog"
+	"github.com/understudy-rt/understudy/runtime/chain"
+	"github.com/understudy-rt/understudy/runtime/render"
+	"github.com/understudy-rt/understudy/runtime/shm"
+	"github.com/understudy-rt/understudy/supervisor"
+)
+
+// A source that is often not ready (as a lane fed in step with others is)
+// gets the same bits as one that always is, in the same order, with every
+// block's length right to the last, short one.
+func TestStreamWithASourceThatIsOftenNotReady(t *testing.T) {
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chain.Parse("lowpass f=1500 | gain db=-3", cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ch, frames = 2, 64
+	lc, err := chain.LaneConfig(st, ch, frames, 48000, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc, lc}, Spares: 0, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	if err := sup.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, ch*(frames*500+37))
+	for i := range in {
+		in[i] = float32(math.Sin(float64(i) * 0.002))
+	}
+	want, err := render.Lane(sup.Region().Lane(0), in, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float32
+	rest, calls, notReady := in, 0, 0
+	var lens []int
+	stats, err := render.Stream(sup.Region().Lane(1),
+		func(p []float32, wait bool) (int, error) {
+			calls++
+			if !wait && calls%3 != 0 {
+				notReady++
+				return 0, render.ErrNotReady
+			}
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			// Odd-sized pieces, a whole number of frames each.
+			n := copy(p[:min(len(p), ch*(1+calls%50))], rest)
+			rest = rest[n:]
+			return n, nil
+		},
+		func(p []float32, _ uint32) error {
+			got = append(got, p...)
+			lens = append(lens, len(p))
+			return nil
+		}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notReady == 0 {
+		t.Fatal("the source was never asked without waiting: the test proves nothing")
+	}
+	if len(got) != len(want) || stats.Blocks != 501 || stats.Bypassed != 0 {
+		t.Fatalf("%d samples in %d blocks (%d bypassed), want %d in 501", len(got), stats.Blocks, stats.Bypassed, len(want))
+	}
+	if last := lens[len(lens)-1]; last != ch*37 {
+		t.Errorf("last block %d samples, want %d", last, ch*37)
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("sample %d: %g, want %g", i, got[i], want[i])
+		}
+	}
+}
+
+// An error from the source ends the render with that error.
+func TestStreamSourceErrorEndsTheRender(t *testing.T) {
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := chain.Parse("gain", cat)
+	lc, _ := chain.LaneConfig(st, 1, 32, 48000, "auto")
+	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	if err := sup.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	n := 0
+	_, err = render.Stream(sup.Region().Lane(0),
+		func(p []float32, _ bool) (int, error) {
+			if n++; n > 40 {
+				return 0, boom
+			}
+			return len(p), nil
+		},
+		func([]float32, uint32) error { return nil }, 0)
+	if !errors.Is(err, boom) {
+		t.Errorf("%v, want the source's error", err)
+	}
+}
