@@ -19,7 +19,7 @@ import (
 // well-formed SVG whose legend names every detection path with its count.
 func TestDemoPlot(t *testing.T) {
 	dir := t.TempDir()
-	svg, rep := filepath.Join(dir, "sub", "demo.svg"), filepath.Join(dir, "r.json")
+	svg, rep := filepath.Join(dir, "demo.svg"), filepath.Join(dir, "r.json")
 	code, stdout, stderr := runCLI("demo", "--duration", "1500ms", "--fault-every", "100ms", "--latency", "10", "--hang-timeout", "5ms",
 		"--out", filepath.Join(dir, "o.wav"), "--report", rep, "--plot", svg, "--worker", worker(t))
 	if code != 0 {
