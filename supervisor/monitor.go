@@ -57,6 +57,7 @@ type workerRec struct {
 	// control plane only
 	spawnNS uint64
 	tail    *outputTail
+	reaped  chan struct{} // closed by reap when a handshaking worker died
 }
 
 type detection struct {

@@ -23,7 +23,14 @@ type SpawnError struct {
 	Reason string // what happened
 	Output string // the worker's last output lines
 	Err    error
+	// ExitCode is the worker's exit status when it exited during its
+	// handshake, else -1: 65 means host and worker disagree on the layout
+	// or ABI, the one failure a rebuild fixes.
+	ExitCode int
 }
+
+// exitLayout is the worker's exit status for a region it cannot speak to.
+const exitLayout = 65
 
 func (e *SpawnError) Error() string {
 	var b strings.Builder
@@ -34,7 +41,9 @@ func (e *SpawnError) Error() string {
 	if out := strings.TrimSpace(e.Output); out != "" {
 		fmt.Fprintf(&b, "; it said: %s", out)
 	}
-	b.WriteString(". Rebuild it with `make` so host and worker match, or pass the right one with --worker")
+	if e.ExitCode == exitLayout {
+		b.WriteString(". Rebuild it with `make` so host and worker match, or pass the right one with --worker")
+	}
 	return b.String()
 }
 

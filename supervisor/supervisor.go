@@ -383,6 +383,10 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	// next worker gets a new one while this one's output may still arrive.
 	tail := &outputTail{}
 	w.tail = tail
+	// Closed by reap when this process dies during its handshake; set
+	// before the process exists, and read by reap only after its death.
+	reaped := make(chan struct{})
+	w.reaped = reaped
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		w.state.Store(wFree)
@@ -406,10 +410,12 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	if err != nil {
 		pr.Close()
 		w.state.Store(wFree)
-		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err}
+		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err, ExitCode: -1}
 	}
 	s.placeWorker(pid)
+	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
 	go func() { // drains the worker's output until it exits
+		defer close(drained)
 		buf := make([]byte, 512)
 		for {
 			n, err := pr.Read(buf)
@@ -447,24 +453,29 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		}
 		if ws := w.state.Load(); ws == wDead || ws == wFailed || st == shm.StFailed {
 			// Wait for the reap (it frees nothing while we handshake), so the
-			// exit status and its last words are in.
-			for i := 0; i < 1000 && w.state.Load() != wFailed; i++ {
-				time.Sleep(time.Millisecond)
+			// exit status is in, and for the end of its output, so its last
+			// words are; each wait bounded in case a child holds the pipe.
+			select {
+			case <-reaped:
+			case <-time.After(time.Second):
 			}
-			reason := "failed its handshake"
-			if code := w.exitStatus.Load(); code >= 0 {
-				reason = fmt.Sprintf("failed its handshake: exited with status %d", code)
+			select {
+			case <-drained:
+			case <-time.After(100 * time.Millisecond):
+			}
+			reason, code := "failed its handshake", -1
+			if c := w.exitStatus.Load(); c >= 0 {
+				reason, code = fmt.Sprintf("failed its handshake: exited with status %d", c), int(c)
 			} else {
-				reason = fmt.Sprintf("failed its handshake: killed by signal %d", -code)
+				reason = fmt.Sprintf("failed its handshake: killed by signal %d", -c)
 			}
-			time.Sleep(10 * time.Millisecond) // its last words may still be in the pipe
 			w.state.Store(wFree)
-			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: tail.String()}
+			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: tail.String(), ExitCode: code}
 		}
 		if time.Now().After(deadline) {
 			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
 			return &SpawnError{Worker: s.cfg.Worker, Slot: slot,
-				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: tail.String()}
+				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: tail.String(), ExitCode: -1}
 		}
 		select {
 		case <-s.closing:
@@ -586,6 +597,7 @@ func (s *Supervisor) reap(slot int) {
 	}
 	if w.handshaking.Load() {
 		w.state.Store(wFailed) // its spawner reports and frees it
+		close(w.reaped)
 	} else {
 		w.state.Store(wFree)
 	}
