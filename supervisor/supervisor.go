@@ -414,7 +414,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	}
 	s.placeWorker(pid)
 	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
-	go func() { // drains the worker's output until it exits
+	go func() {                    // drains the worker's output until it exits
 		defer close(drained)
 		buf := make([]byte, 512)
 		for {
