@@ -34,9 +34,17 @@ static int lane_usable(us_clock_lane *cl) {
     if (st == US_LANE_OK) return 1;
     if (st == US_LANE_CORRUPT) return 0;
     /* US_LANE_RESET: the monitor set in.read and out.write to sane values. */
+    /* Our own indices come from our own copies, never from the ring's
+     * shared words (which the old owner could have written); the owner's
+     * indices are checked again on the next reload. */
     us_producer_init(&cl->in, us_lane_in(cl->lane));
     cl->in.write = cl->in_write;
+    cl->in.corrupt = cl->in.read_cache > cl->in.write || cl->in.write - cl->in.read_cache > US_RING_SLOTS;
+    if (cl->in.corrupt) cl->in.read_cache = cl->in.write;
     us_consumer_init(&cl->out, us_lane_out(cl->lane));
+    cl->out.read = cl->out_read;
+    cl->out.write_cache = cl->out.read;
+    cl->out.corrupt = 0;
     US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_OK);
     return 1;
 }
@@ -211,6 +219,7 @@ static void prepare_lanes(us_clock *c) {
         us_consumer_init(&cl->src_c, src);
         us_producer_init(&cl->sink_p, sink);
         US_STORE_REL(&cl->in_write, cl->in.write);
+        US_STORE_REL(&cl->out_read, cl->out.read);
     }
 }
 
@@ -225,7 +234,10 @@ void us_clock_period(us_clock *c, uint64_t due_ns, uint64_t now_ns, const us_clo
     record_lateness(c, now_ns > due_ns ? now_ns - due_ns : 0);
     for (uint32_t i = 0; i < c->n_lanes; i++) push_input(c, &c->lanes[i], k, now_ns, io ? io->in[i] : NULL);
     if (k >= c->latency) {
-        for (uint32_t i = 0; i < c->n_lanes; i++) pull_output(c, &c->lanes[i], k - c->latency, io ? io->out[i] : NULL);
+        for (uint32_t i = 0; i < c->n_lanes; i++) {
+            pull_output(c, &c->lanes[i], k - c->latency, io ? io->out[i] : NULL);
+            US_STORE_REL(&c->lanes[i].out_read, c->lanes[i].out.read);
+        }
     } else if (io) {
         /* Nothing has come through the latency yet: an external sink still
          * hears every period, so it hears silence. */

@@ -58,6 +58,8 @@ typedef struct us_clock_lane {
     uint64_t push_ns[US_RING_SLOTS];          /* when in-ring index i was pushed, at [i & mask] */
     uint32_t corrupt;                         /* enum us_corrupt: clock sets 1, monitor sets 2 */
     uint32_t _pad;
+    uint64_t out_read;                        /* lane.out.read as the clock last stored it (release): the
+                                               * host's own copy, which a worker's scribble cannot move */
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */

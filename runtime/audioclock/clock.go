@@ -495,8 +495,10 @@ func (k *Clock) PushNS(i int, idx uint64) uint64 {
 	return ld64(&k.c.lanes[i].push_ns[idx&(shm.RingSlots-1)])
 }
 
-// OutRead is the clock's consumer index on lane i's output ring.
-func (k *Clock) OutRead(i int) uint64 { return ld64(&k.c.lanes[i].out.read) }
+// OutRead is the clock's consumer index on lane i's output ring, as the
+// clock last published it for the monitor (release after its own store):
+// the host's copy, not the ring's shared one, which the owner could write.
+func (k *Clock) OutRead(i int) uint64 { return ld64(&k.c.lanes[i].out_read) }
 
 // Corrupt is lane i's corruption state (LaneOK, LaneCorrupt, LaneReset).
 func (k *Clock) Corrupt(i int) uint32 {
