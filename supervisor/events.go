@@ -198,8 +198,10 @@ func (e Event) Failover() time.Duration {
 	return nsDiff(max(e.DetectNS, e.FirstPushNS), e.FirstCommitNS)
 }
 
-// Fence is the part of a failover spent making sure the old owner is gone
-// (a hung worker is killed and its pidfd awaited) before the lane moves.
+// Fence is the part of a failover spent making sure the old owner can no
+// longer write before the lane moves: for a hung or corrupt owner, the kill
+// and then its death word or its exit flag (PF_EXITING), the pidfd only as
+// the backstop; for a death it is the confirming read of the exit flag.
 func (e Event) Fence() time.Duration { return nsDiff(e.DetectNS, e.AttachNS) }
 
 // Startup is a spare's time from spawn to ready.
