@@ -3,6 +3,7 @@
 #include "us_clock.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
@@ -123,6 +124,35 @@ static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now,
     us_producer_publish(&cl->in);
 }
 
+/* A block whose samples a user's kernel left NaN, infinite, or past the
+ * ceiling never reaches the output: `!(|x| <= ceiling)` is true for all
+ * three, NaN included, with one compare a sample. */
+static int is_garbage(const float *x, size_t n, float ceiling) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= !(fabsf(x[i]) <= ceiling);
+    return bad;
+}
+
+static void refuse_garbage(us_clock *c, us_clock_lane *cl, uint64_t block) {
+    US_STORE_RLX(&cl->garbage, cl->garbage + 1);
+    US_STORE_RLX(&cl->garbage_block, block);
+    US_STORE_REL(&cl->garbage_seq, cl->garbage_seq + 1);
+    uint64_t one = 1;
+    ssize_t w = write(c->doorbell_fd, &one, sizeof one);
+    (void)w;
+}
+
+/* At a switch between the chain's output and the fallback (xrun, bypass,
+ * garbage), the first `declick` frames of the new block start from where
+ * the last block ended and ramp to the new signal: a step becomes a short
+ * slope instead of a click. x is interleaved (stride ch) or, planar, one
+ * channel's buffer (stride 1) per call. */
+static void ramp(float *x, size_t stride, uint32_t frames, uint32_t d, float from) {
+    if (d > frames) d = frames;
+    float delta = from - x[0];
+    for (uint32_t i = 0; i < d; i++) x[i * stride] += delta * (float)(d - i) / (float)(d + 1);
+}
+
 /* Moves output block `want` to the sink (the external driver's buffers when
  * out is not NULL), or the fallback when it is not ready. */
 static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *const *out) {
@@ -149,11 +179,19 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *co
                     mark_corrupt(c, cl);
                     break;
                 }
+                if (is_garbage(ob->data, n, c->ceiling)) {
+                    refuse_garbage(c, cl, b);
+                    us_consumer_release(&cl->out);
+                    break; /* the fallback plays instead */
+                }
                 got = ob;
             }
             break; /* b > want: ours never came; leave the later one */
         }
     }
+    const uint32_t fallback = !got || (got->flags & US_BLOCK_BYPASSED);
+    const int switched = c->declick && fallback != cl->was_fallback;
+    cl->was_fallback = fallback;
 
     if (out) {
         const float *src = NULL;
@@ -166,6 +204,11 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *co
         }
         ext_scatter(out, src, ch, c->frames);
         if (got) us_consumer_release(&cl->out);
+        for (uint32_t k = 0; k < ch; k++) {
+            if (!out[k]) continue;
+            if (switched) ramp(out[k], 1, c->frames, c->declick, cl->last[k]);
+            cl->last[k] = out[k][c->frames - 1];
+        }
         US_STORE_RLX(&cl->delivered, cl->delivered + 1);
         return;
     }
@@ -189,6 +232,10 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *co
             memcpy(sb->data, cl->dry + (want % US_DRY_BLOCKS) * n, n * sizeof(float));
         else
             memset(sb->data, 0, n * sizeof(float));
+    }
+    for (uint32_t k = 0; k < ch; k++) {
+        if (switched) ramp(sb->data + k, ch, c->frames, c->declick, cl->last[k]);
+        cl->last[k] = sb->data[(size_t)(c->frames - 1) * ch + k];
     }
     sb->block = want;
     sb->frames = c->frames;

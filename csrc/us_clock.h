@@ -52,6 +52,8 @@ typedef struct us_clock_lane {
     us_consumer src_c;
     us_producer sink_p;
     uint32_t src_done; /* the source delivered its US_BLOCK_LAST block */
+    uint32_t was_fallback;            /* the last delivered block was the fallback */
+    float last[US_MAX_CHANNELS];      /* its last frame, where a declick ramp starts */
 
     /* published by the clock for the monitor: relaxed counters, release on in_write */
     US_LINE uint64_t in_write;                /* lane.in.write as the clock last stored it */
@@ -60,6 +62,9 @@ typedef struct us_clock_lane {
     uint32_t _pad;
     uint64_t out_read;                        /* lane.out.read as the clock last stored it (release): the
                                                * host's own copy, which a worker's scribble cannot move */
+    uint64_t garbage_block;                   /* the last block refused as garbage (relaxed, before the seq) */
+    uint64_t garbage_seq;                     /* blocks refused as garbage so far (release): the monitor
+                                               * kills the owner when it moves */
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */
@@ -68,6 +73,7 @@ typedef struct us_clock_lane {
     uint64_t bypassed;                        /* output blocks the owner marked as fallback */
     uint64_t corruptions;                     /* bounds violations seen */
     uint64_t delivered;                       /* blocks written to the sink */
+    uint64_t garbage;                         /* output blocks with NaN, Inf or a sample past the ceiling */
 } us_clock_lane;
 
 typedef struct us_clock {
@@ -80,7 +86,9 @@ typedef struct us_clock {
     uint32_t fallback;     /* enum us_fallback */
     int prio;              /* SCHED_FIFO priority; 0 = ordinary scheduling */
     int cpu;               /* -1 = any */
-    int doorbell_fd;       /* eventfd the monitor polls; written on a corruption */
+    int doorbell_fd;       /* eventfd the monitor polls; written on a corruption or garbage */
+    float ceiling;         /* an output sample beyond ±ceiling (or NaN, Inf) makes its block garbage */
+    uint32_t declick;      /* frames of ramp at a switch to or from the fallback; 0 = none */
     us_clock_lane lanes[US_MAX_LANES];
 
     /* published by the clock */

@@ -168,6 +168,12 @@ enum us_cmd {
     US_CMD_EXIT = 2,   /* detach and exit(0) */
 };
 
+/* ATTACH flags. REINIT: run every kernel's init over the committed state
+ * before the first block, instead of resuming from it — the host asks for
+ * it when the previous owner's output was garbage (NaN, Inf), which a
+ * poisoned state would go on producing forever. */
+#define US_ATTACH_REINIT 1u
+
 /* What a worker says of itself, in slot.status. */
 enum us_status {
     US_ST_EMPTY = 0,    /* slot unused */
@@ -203,7 +209,7 @@ typedef struct us_slot {
     uint32_t generation;             /* bumped by the host each time the slot is reused */
     uint64_t cmd_epoch;
     uint32_t fault_kind;             /* enum us_fault; 0 = none */
-    uint32_t _pad_f;
+    uint32_t cmd_flags;              /* US_ATTACH_* with an ATTACH */
     uint64_t fault_block;            /* perform the fault when processing this block */
 
     /* worker → host: lifecycle and measurements */

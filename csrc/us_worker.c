@@ -105,6 +105,7 @@ typedef struct lane_run {
     us_lane *lane;
     const us_kernel *k[US_MAX_CHAIN];
     uint32_t n;
+    uint32_t reinit; /* US_ATTACH_REINIT: init the chain over the committed state first */
 } lane_run;
 
 /* Resolves a lane's chain. The host validated it already; a failure here means
@@ -208,12 +209,16 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     const size_t sbytes = l->state_bytes;
     int first = 1;
 
-    if (in.read == 0) {
-        /* Nothing committed yet: the initial state is state[0]. Writing it is
-         * idempotent, so an owner that dies here leaves nothing to undo. */
+    if (in.read == 0 || run->reinit) {
+        /* Nothing committed yet (the initial state is state[0]), or the host
+         * asks for a fresh start because the committed state made garbage:
+         * init writes the committed buffer itself. That is idempotent, so
+         * an owner that dies here leaves nothing to undo; the host asks its
+         * successor again. */
+        uint8_t *st = l->state[in.read & 1];
         for (uint32_t i = 0; i < run->n; i++) {
             us_chain_entry *e = &l->chain[i];
-            if (run->k[i]->init(l->state[0] + e->state_offset, e->params, ch, (float)l->rate) != 0) {
+            if (run->k[i]->init(st + e->state_offset, e->params, ch, (float)l->rate) != 0) {
                 fprintf(stderr, "understudy-worker: kernel %s refused its parameters\n", e->name);
                 exit(EXIT_KERNEL);
             }
@@ -520,6 +525,7 @@ int main(int argc, char **argv) {
             US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
             return EXIT_KERNEL;
         }
+        run.reinit = US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_REINIT;
         US_STORE_RLX(&slot->attach_ns, us_now_ns());
         US_STORE_REL(&slot->status, (uint32_t)US_ST_ATTACHED);
         run_lane(slot, &run, seq);

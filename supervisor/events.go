@@ -28,6 +28,10 @@ const (
 	// (FUTEX_OWNER_DIED, from its robust list) as the thread began to exit,
 	// before tearing its memory down; the exit flag confirmed it.
 	PathDeathWord
+	// PathGarbage: the clock refused the owner's output block (NaN, Inf,
+	// or a sample past the ceiling) and the monitor killed the owner; the
+	// next owner re-initialises the chain, as the state may be poisoned.
+	PathGarbage
 )
 
 func (p Path) String() string {
@@ -46,6 +50,8 @@ func (p Path) String() string {
 		return "sandbox"
 	case PathDeathWord:
 		return "death_word"
+	case PathGarbage:
+		return "garbage"
 	}
 	return "none"
 }
@@ -175,6 +181,7 @@ type Event struct {
 	FirstCommitNS uint64 // the new owner's first committed block
 	FirstPushNS   uint64 // when that block was pushed (later than DetectNS when the lane was idle)
 	Poisoned      bool   // the same block killed successive owners: it is now bypassed
+	Reinit        bool   // the new owner re-initialised the chain: the old committed state may have been poisoned (garbage)
 
 	// EvSpareReady: SpawnNS → ReadyNS is the spare's start-up time
 	SpawnNS uint64

@@ -92,6 +92,8 @@ type laneRec struct {
 	attachBlock uint64 // the commit point when the current owner attached
 	notBefore   uint64
 	failed      bool
+	garbageSeen uint64 // the clock's garbage count when last looked at
+	reinit      bool   // the next owner re-initialises the chain (garbage: the state may be poisoned)
 }
 
 // monEvent is what the monitor tells the control plane.
@@ -99,6 +101,7 @@ type monEvent struct {
 	kind     uint8 // mDeath, mFailover, mNoSpare
 	initial  bool
 	poisoned bool
+	reinit   bool
 	lane     int16
 	slot     int16
 	newSlot  int16
@@ -405,10 +408,22 @@ func (m *monitor) scanCorrupt(now uint64) {
 		return
 	}
 	for l := range m.s.lanes[:m.s.region.Lanes()] {
+		lr := &m.s.lanes[l]
+		// Garbage output (NaN, Inf, past the ceiling): the clock already
+		// played the fallback; the owner is killed, and its successor
+		// starts the chain afresh, as the committed state that made the
+		// garbage may be poisoned (a NaN in a filter's history lasts).
+		if seq, block := tl.Garbage(l); seq != lr.garbageSeen {
+			lr.garbageSeen = seq
+			if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
+				lr.reinit = true
+				m.kill(l, o, PathGarbage, now)
+				lr.det.block = block
+			}
+		}
 		if tl.Corrupt(l) != 1 { // audioclock.LaneCorrupt
 			continue
 		}
-		lr := &m.s.lanes[l]
 		lr.corrupt = true
 		if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
 			m.kill(l, o, PathCorrupt, now)
@@ -492,6 +507,7 @@ func (m *monitor) orphan(l, slot int) {
 	// on the same block twice only if that block is really what kills.
 	d := &lr.det
 	attributable := (d.path == PathLastGasp && d.block != ^uint64(0)) || d.path == PathDeadline || d.path == PathSandbox ||
+		d.path == PathGarbage ||
 		((d.path == PathPidfd || d.path == PathExiting || d.path == PathDeathWord) && d.pending)
 	m.restartPolicy(l)
 	switch {
@@ -686,14 +702,19 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
 		lane.SetOwner(uint32(slot), lr.epoch)
-		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch)
+		var flags uint32
+		if lr.reinit {
+			flags = shm.AttachReinit
+		}
+		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, flags)
 		if m.ring != nil { // armed when it became ready, normally: then a no-op
 			m.armWord(slot, now)
 			m.ring.Submit()
 		}
-		s.mq.push(&monEvent{kind: mFailover, initial: lr.initial, poisoned: poisoned,
+		s.mq.push(&monEvent{kind: mFailover, initial: lr.initial, poisoned: poisoned, reinit: lr.reinit,
 			lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), det: lr.det, attachNS: lr.attachNS})
 		lr.initial = false
+		lr.reinit = false
 		lr.det = detection{}
 		attached = true
 	}

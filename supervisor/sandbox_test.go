@@ -41,6 +41,8 @@ const (
 	modeExit       = 13 // _exit on the trigger block
 	modeSegvMasked = 14 // crash on it with every signal blocked
 	modeExitAlways = 15 // _exit on every block
+	modeNaNState   = 16 // poison the state on the trigger: NaN from then on
+	modeLoud       = 17 // +80 dB on the trigger block
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,

@@ -33,6 +33,9 @@ type Timeline interface {
 	OutRead(lane int) uint64
 	Corrupt(lane int) uint32
 	MarkReset(lane int)
+	// Garbage is how many output blocks the clock refused as garbage
+	// (NaN, Inf, past the ceiling) and the last one's number.
+	Garbage(lane int) (seq, block uint64)
 }
 
 // A FreeNotifier is a Timeline whose memory can go away while the
@@ -564,7 +567,7 @@ func (s *Supervisor) finishFailovers() {
 		s.emitLocked(Event{Kind: EvFailover, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
 			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS,
 			NewSlot: int(e.newSlot), NewPID: int(s.workers[e.newSlot].pid.Load()), AttachNS: e.attachNS,
-			FirstCommitNS: ns, FirstPushNS: s.region.Slot(int(e.newSlot)).FirstPushNS(), Poisoned: e.poisoned})
+			FirstCommitNS: ns, FirstPushNS: s.region.Slot(int(e.newSlot)).FirstPushNS(), Poisoned: e.poisoned, Reinit: e.reinit})
 	}
 	s.pending = kept
 }
@@ -790,7 +793,7 @@ func (s *Supervisor) Close() error {
 	for i := range s.workers {
 		w := &s.workers[i]
 		if st := w.state.Load(); st != wFree && st != wDead {
-			s.region.Slot(i).Command(shm.CmdExit, 0, 0)
+			s.region.Slot(i).Command(shm.CmdExit, 0, 0, 0)
 		}
 	}
 	for l := 0; l < s.region.Lanes(); l++ {

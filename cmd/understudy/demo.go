@@ -69,6 +69,8 @@ type demoConfig struct {
 	Chain       string        `json:"chain"`
 	Variant     string        `json:"variant"`
 	Fallback    string        `json:"fallback"`
+	CeilingDB   float64       `json:"ceiling_db"`
+	Declick     int           `json:"declick_frames"`
 	DeepIdle    bool          `json:"deep_idle"`
 	Unsandboxed bool          `json:"unsandboxed,omitempty"`
 	In          string        `json:"in,omitempty"`
@@ -98,6 +100,8 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.Chain, "chain", "lowpass f=4000 q=0.7071 | gain db=-6", "kernels of each lane, '|' between stages")
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant for every worker: auto (fastest this CPU runs), scalar, sse2, avx2, ...")
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
+	fs.Float64Var(&c.CeilingDB, "ceiling-db", 24, "an output sample louder than this (dBFS), or NaN or Inf, makes its block garbage: replaced by the fallback, its worker replaced")
+	fs.IntVar(&c.Declick, "declick", 32, "frames of ramp at every switch to or from the fallback (0: none)")
 	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
 	fs.BoolVar(&c.Unsandboxed, "unsandboxed", false, "run workers without their sandbox (uid drop, no capabilities, seccomp), to debug a kernel")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
@@ -410,6 +414,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		Rate: c.Rate, Frames: c.Block, Latency: c.Latency, Periods: uint64(nBlocks + c.Latency),
 		Prio: prio(clockPrio), CPU: -1, Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: laneRefs,
 		Feed: feed, Drain: drain,
+		Ceiling: float32(math.Pow(10, c.CeilingDB/20)), Declick: declickFrames(c.Declick),
 	})
 	if err != nil {
 		return nil, err

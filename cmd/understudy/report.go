@@ -49,6 +49,7 @@ type laneReport struct {
 	Bypassed      uint64 `json:"bypassed"`
 	Corruptions   uint64 `json:"corruptions"`
 	Delivered     uint64 `json:"delivered"`
+	Garbage       uint64 `json:"garbage"` // blocks with NaN, Inf or samples past the ceiling, replaced by the fallback
 }
 
 type report struct {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -67,6 +68,8 @@ type runConfig struct {
 	HangTimeout time.Duration `json:"hang_timeout_ns"`
 	Variant     string        `json:"variant"`
 	Fallback    string        `json:"fallback"`
+	CeilingDB   float64       `json:"ceiling_db"`
+	Declick     int           `json:"declick_frames"`
 	ConnectIn   []string      `json:"connect_in,omitempty"`
 	ConnectOut  []string      `json:"connect_out,omitempty"`
 	Duration    time.Duration `json:"duration_ns,omitempty"`
@@ -96,6 +99,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.HangTimeout, "hang-timeout", 0, "a block pending longer than this means its worker hung (default: half a block, at least 500µs)")
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant: auto, scalar, sse2, avx2, ...")
 	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
+	fs.Float64Var(&c.CeilingDB, "ceiling-db", 24, "an output sample louder than this (dBFS), or NaN or Inf, makes its block garbage: replaced by the fallback, its worker replaced")
+	fs.IntVar(&c.Declick, "declick", 32, "frames of ramp at every switch to or from the fallback (0: none)")
 	fs.Var(&connIn, "connect", "JACK port pattern whose outputs feed the lanes' inputs, in order (repeatable), e.g. system:capture_")
 	fs.Var(&connOut, "connect-out", "JACK port pattern fed by the lanes' outputs, in order (repeatable), e.g. system:playback_")
 	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (default: run until SIGINT or SIGTERM)")
@@ -131,6 +136,10 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 		return nil, usagef("--fallback %q: use dry or silence", c.Fallback)
 	case c.Duration < 0:
 		return nil, usagef("--duration %v must be positive", c.Duration)
+	case c.CeilingDB < -60 || c.CeilingDB > 60 || c.CeilingDB != c.CeilingDB:
+		return nil, usagef("--ceiling-db %v is out of range: use -60..60 dBFS", c.CeilingDB)
+	case c.Declick < 0 || c.Declick > c.Block:
+		return nil, usagef("--declick %d: use 0..%d frames (at most a block)", c.Declick, c.Block)
 	}
 	if len(lanes) > 0 {
 		c.LaneChains = make([]string, len(lanes))
@@ -270,7 +279,8 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 		fallback = audioclock.Silence
 	}
 	clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: c.Block, Latency: c.Latency, CPU: -1,
-		Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: refs})
+		Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: refs,
+		Ceiling: float32(math.Pow(10, c.CeilingDB/20)), Declick: declickFrames(c.Declick)})
 	if err != nil {
 		return err
 	}
@@ -498,4 +508,12 @@ func eventJSON(e supervisor.Event) map[string]any {
 		m["error"] = e.Err.Error()
 	}
 	return m
+}
+
+// declickFrames is the clock's Declick for a flag's value: 0 turns it off.
+func declickFrames(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

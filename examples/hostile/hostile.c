@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +45,9 @@ enum {
     M_EXIT = 13,          /* _exit on the trigger block: no last gasp */
     M_SEGV_BLOCKED = 14,  /* crash on the trigger block with every signal blocked: no last gasp */
     M_EXIT_ALWAYS = 15,   /* _exit on every block: a restart storm */
-    M_LAST = M_EXIT_ALWAYS,
+    M_NAN_STATE = 16,     /* poison the state on the trigger: NaN out of every block from then on */
+    M_LOUD = 17,          /* +80 dB on the trigger block only */
+    M_LAST = M_LOUD,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -153,9 +156,17 @@ static void attack(int mode, void *state, float *buf) {
 }
 
 static void hostile_process(void *state, const float *params, float *buf, uint32_t frames, uint32_t channels) {
-    (void)frames;
-    (void)channels;
-    if ((int)params[0] == M_EXIT_ALWAYS) _exit(3);
+    int mode = (int)params[0];
+    if (mode == M_EXIT_ALWAYS) _exit(3);
+    if (mode == M_NAN_STATE && buf[0] == HOSTILE_TRIGGER) *(uint32_t *)state = 1;
+    if (mode == M_NAN_STATE && *(uint32_t *)state) {
+        for (uint32_t i = 0; i < frames * channels; i++) buf[i] = NAN;
+        return;
+    }
+    if (mode == M_LOUD && buf[0] == HOSTILE_TRIGGER) {
+        for (uint32_t i = 0; i < frames * channels; i++) buf[i] *= 10000.0f;
+        return;
+    }
     if (buf[0] == HOSTILE_TRIGGER) attack((int)params[0], state, buf);
 }
 

@@ -8,7 +8,7 @@ package audioclock
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../csrc -O2
-#cgo LDFLAGS: -lpthread
+#cgo LDFLAGS: -lpthread -lm
 #include "us_clock.h"
 size_t us_clock_lock_stack(us_clock *c, size_t bytes, uintptr_t *at);
 void us_clock_unlock_stack(uintptr_t at, size_t bytes);
@@ -64,13 +64,20 @@ type Drain func(lane int, n uint64, flags uint32, samples []float32)
 
 // Config describes one run of the clock.
 type Config struct {
-	Rate     int         // frames per second
-	Frames   int         // frames per block
-	Latency  int         // output latency in periods
-	Periods  uint64      // periods to run: input blocks + Latency
-	Prio     int         // SCHED_FIFO priority, 0 for ordinary scheduling
-	CPU      int         // pin to this CPU, -1 for any
-	Fallback Fallback    // what an xrun outputs
+	Rate     int      // frames per second
+	Frames   int      // frames per block
+	Latency  int      // output latency in periods
+	Periods  uint64   // periods to run: input blocks + Latency
+	Prio     int      // SCHED_FIFO priority, 0 for ordinary scheduling
+	CPU      int      // pin to this CPU, -1 for any
+	Fallback Fallback // what an xrun outputs
+	// Ceiling is the largest output sample magnitude let through (linear;
+	// 0 means +24 dBFS): a block with a sample beyond it, or a NaN or Inf,
+	// is garbage, replaced by the fallback and reported to the monitor.
+	Ceiling float32
+	// Declick is how many frames ramp from the last output to the new one
+	// at a switch to or from the fallback (0 means 32; negative, none).
+	Declick  int
 	Doorbell int         // eventfd the monitor polls
 	Lanes    []*shm.Lane // lanes to drive, configured
 	// Feed and Drain are called from the clock's own pump goroutines, one
@@ -143,6 +150,9 @@ func memBytes(frames int, channels []int) int {
 // (it runs unlocked then).
 func (k *Clock) LockedBytes() uint64 { return k.locked.Load() }
 
+// DefaultCeiling is +24 dBFS: output samples beyond it are garbage.
+const DefaultCeiling = 15.848932
+
 // ErrFreed is returned by Start and OnFree on a clock that Free released.
 var ErrFreed = errors.New("audioclock: clock already freed")
 
@@ -198,6 +208,16 @@ func New(cfg Config) (*Clock, error) {
 	c.prio = C.int(cfg.Prio)
 	c.cpu = C.int(cfg.CPU)
 	c.doorbell_fd = C.int(cfg.Doorbell)
+	c.ceiling = C.float(DefaultCeiling)
+	if cfg.Ceiling > 0 {
+		c.ceiling = C.float(cfg.Ceiling)
+	}
+	switch {
+	case cfg.Declick == 0:
+		c.declick = 32
+	case cfg.Declick > 0:
+		c.declick = C.uint32_t(cfg.Declick)
+	}
 	// "running" means "not finished": readers that start before the thread
 	// must not mistake a clock that has not begun for one that has ended.
 	c.running = 1
@@ -510,9 +530,16 @@ func (k *Clock) MarkReset(i int) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.lanes[i].corrupt)), LaneReset)
 }
 
+// Garbage is how many of lane i's output blocks were refused as garbage,
+// and the last one's number: the monitor kills the owner when it moves.
+func (k *Clock) Garbage(i int) (seq, block uint64) {
+	seq = ld64(&k.c.lanes[i].garbage_seq)
+	return seq, ld64(&k.c.lanes[i].garbage_block)
+}
+
 // LaneStats are one lane's counters.
 type LaneStats struct {
-	Xruns, Stale, InOverflows, SrcUnderruns, SinkOverflows, Bypassed, Corruptions, Delivered uint64
+	Xruns, Stale, InOverflows, SrcUnderruns, SinkOverflows, Bypassed, Corruptions, Delivered, Garbage uint64
 }
 
 // Stats reads lane i's counters (zero after Free).
@@ -527,6 +554,7 @@ func (k *Clock) Stats(i int) LaneStats {
 		Xruns: ld64(&cl.xruns), Stale: ld64(&cl.stale), InOverflows: ld64(&cl.in_overflows),
 		SrcUnderruns: ld64(&cl.src_underruns), SinkOverflows: ld64(&cl.sink_overflows),
 		Bypassed: ld64(&cl.bypassed), Corruptions: ld64(&cl.corruptions), Delivered: ld64(&cl.delivered),
+		Garbage: ld64(&cl.garbage),
 	}
 }
 

@@ -58,6 +58,9 @@ const (
 const (
 	CmdAttach = C.US_CMD_ATTACH
 	CmdExit   = C.US_CMD_EXIT
+	// AttachReinit, in an ATTACH's flags: initialise the chain's state
+	// afresh over the committed state instead of resuming from it.
+	AttachReinit = C.US_ATTACH_REINIT
 )
 
 // Block flags.

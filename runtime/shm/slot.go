@@ -61,9 +61,10 @@ func (s *Slot) PID() int { return int(ldi32(&s.pid)) }
 
 // Command hands the worker a command: arguments first, then the sequence bump
 // (the release the worker acquires), then a wake for a worker asleep on it.
-func (s *Slot) Command(cmd uint32, lane uint32, epoch uint64) {
+func (s *Slot) Command(cmd uint32, lane uint32, epoch uint64, flags uint32) {
 	st32(&s.cmd_lane, lane)
 	st64(&s.cmd_epoch, epoch)
+	st32(&s.cmd_flags, flags)
 	st32(&s.cmd, cmd)
 	add32(&s.cmd_seq, 1)
 	FutexWake((*uint32)(unsafe.Pointer(&s.cmd_seq)), 1)
