@@ -131,27 +131,10 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		return classify(err)
 	}
 	start := time.Now()
-	laneIn := splitLanes(a.Samples, a.Channels, lanes)
-	laneOut := make([][]float32, lanes)
-	errs := make([]error, lanes)
-	var wg sync.WaitGroup
-	for l := range laneIn {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			laneOut[l], errs[l] = render.Lane(sup.Region().Lane(l), laneIn[l], 0)
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	for l, e := range errs {
-		if e != nil {
-			return fmt.Errorf("lane %d: %w", l, e)
-		}
-	}
-	if err := w.Write(joinLanes(laneOut, a.Channels, a.Frames())); err != nil {
+	if err := renderFile(sup.Region(), a, lanes, w); err != nil {
 		return err
 	}
+	elapsed := time.Since(start)
 	if err := w.Close(); err != nil {
 		return err
 	}
@@ -170,4 +153,55 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	fmt.Fprintf(stdout, "understudy process: %s → %s: %.2f s of %d-channel audio at %d Hz through %s in %v (%.0fx real time), %d failovers\n",
 		in, out, secs, a.Channels, a.Rate, strings.Join(used, " | "), elapsed.Round(time.Millisecond), secs/elapsed.Seconds(), failovers)
 	return nil
+}
+
+// renderFile renders a through the lanes into w. One lane (the default)
+// streams: each block goes from the decoded input straight into the ring
+// and from the ring straight to the encoder while the worker runs the
+// following blocks, with no copy of the signal held. Several lanes each
+// gather their channels from the input and scatter their output into one
+// interleaved result, written once all are done.
+func renderFile(reg *shm.Region, a *wav.Audio, lanes int, w *wav.Writer) error {
+	ch := a.Channels
+	if lanes == 1 {
+		err := render.Stream(reg.Lane(0), a.Frames(),
+			func(dst []float32, frame int) { copy(dst, a.Samples[frame*ch:]) },
+			func(src []float32, frame int) error { return w.Write(src) },
+			0)
+		if err != nil {
+			return fmt.Errorf("lane 0: %w", err)
+		}
+		return nil
+	}
+	per := ch / lanes
+	out := make([]float32, len(a.Samples))
+	errs := make([]error, lanes)
+	var wg sync.WaitGroup
+	for l := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			off := l * per
+			errs[l] = render.Stream(reg.Lane(l), a.Frames(),
+				func(dst []float32, frame int) {
+					for i, s := 0, (frame*ch)+off; i < len(dst); i, s = i+per, s+ch {
+						copy(dst[i:i+per], a.Samples[s:s+per])
+					}
+				},
+				func(src []float32, frame int) error {
+					for i, d := 0, (frame*ch)+off; i < len(src); i, d = i+per, d+ch {
+						copy(out[d:d+per], src[i:i+per])
+					}
+					return nil
+				},
+				0)
+		}()
+	}
+	wg.Wait()
+	for l, e := range errs {
+		if e != nil {
+			return fmt.Errorf("lane %d: %w", l, e)
+		}
+	}
+	return w.Write(out)
 }
