@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/understudy-rt/understudy/runtime/chain"
@@ -164,10 +165,14 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 func renderFile(reg *shm.Region, a *wav.Audio, lanes int, w *wav.Writer) error {
 	ch := a.Channels
 	if lanes == 1 {
+		enc := newEncoder(w, ch)
 		err := render.Stream(reg.Lane(0), a.Frames(),
 			func(dst []float32, frame int) { copy(dst, a.Samples[frame*ch:]) },
-			func(src []float32, frame int) error { return w.Write(src) },
+			enc.add,
 			0)
+		if err := enc.close(); err != nil {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("lane 0: %w", err)
 		}
@@ -204,4 +209,68 @@ func renderFile(reg *shm.Region, a *wav.Audio, lanes int, w *wav.Writer) error {
 		}
 	}
 	return w.Write(out)
+}
+
+// encoder hands the output to the WAV writer on a goroutine of its own, in
+// chunks, so that encoding and the file's write calls (tens of
+// microseconds each) overlap the render instead of holding up the ring:
+// a render goroutine away that long leaves the worker with nothing queued,
+// and then it sleeps and must be woken, block after block.
+type encoder struct {
+	w          *wav.Writer
+	cur        []float32
+	full, free chan []float32
+	done       chan error
+	failed     atomic.Pointer[error] // the writer's error, seen by add
+}
+
+// encChunk is the samples per chunk: 256 KiB, a few write calls' worth.
+const encChunk = 1 << 16
+
+func newEncoder(w *wav.Writer, ch int) *encoder {
+	e := &encoder{w: w, full: make(chan []float32, 4), free: make(chan []float32, 4), done: make(chan error, 1)}
+	n := encChunk / ch * ch // whole frames, which Write wants
+	for range 4 {
+		e.free <- make([]float32, 0, n)
+	}
+	e.cur = <-e.free
+	go func() {
+		var err error
+		for c := range e.full {
+			if err == nil {
+				if err = w.Write(c); err != nil {
+					e.failed.Store(&err)
+				}
+			}
+			e.free <- c[:0]
+		}
+		e.done <- err
+	}()
+	return e
+}
+
+// add is a render.Sink: it copies src, which lives in the ring.
+func (e *encoder) add(src []float32, _ int) error {
+	for len(src) > 0 {
+		n := copy(e.cur[len(e.cur):cap(e.cur)], src)
+		e.cur = e.cur[:len(e.cur)+n]
+		src = src[n:]
+		if len(e.cur) == cap(e.cur) {
+			e.full <- e.cur
+			e.cur = <-e.free
+			if err := e.failed.Load(); err != nil { // stop the render: the file cannot be had
+				return *err
+			}
+		}
+	}
+	return nil
+}
+
+// close writes what is left and waits for the writer.
+func (e *encoder) close() error {
+	if len(e.cur) > 0 {
+		e.full <- e.cur
+	}
+	close(e.full)
+	return <-e.done
 }

@@ -67,6 +67,9 @@ func Stream(lane *shm.Lane, frames int, in Source, out Sink, stall time.Duration
 	next := uint64(0) // block number wanted next
 	for got < nBlocks {
 		progressed := false
+		// One timestamp per burst of pushes: the clock is a system call
+		// here, and the blocks of a burst are all pushed within it.
+		var stamp uint64
 		for pushed < nBlocks {
 			b, err := prod.Peek()
 			if err != nil {
@@ -83,7 +86,10 @@ func Stream(lane *shm.Lane, frames int, in Source, out Sink, stall time.Duration
 			if pushed == nBlocks-1 {
 				flags = shm.BlockLast
 			}
-			b.SetHeader(uint64(pushed), bf, flags, shm.NowNS())
+			if stamp == 0 {
+				stamp = shm.NowNS()
+			}
+			b.SetHeader(uint64(pushed), bf, flags, stamp)
 			prod.Publish()
 			pushed++
 			progressed = true
@@ -116,7 +122,16 @@ func Stream(lane *shm.Lane, frames int, in Source, out Sink, stall time.Duration
 			progressed = true
 		}
 		if !progressed && got < nBlocks {
-			if err := cons.Wait(50*time.Microsecond, stall); err != nil {
+			// Spin on the ring with the runtime's clock (vDSO, no system
+			// call; shm's Wait reads the clock by system call on every
+			// turn of its spin, each one a chance to be descheduled), and
+			// sleep in Wait only after it.
+			if b, err := spin(cons, 50*time.Microsecond); err != nil {
+				return err
+			} else if b {
+				continue
+			}
+			if err := cons.Wait(0, stall); err != nil {
 				return err
 			}
 			if b, _ := cons.Peek(); b == nil {
@@ -127,4 +142,19 @@ func Stream(lane *shm.Lane, frames int, in Source, out Sink, stall time.Duration
 		}
 	}
 	return nil
+}
+
+// spin polls cons for up to d; true when a block is ready.
+func spin(cons *shm.Consumer, d time.Duration) (bool, error) {
+	start := time.Now()
+	for i := 0; ; i++ {
+		b, err := cons.Peek()
+		if err != nil || b != nil {
+			return b != nil, err
+		}
+		// The clock every 64 turns: a turn is a few loads.
+		if i&63 == 63 && time.Since(start) >= d {
+			return false, nil
+		}
+	}
 }
