@@ -13,7 +13,10 @@
  *   avx2_128   128-bit in VEX encoding, for the channels left over after the
  *              groups of 8; legacy-SSE instructions would pay an AVX/SSE
  *              transition on some cores, and a masked 256-bit store is slow on
- *              AMD cores. */
+ *              AMD cores.
+ * The biquads' last one or two channels (a stereo lane's only ones) take a
+ * third path, written here for AVX2 alone: the sections across the lanes
+ * (bq_skew, below). */
 #include "us_kstate.h"
 
 #if defined(__x86_64__)
