@@ -75,6 +75,7 @@ func BenchmarkTransport(b *testing.B) {
 	params := kernelParams(b)
 	for _, frames := range frameSizes {
 		b.Run(fmt.Sprintf("go/scalar/frames=%d", frames), func(b *testing.B) {
+			flushLocked(b)
 			p, err := gotwin.New(kernelName, params, 1, 48000)
 			if err != nil {
 				b.Fatal(err)
@@ -90,6 +91,7 @@ func BenchmarkTransport(b *testing.B) {
 			perSample(b, frames, lat)
 		})
 		b.Run(fmt.Sprintf("cgo/scalar/frames=%d", frames), func(b *testing.B) {
+			flushLocked(b)
 			k, _ := cdsp.Lookup(kernelName)
 			inst, err := k.New(params, 1, 48000)
 			if err != nil {
@@ -136,8 +138,11 @@ func BenchmarkTransport(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 				}
 				perSample(b, frames, lat)
+				b.ReportMetric(1, "ftz-daz") // the worker's own mode
 			})
 		}
+		// The pipe worker (csrc/tests/pipe_worker.c) leaves the IEEE
+		// default: this row reports no ftz-daz.
 		b.Run(fmt.Sprintf("pipe/scalar/frames=%d", frames), func(b *testing.B) {
 			cmd := exec.Command(pipeWorker(b), kernelName, strconv.Itoa(frames), "1")
 			w, _ := cmd.StdinPipe()
@@ -167,6 +172,15 @@ func BenchmarkTransport(b *testing.B) {
 			perSample(b, frames, lat)
 		})
 	}
+}
+
+// flushLocked puts this benchmark's thread in the workers' FP mode
+// (FTZ+DAZ), so the in-process rows run as a worker does, and says so. The
+// goroutine ends locked, which retires the thread and its mode with it.
+func flushLocked(b *testing.B) {
+	runtime.LockOSThread()
+	cdsp.FlushDenormals()
+	b.ReportMetric(1, "ftz-daz")
 }
 
 // BenchmarkFutexPingPong is the floor: a round trip between two processes

@@ -218,7 +218,13 @@ func provenance(rs []Record) string {
 	case 0:
 		mode = "not set by the benchmark (the IEEE default, subnormals kept; worker processes set FTZ+DAZ on their own threads)"
 	default:
-		mode = fmt.Sprintf("FTZ+DAZ in %d of %d rows", ftz, len(rs))
+		var off []string
+		for _, r := range rs {
+			if n := r.Name + "/" + r.Variant; !r.FTZDAZ && !contains(off, n) {
+				off = append(off, n)
+			}
+		}
+		mode = fmt.Sprintf("FTZ+DAZ (the workers' mode) in every row but %s, which ran in the IEEE default (subnormals kept)", strings.Join(off, ", "))
 	}
 	return fmt.Sprintf("CPU: %s. FP mode: %s. Package: %s.", cpu, mode, strings.Join(pkgs, ", "))
 }
