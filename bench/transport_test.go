@@ -75,6 +75,7 @@ func BenchmarkTransport(b *testing.B) {
 	params := kernelParams(b)
 	for _, frames := range frameSizes {
 		b.Run(fmt.Sprintf("go/scalar/frames=%d", frames), func(b *testing.B) {
+			flushLocked(b)
 			p, err := gotwin.New(kernelName, params, 1, 48000)
 			if err != nil {
 				b.Fatal(err)
@@ -88,8 +89,10 @@ func BenchmarkTransport(b *testing.B) {
 				lat = append(lat, time.Since(t0))
 			}
 			perSample(b, frames, lat)
+			b.ReportMetric(1, "ftz-daz")
 		})
 		b.Run(fmt.Sprintf("cgo/scalar/frames=%d", frames), func(b *testing.B) {
+			flushLocked(b)
 			k, _ := cdsp.Lookup(kernelName)
 			inst, err := k.New(params, 1, 48000)
 			if err != nil {
@@ -105,6 +108,7 @@ func BenchmarkTransport(b *testing.B) {
 				lat = append(lat, time.Since(t0))
 			}
 			perSample(b, frames, lat)
+			b.ReportMetric(1, "ftz-daz")
 		})
 		for _, mode := range []struct {
 			name       string
@@ -136,8 +140,11 @@ func BenchmarkTransport(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 				}
 				perSample(b, frames, lat)
+				b.ReportMetric(1, "ftz-daz") // the worker's own mode
 			})
 		}
+		// The pipe worker (csrc/tests/pipe_worker.c) leaves the IEEE
+		// default: this row reports no ftz-daz.
 		b.Run(fmt.Sprintf("pipe/scalar/frames=%d", frames), func(b *testing.B) {
 			cmd := exec.Command(pipeWorker(b), kernelName, strconv.Itoa(frames), "1")
 			w, _ := cmd.StdinPipe()
@@ -167,6 +174,15 @@ func BenchmarkTransport(b *testing.B) {
 			perSample(b, frames, lat)
 		})
 	}
+}
+
+// flushLocked puts this benchmark's thread in the workers' FP mode
+// (FTZ+DAZ), so the in-process rows run as a worker does; they report the
+// metric ftz-daz=1 after their loop (ResetTimer drops metrics). The
+// goroutine ends locked, which retires the thread and its mode with it.
+func flushLocked(*testing.B) {
+	runtime.LockOSThread()
+	cdsp.FlushDenormals()
 }
 
 // BenchmarkFutexPingPong is the floor: a round trip between two processes

@@ -24,8 +24,10 @@
  * process are therefore ignored; new values take a new init.
  *
  * The SIMD variants (simd_x86.c, simd_neon.c) run 4 or 8 channels per vector
- * and all sections at once as a wavefront (us_simd_tmpl.h), with this very
- * expression per lane and section, so they give the scalar's bits. */
+ * and all sections at once as a wavefront (us_simd_tmpl.h); avx2 runs one or
+ * two channels with the sections themselves across the vector's lanes, a
+ * pipelined cascade (simd_x86.c). Both use this very expression per lane and
+ * section, so they give the scalar's bits. */
 #include <stdint.h>
 #include <string.h>
 

@@ -13,7 +13,10 @@
  *   avx2_128   128-bit in VEX encoding, for the channels left over after the
  *              groups of 8; legacy-SSE instructions would pay an AVX/SSE
  *              transition on some cores, and a masked 256-bit store is slow on
- *              AMD cores. */
+ *              AMD cores.
+ * The biquads' last one or two channels (a stereo lane's only ones) take a
+ * third path, written here for AVX2 alone: the sections across the lanes
+ * (bq_skew, below). */
 #include "us_kstate.h"
 
 #if defined(__x86_64__)
@@ -144,6 +147,190 @@ TGT_SSE2 void us_bq_process_sse2(void *state, const float *params, float *buf, u
     }
 }
 
+/* ---- avx2: one or two channels, the sections across the lanes ----
+ *
+ * A stereo group fills a quarter of a 256-bit vector, and the wavefront above
+ * then spends a whole vector op per section on two samples. Here the lanes
+ * hold (section, channel) pairs instead: lane C*s + c is section s of channel
+ * c, so 8 sections of a stereo pair fill two vectors and one step runs every
+ * section of the cascade at once, a pipeline: section s works on frame t - K*s
+ * at step t, its input being section s-1's output K steps earlier, which a
+ * lane permute shifts up by one section (C lanes) with the new frame blended
+ * into section 0's lanes. Each lane computes the scalar expression
+ *     y = b0*x + b1*x1 + b2*x2 - a1*y1 - a2*y2
+ * left to right on the very sequence the scalar code gives that section, so
+ * the bits are the scalar's.
+ *
+ * Why a skew of K = 2 and not 1: a step's critical path is a section's own
+ * recurrence (y1 -> a1*y1 -> two subtractions, 9-12 cycles) and the input
+ * path (the previous section's output -> permute -> blend -> the whole
+ * expression, 20-24 cycles). With K = 1 the input path bounds every step;
+ * with K = 2 it spreads over two steps and the recurrence bounds it.
+ *
+ * While the pipeline fills and drains, a section outside its frames must keep
+ * its state: those steps blend the new history in only where the lane is
+ * active, and keep a separate unmasked copy of the outputs (O1, O2) as the
+ * next section's input source, since a frozen section's y2 is not the output
+ * K steps back. Lanes past the last section compute on what shifts into them
+ * and are never stored. */
+
+#define BQS_K 2
+
+static US_ALWAYS_INLINE TGT_AVX2 __m256 bqs_blend_low(__m256 a, __m256 lo, uint32_t C) {
+    return C == 1 ? _mm256_blend_ps(a, lo, 0x01) : _mm256_blend_ps(a, lo, 0x03);
+}
+
+static US_ALWAYS_INLINE TGT_AVX2 __m256 bqs_load(const float *p, uint32_t C) {
+    const __m128 v = C == 1 ? _mm_load_ss(p) : _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)p);
+    return _mm256_castps128_ps256(v);
+}
+
+static US_ALWAYS_INLINE TGT_AVX2 void bqs_store(float *p, __m256 v, __m256i at, uint32_t C) {
+    const __m128 o = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(v, at));
+    if (C == 1)
+        _mm_store_ss(p, o);
+    else
+        _mm_storel_pi((__m64 *)p, o);
+}
+
+/* C channels (1 or 2) at buf, NV vectors (1 or 2, C*ns <= 8*NV). */
+static US_ALWAYS_INLINE TGT_AVX2 void bq_skew(const us_bq_state *st, float *z, uint32_t ns, float *buf,
+                                              uint32_t frames, uint32_t channels, const uint32_t C,
+                                              const uint32_t NV) {
+    float tmp[4][2][8] __attribute__((aligned(32)));
+    int32_t ksa[2][8] __attribute__((aligned(32)));
+    int32_t sha[8] __attribute__((aligned(32))), outa[8] __attribute__((aligned(32)));
+    for (uint32_t v = 0; v < NV; v++)
+        for (uint32_t l = 0; l < 8; l++) {
+            const uint32_t lane = 8 * v + l, s = lane / C, c = lane % C;
+            for (uint32_t k = 0; k < 4; k++) tmp[k][v][l] = s < ns ? z[((size_t)c * ns + s) * 4 + k] : 0.0f;
+            /* Lanes past the last section are never active. */
+            ksa[v][l] = s < ns ? (int32_t)(BQS_K * s) : INT32_MAX;
+        }
+    const uint32_t last = C * (ns - 1), ov = last / 8;
+    for (uint32_t l = 0; l < 8; l++) {
+        sha[l] = (int32_t)((l + 8 - C) % 8);
+        outa[l] = (int32_t)((last % 8 + l) % 8);
+    }
+    const __m256i sh = _mm256_load_si256((const __m256i *)sha), at = _mm256_load_si256((const __m256i *)outa);
+    const __m256 b0 = _mm256_set1_ps(st->b0), b1 = _mm256_set1_ps(st->b1), b2 = _mm256_set1_ps(st->b2);
+    const __m256 a1 = _mm256_set1_ps(st->a1), a2 = _mm256_set1_ps(st->a2);
+    /* Vector 0's registers end in a, vector 1's in b: spelled out rather
+     * than arrays, which GCC keeps on the stack, putting a store and a load
+     * into every step's critical path. */
+    __m256 X1a = _mm256_load_ps(tmp[0][0]), X2a = _mm256_load_ps(tmp[1][0]);
+    __m256 Y1a = _mm256_load_ps(tmp[2][0]), Y2a = _mm256_load_ps(tmp[3][0]);
+    __m256 O1a = _mm256_setzero_ps(), O2a = O1a;
+    const __m256i KSa = _mm256_load_si256((const __m256i *)ksa[0]);
+    __m256 X1b = _mm256_setzero_ps(), X2b = X1b, Y1b = X1b, Y2b = X1b, O1b = X1b, O2b = X1b;
+    __m256i KSb = _mm256_setzero_si256();
+    if (NV == 2) {
+        X1b = _mm256_load_ps(tmp[0][1]);
+        X2b = _mm256_load_ps(tmp[1][1]);
+        Y1b = _mm256_load_ps(tmp[2][1]);
+        Y2b = _mm256_load_ps(tmp[3][1]);
+        KSb = _mm256_load_si256((const __m256i *)ksa[1]);
+    }
+
+    const int64_t F = frames, D = (int64_t)BQS_K * (ns - 1);
+#define BQS_Y(x, v) \
+    _mm256_sub_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(b0, x), _mm256_mul_ps(b1, X1##v)), \
+                                              _mm256_mul_ps(b2, X2##v)),                                  \
+                                _mm256_mul_ps(a1, Y1##v)),                                                \
+                  _mm256_mul_ps(a2, Y2##v))
+/* One step's inputs, from the outputs K = 2 steps back (SRC2a, SRC2b) and
+ * the new frame, and its outputs ya, yb. */
+#define BQS_COMPUTE(SRC2a, SRC2b, in)                                                    \
+    const __m256 pa = _mm256_permutevar8x32_ps(SRC2a, sh);                                \
+    const __m256 xa = bqs_blend_low(pa, in, C);                                           \
+    const __m256 xb = NV == 2 ? bqs_blend_low(_mm256_permutevar8x32_ps(SRC2b, sh), pa, C) : pa; \
+    const __m256 ya = BQS_Y(xa, a);                                                       \
+    const __m256 yb = NV == 2 ? BQS_Y(xb, b) : ya;
+#define BQS_MASK(v, m)                                                                    \
+    X2##v = _mm256_blendv_ps(X2##v, X1##v, m);                                            \
+    X1##v = _mm256_blendv_ps(X1##v, x##v, m);                                             \
+    Y2##v = _mm256_blendv_ps(Y2##v, Y1##v, m);                                            \
+    Y1##v = _mm256_blendv_ps(Y1##v, y##v, m);                                             \
+    O2##v = O1##v;                                                                        \
+    O1##v = _mm256_and_ps(y##v, m);
+#define BQS_ACTIVE(KS) \
+    _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(KS, tv), _mm256_cmpgt_epi32(KS, tf)))
+
+    /* Steps where some lane is outside its frames: [lo, hi). */
+#define BQS_MASKED(lo, hi)                                                                         \
+    for (int64_t t = (lo); t < (hi); t++) {                                                        \
+        const __m256 in = t < F ? bqs_load(buf + (size_t)t * channels, C) : _mm256_setzero_ps();  \
+        BQS_COMPUTE(O2a, O2b, in)                                                                  \
+        const __m256i tv = _mm256_set1_epi32((int32_t)t), tf = _mm256_set1_epi32((int32_t)(t - F)); \
+        const __m256 ma = BQS_ACTIVE(KSa);                                                         \
+        BQS_MASK(a, ma)                                                                            \
+        if (NV == 2) {                                                                             \
+            const __m256 mb = BQS_ACTIVE(KSb);                                                     \
+            BQS_MASK(b, mb)                                                                        \
+        }                                                                                          \
+        if (t >= D && t - D < F) bqs_store(buf + (size_t)(t - D) * channels, ov ? yb : ya, at, C); \
+    }
+
+    if (F <= D) {
+        BQS_MASKED(0, F + D)
+    } else {
+        BQS_MASKED(0, D)
+        /* Every section busy: each one's y2 is its output K steps back. */
+        if (ov) {
+            for (int64_t t = D; t < F; t++) {
+                const __m256 in = bqs_load(buf + (size_t)t * channels, C);
+                BQS_COMPUTE(Y2a, Y2b, in)
+                X2a = X1a, X1a = xa, Y2a = Y1a, Y1a = ya;
+                X2b = X1b, X1b = xb, Y2b = Y1b, Y1b = yb;
+                bqs_store(buf + (size_t)(t - D) * channels, yb, at, C);
+            }
+        } else {
+            for (int64_t t = D; t < F; t++) {
+                const __m256 in = bqs_load(buf + (size_t)t * channels, C);
+                BQS_COMPUTE(Y2a, Y2b, in)
+                X2a = X1a, X1a = xa, Y2a = Y1a, Y1a = ya;
+                if (NV == 2) X2b = X1b, X1b = xb, Y2b = Y1b, Y1b = yb;
+                bqs_store(buf + (size_t)(t - D) * channels, ya, at, C);
+            }
+        }
+        O1a = Y1a, O2a = Y2a, O1b = Y1b, O2b = Y2b;
+        BQS_MASKED(F, F + D)
+    }
+#undef BQS_MASKED
+#undef BQS_ACTIVE
+#undef BQS_MASK
+#undef BQS_COMPUTE
+#undef BQS_Y
+
+    _mm256_store_ps(tmp[0][0], X1a);
+    _mm256_store_ps(tmp[1][0], X2a);
+    _mm256_store_ps(tmp[2][0], Y1a);
+    _mm256_store_ps(tmp[3][0], Y2a);
+    if (NV == 2) {
+        _mm256_store_ps(tmp[0][1], X1b);
+        _mm256_store_ps(tmp[1][1], X2b);
+        _mm256_store_ps(tmp[2][1], Y1b);
+        _mm256_store_ps(tmp[3][1], Y2b);
+    }
+    for (uint32_t v = 0; v < NV; v++)
+        for (uint32_t l = 0; l < 8; l++) {
+            const uint32_t lane = 8 * v + l, s = lane / C, c = lane % C;
+            if (s < ns)
+                for (uint32_t k = 0; k < 4; k++) z[((size_t)c * ns + s) * 4 + k] = tmp[k][v][l];
+        }
+}
+
+/* The one or two channels left after the groups of 4 and 8. */
+static TGT_AVX2 void bq_skew_rest(const us_bq_state *st, float *z, uint32_t ns, float *buf, uint32_t frames,
+                                  uint32_t channels, uint32_t cnt) {
+    if (cnt == 1)
+        bq_skew(st, z, ns, buf, frames, channels, 1, 1);
+    else if (ns <= 4)
+        bq_skew(st, z, ns, buf, frames, channels, 2, 1);
+    else
+        bq_skew(st, z, ns, buf, frames, channels, 2, 2);
+}
+
 TGT_AVX2 void us_bq_process_avx2(void *state, const float *params, float *buf, uint32_t frames,
                                  uint32_t channels) {
     (void)params;
@@ -155,10 +342,29 @@ TGT_AVX2 void us_bq_process_avx2(void *state, const float *params, float *buf, u
         bq_group_avx2_256(st, st->z + (size_t)c * ns * 4, ns, buf + c, frames, channels, 8);
     for (; c + 4 <= nch; c += 4)
         bq_group_avx2_128(st, st->z + (size_t)c * ns * 4, ns, buf + c, frames, channels, 4);
+    /* One section has no cascade to pipeline: its lanes' input would wait on
+     * a permute of its own outputs, and the narrow group is faster. The
+     * pipeline's step index is compared as int32; a block that long (never
+     * met in practice) takes the wavefront. */
+    const int skew = ns >= 2 && frames < (uint32_t)INT32_MAX / 2;
+    if (skew && nch - c == 3) {
+        bq_skew_rest(st, st->z + (size_t)c * ns * 4, ns, buf + c, frames, channels, 2);
+        c += 2;
+    }
     float *z = st->z + (size_t)c * ns * 4;
     switch (nch - c) {
-    case 1: bq_group_avx2_128(st, z, ns, buf + c, frames, channels, 1); break;
-    case 2: bq_group_avx2_128(st, z, ns, buf + c, frames, channels, 2); break;
+    case 1:
+        if (skew)
+            bq_skew_rest(st, z, ns, buf + c, frames, channels, 1);
+        else
+            bq_group_avx2_128(st, z, ns, buf + c, frames, channels, 1);
+        break;
+    case 2:
+        if (skew)
+            bq_skew_rest(st, z, ns, buf + c, frames, channels, 2);
+        else
+            bq_group_avx2_128(st, z, ns, buf + c, frames, channels, 2);
+        break;
     case 3: bq_group_avx2_128(st, z, ns, buf + c, frames, channels, 3); break;
     default: break;
     }

@@ -34,6 +34,11 @@ type Record struct {
 	NsP50       float64            `json:"ns_p50,omitempty"`
 	NsP99       float64            `json:"ns_p99,omitempty"`
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	Package     string             `json:"package,omitempty"`
+	CPU         string             `json:"cpu,omitempty"` // go test's "cpu:" line: the model name
+	// FTZDAZ: the benchmark ran with flush-to-zero and denormals-are-zero
+	// set on its thread (it reports the metric ftz-daz=1), as workers run.
+	FTZDAZ bool `json:"ftz_daz"`
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+([0-9.]+) ns/op(.*)$`)
@@ -41,9 +46,16 @@ var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+([0-9.]+) ns/
 func parse(r io.Reader) ([]Record, []string) {
 	var recs []Record
 	var env []string
+	var pkg, cpu string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		t := sc.Text()
+		if v, ok := strings.CutPrefix(t, "pkg: "); ok {
+			pkg = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(t, "cpu: "); ok {
+			cpu = strings.TrimSpace(v)
+		}
 		for _, p := range []string{"goos:", "goarch:", "cpu:"} {
 			if strings.HasPrefix(t, p) && !contains(env, strings.TrimSpace(t)) {
 				env = append(env, strings.TrimSpace(t))
@@ -54,7 +66,7 @@ func parse(r io.Reader) ([]Record, []string) {
 			continue
 		}
 		parts := strings.Split(m[1], "/")
-		rec := Record{Group: parts[0], Metrics: map[string]float64{}}
+		rec := Record{Group: parts[0], Metrics: map[string]float64{}, Package: pkg, CPU: cpu}
 		rec.Iterations, _ = strconv.Atoi(m[2])
 		rec.NsPerOp, _ = strconv.ParseFloat(m[3], 64)
 		var extra []string
@@ -84,6 +96,8 @@ func parse(r io.Reader) ([]Record, []string) {
 				rec.NsP50 = v
 			case "ns-p99":
 				rec.NsP99 = v
+			case "ftz-daz":
+				rec.FTZDAZ = v != 0
 			default:
 				rec.Metrics[f[i+1]] = v
 			}
@@ -137,7 +151,7 @@ func markdown(w io.Writer, recs []Record, env []string, cmd, note string) {
 			frames = append(frames, f)
 		}
 		sort.Ints(frames)
-		fmt.Fprintf(w, "\n## %s\n\n| name | variant | extra |", g)
+		fmt.Fprintf(w, "\n## %s\n\n%s\n\n| name | variant | extra |", g, provenance(rs))
 		for _, f := range frames {
 			fmt.Fprintf(w, " %d frames |", f)
 		}
@@ -171,6 +185,77 @@ func markdown(w io.Writer, recs []Record, env []string, cmd, note string) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// provenance says where a table's figures came from: the CPU's model name
+// (and family/model/stepping, which tell one EPYC generation from another)
+// and the floating-point mode its benchmark thread ran in.
+func provenance(rs []Record) string {
+	var cpus, pkgs []string
+	ftz := 0
+	for _, r := range rs {
+		if r.CPU != "" && !contains(cpus, r.CPU) {
+			cpus = append(cpus, r.CPU)
+		}
+		if r.Package != "" && !contains(pkgs, r.Package) {
+			pkgs = append(pkgs, r.Package)
+		}
+		if r.FTZDAZ {
+			ftz++
+		}
+	}
+	cpu := strings.Join(cpus, ", ")
+	if cpu == "" {
+		cpu = "unknown"
+	}
+	if id := cpuID(); id != "" {
+		cpu += " (" + id + ")"
+	}
+	var mode string
+	switch ftz {
+	case len(rs):
+		mode = "FTZ+DAZ on the benchmark thread (flush-to-zero, denormals-are-zero: the workers' mode)"
+	case 0:
+		mode = "not set by the benchmark (the IEEE default, subnormals kept; worker processes set FTZ+DAZ on their own threads)"
+	default:
+		var off []string
+		for _, r := range rs {
+			if n := r.Name + "/" + r.Variant; !r.FTZDAZ && !contains(off, n) {
+				off = append(off, n)
+			}
+		}
+		mode = fmt.Sprintf("FTZ+DAZ (the workers' mode) in every row but %s, which ran in the IEEE default (subnormals kept)", strings.Join(off, ", "))
+	}
+	return fmt.Sprintf("CPU: %s. FP mode: %s. Package: %s.", cpu, mode, strings.Join(pkgs, ", "))
+}
+
+// cpuID reads family, model and stepping from /proc/cpuinfo: the report runs
+// right after the benchmarks, on the same machine.
+func cpuID() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	var fam, model, step string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case k == "cpu family" && fam == "":
+			fam = v
+		case k == "model" && model == "":
+			model = v
+		case k == "stepping" && step == "":
+			step = v
+		}
+	}
+	if fam == "" {
+		return ""
+	}
+	return fmt.Sprintf("family %s, model %s, stepping %s", fam, model, step)
 }
 
 // baseline is the pure Go figure for the same kernel, extra and block size:

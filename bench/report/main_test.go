@@ -78,3 +78,44 @@ func TestPlots(t *testing.T) {
 		t.Errorf("drawAll at a block size with no kernels = %v; want an error naming it", err)
 	}
 }
+
+// Each table says which CPU and FP mode its figures came from: the model
+// name from go test's header of that package, and FTZ+DAZ only where every
+// row reported it (ftz-daz=1), naming the rows that did not.
+func TestTablesSayCPUAndMode(t *testing.T) {
+	const in = `goos: linux
+pkg: example/cdsp
+cpu: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz
+BenchmarkKernels/gain/avx2/frames=64-2   	 1000	 100.0 ns/op	 1.000 ftz-daz	 0.78 ns/sample
+BenchmarkKernels/gain/go/frames=64-2     	 1000	 200.0 ns/op	 1.000 ftz-daz	 1.56 ns/sample
+pkg: example/bench
+cpu: AMD EPYC
+BenchmarkTransport/go/scalar/frames=64-2 	 2000	 294.0 ns/op	 1.000 ftz-daz	 231.0 ns-p50	 3.609 ns/sample
+BenchmarkTransport/pipe/scalar/frames=64-2	 2000	 9000 ns/op	 800.0 ns-p50	 12.5 ns/sample
+BenchmarkFutexPingPong-2                 	 2000	 35561 ns/op	 31978 ns-p50	 51237 ns-p99
+`
+	recs, env := parse(strings.NewReader(in))
+	if r := recs[0]; !r.FTZDAZ || r.CPU != "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz" || r.Package != "example/cdsp" || r.Metrics != nil {
+		t.Fatalf("kernel record %+v: want FTZ+DAZ, its package's CPU and no ftz-daz among the metrics", r)
+	}
+	if r := recs[2]; r.CPU != "AMD EPYC" || r.Package != "example/bench" {
+		t.Fatalf("transport record %+v: want the second package's CPU", r)
+	}
+	var md bytes.Buffer
+	markdown(&md, recs, env, "make bench", "")
+	sections := strings.Split(md.String(), "\n## ")
+	if len(sections) != 4 {
+		t.Fatalf("%d tables, want 3:\n%s", len(sections)-1, md.String())
+	}
+	for i, want := range [][]string{
+		{"Kernels", "CPU: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", "FP mode: FTZ+DAZ on the benchmark thread"},
+		{"Transport", "CPU: AMD EPYC", "FTZ+DAZ (the workers' mode) in every row but pipe/scalar"},
+		{"FutexPingPong", "CPU: AMD EPYC", "FP mode: not set by the benchmark"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(sections[i+1], w) {
+				t.Errorf("table %d lacks %q:\n%s", i+1, w, sections[i+1])
+			}
+		}
+	}
+}
