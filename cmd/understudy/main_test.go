@@ -30,9 +30,13 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 }
 
 // children counts this process's child processes.
-func children(t *testing.T) int {
+func children(t *testing.T) int { return len(childPIDs("")) }
+
+// childPIDs lists this process's children whose command name starts with
+// prefix ("" for all).
+func childPIDs(prefix string) []int {
 	me := strconv.Itoa(os.Getpid())
-	n := 0
+	var out []int
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
@@ -40,12 +44,17 @@ func children(t *testing.T) int {
 			continue
 		}
 		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 1 && f[1] == me {
-			n++
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 {
+			continue
+		}
+		f := strings.Fields(s[close+2:])
+		if len(f) > 1 && f[1] == me && strings.HasPrefix(s[open+1:close], prefix) {
+			pid, _ := strconv.Atoi(strings.Fields(s)[0])
+			out = append(out, pid)
 		}
 	}
-	return n
+	return out
 }
 
 func TestBadInputExitsTwoAndLeavesNothing(t *testing.T) {

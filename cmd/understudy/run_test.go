@@ -18,29 +18,9 @@ import (
 	"github.com/understudy-rt/understudy/internal/jacktest"
 )
 
-// workerPIDs lists this process's children that are workers.
-func workerPIDs() []int {
-	me := strconv.Itoa(os.Getpid())
-	var out []int
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < 0 {
-			continue
-		}
-		f := strings.Fields(s[close+2:])
-		if len(f) > 1 && f[1] == me && strings.HasPrefix(s[open+1:close], "understudy-wor") {
-			pid, _ := strconv.Atoi(strings.Fields(s)[0])
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+// workerPIDs lists this process's children that are workers (their
+// command name, cut to 15 bytes by the kernel).
+func workerPIDs() []int { return childPIDs("understudy-wor") }
 
 type runResult struct {
 	code           int
