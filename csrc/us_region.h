@@ -225,6 +225,9 @@ typedef struct us_slot {
     /* worker → host: timing of the blocks it processed */
     US_LINE uint64_t lag_max_ns;     /* worst push-to-commit time of a block */
     uint64_t first_push_ns;          /* when the block of its first commit was pushed */
+    uint64_t cost_peak_ns;           /* a block's chain time, recent peak: max(cost, peak - peak/1024)
+                                      * per block (untrusted: the host clamps what it makes of it) */
+    uint64_t overruns;               /* blocks whose chain took longer than a period */
 
     /* last gasp: written from the signal handler only */
     US_LINE uint32_t gasp;           /* 1 once the handler ran */

@@ -207,6 +207,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     us_producer_init(&out, us_lane_out(l));
     const uint32_t ch = l->channels;
     const size_t sbytes = l->state_bytes;
+    const uint64_t period_ns = l->rate ? (uint64_t)l->frames * 1000000000ull / l->rate : UINT64_MAX;
     int first = 1;
 
     if (in.read == 0 || run->reinit) {
@@ -270,6 +271,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
             us_producer_sleep(&out, &ms);
         }
 
+        uint64_t t_start = us_now_ns(); /* vDSO: no system call */
         uint64_t c = in.read;
         const uint8_t *committed = l->state[c & 1];
         uint8_t *next = l->state[(c + 1) & 1];
@@ -305,6 +307,13 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
             first = 0;
         }
         US_STORE_RLX(&slot->heartbeat, US_LOAD_RLX(&slot->heartbeat) + 1);
+        /* The chain's own time, for the host's deadline: a recent peak that
+         * decays by 1/1024 a block (half-life about 700 blocks), so one slow
+         * block raises it at once and a calm stretch lowers it again. */
+        uint64_t cost = now - t_start, peak = US_LOAD_RLX(&slot->cost_peak_ns);
+        peak -= peak >> 10;
+        US_STORE_RLX(&slot->cost_peak_ns, cost > peak ? cost : peak);
+        if (cost > period_ns) US_STORE_RLX(&slot->overruns, US_LOAD_RLX(&slot->overruns) + 1);
         uint64_t lag = now - t_push;
         if (t_push && lag < (1ull << 40) && lag > US_LOAD_RLX(&slot->lag_max_ns)) US_STORE_RLX(&slot->lag_max_ns, lag);
     }

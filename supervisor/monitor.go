@@ -93,6 +93,9 @@ type laneRec struct {
 	notBefore   uint64
 	failed      bool
 	garbageSeen uint64 // the clock's garbage count when last looked at
+	costPeak    uint64 // the lane's last owner's block-time peak, carried to its successor
+	seenCommit  uint64 // the commit index the monitor last saw, and when it saw it move
+	progressNS  uint64
 	reinit      bool   // the next owner re-initialises the chain (garbage: the state may be poisoned)
 }
 
@@ -495,6 +498,12 @@ func (m *monitor) orphan(l, slot int) {
 	}
 	lr.owner.Store(-1)
 	m.s.workers[slot].lane.Store(-1)
+	// Its measure of the lane's speed outlives it (bounded: a worker's own
+	// word, so at most it lengthens its successor's deadline to the
+	// headroom, which bounds every deadline anyway).
+	if ss := m.s.region.Slot(slot); ss.FirstCommitNS() != 0 {
+		lr.costPeak = max(lr.costPeak-lr.costPeak/8, ss.CostPeakNS())
+	}
 	lr.needOwner = true
 	lr.noSpare = false
 	// Poison input: owners that die one after another on the same block
@@ -589,9 +598,16 @@ func (m *monitor) checkDeadlines(now uint64) {
 			// A new owner's backlog runs from its attach; a machine stall
 			// restarts the wait, but never beyond maxStallRun hang timeouts
 			// past the block's push, however many stalls come.
+			// A pending block is judged from when its owner could start
+			// it: its push, the owner's attach, or the owner's last
+			// progress the monitor saw (a slow owner working through a
+			// backlog commits block after block; a hung one does not).
+			if r != lr.seenCommit {
+				lr.seenCommit, lr.progressNS = r, now
+			}
 			push := tl.PushNS(l, r)
-			due = max(push, lr.attachNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
-			due += m.hangNS
+			due = max(push, lr.attachNS, lr.progressNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
+			due += m.budget(l, o)
 			if now >= due {
 				if m.exited(o) {
 					// Dying by itself, not hung: a death the pidfd has not
@@ -605,8 +621,9 @@ func (m *monitor) checkDeadlines(now uint64) {
 				continue
 			}
 		} else {
-			due = tl.NextDeadlineNS() + m.hangNS
-			if floor := now + m.hangNS; due < floor {
+			b := m.budget(l, o)
+			due = tl.NextDeadlineNS() + b
+			if floor := now + b; due < floor {
 				due = floor
 			}
 		}
@@ -699,6 +716,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		lr.needOwner = false
 		lr.attachNS = shm.NowNS()
 		lr.attachBlock = lane.Committed()
+		lr.seenCommit, lr.progressNS = lr.attachBlock, lr.attachNS
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
 		lane.SetOwner(uint32(slot), lr.epoch)

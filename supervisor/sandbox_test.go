@@ -43,6 +43,7 @@ const (
 	modeExitAlways = 15 // _exit on every block
 	modeNaNState   = 16 // poison the state on the trigger: NaN from then on
 	modeLoud       = 17 // +80 dB on the trigger block
+	modeSlow       = 18 // 800 µs a block: slow, not hung
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,

@@ -36,6 +36,11 @@ type Timeline interface {
 	// Garbage is how many output blocks the clock refused as garbage
 	// (NaN, Inf, past the ceiling) and the last one's number.
 	Garbage(lane int) (seq, block uint64)
+	// HeadroomNS is how long a block may take from its push before its
+	// output is late; 0 if unknown.
+	HeadroomNS() uint64
+	// LateMaxNS is the worst wake-up lateness measured so far.
+	LateMaxNS() uint64
 }
 
 // A FreeNotifier is a Timeline whose memory can go away while the
@@ -88,14 +93,15 @@ type Config struct {
 
 // Supervisor owns a region, its workers and its monitor.
 type Supervisor struct {
-	cfg      Config
-	region   *shm.Region
-	doorbell int
-	workers  [shm.MaxSlots]workerRec
-	lanes    [shm.MaxLanes]laneRec
-	mq       monQueue
-	mon      monitor
-	sp       *spawner
+	cfg       Config
+	region    *shm.Region
+	doorbell  int
+	workers   [shm.MaxSlots]workerRec
+	lanes     [shm.MaxLanes]laneRec
+	deadlines [shm.MaxLanes]laneDeadline
+	mq        monQueue
+	mon       monitor
+	sp        *spawner
 
 	evFile      *os.File // the monitor's event eventfd, read through Go's poller
 	wakeHold    *rt.WakeLatencyHold

@@ -354,6 +354,8 @@ type rtResult struct {
 	injections []*injected
 	lateMax    time.Duration
 	monStalls  uint64
+	deadlines  []laneDeadline
+	overruns   uint64
 	earlyFence uint64
 	wordDeaths uint64
 	lateHist   [32]uint64
@@ -553,6 +555,11 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}
 	res.lateMax, res.lateHist = clk.Lateness()
 	res.monStalls = sup.MonitorStalls()
+	for l := range lanes {
+		ns, bound := sup.Deadline(l)
+		res.deadlines = append(res.deadlines, laneDeadline{Lane: l, US: float64(ns) / 1e3, Bound: bound.String()})
+	}
+	res.overruns = sup.Overruns()
 	res.earlyFence = sup.EarlyFences()
 	res.wordDeaths = sup.WordDeaths()
 	res.startNS = clk.StartNS()

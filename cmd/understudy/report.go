@@ -75,10 +75,21 @@ type report struct {
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 	FailedLanes       []string          `json:"failed_lanes,omitempty"` // lanes the restart policy gave up, and why
+	Deadlines         []laneDeadline    `json:"deadlines"`              // each lane's hang deadline at the end, and which bound set it
+	Overruns          uint64            `json:"overruns"`               // blocks whose chain took longer than a period (slow, not hung)
 	// Per-event data for pictures (--plot) and anyone reading the JSON;
 	// built by timelineOf and detectionsOf (plot.go).
 	Timeline   []timelineEvent   `json:"timeline"`
 	Detections []detectionSample `json:"detections"`
+}
+
+// laneDeadline is a lane's hang deadline and the bound that set it: the
+// hang timeout, the measured block time plus the machine's lateness, or the
+// output's headroom.
+type laneDeadline struct {
+	Lane  int     `json:"lane"`
+	US    float64 `json:"us"`
+	Bound string  `json:"bound"`
 }
 
 // unplanned is a failover no injected fault explains: a false positive or a
@@ -97,7 +108,8 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 	rep := &report{Config: c, Privileged: privileged, RTWarnings: r.rtWarnings,
 		Blocks: nBlocks * len(r.out), MismatchedSamples: mismatched, BitExact: mismatched == 0,
 		ClockLateMaxUS: float64(r.lateMax) / 1e3, ClockLateHist: map[string]uint64{},
-		MonitorStalls: r.monStalls, EarlyFences: r.earlyFence, WordDeaths: r.wordDeaths}
+		MonitorStalls: r.monStalls, EarlyFences: r.earlyFence, WordDeaths: r.wordDeaths,
+		Deadlines: r.deadlines, Overruns: r.overruns}
 	rep.LostBlocks = rep.Blocks - r.received
 	for _, s := range r.stats {
 		rep.Xruns += s.Xruns
@@ -210,6 +222,13 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 		fmt.Fprintf(w, "new spare ready (spawn → handshake) µs p50/p99/max: %s over %d respawns\n", triple(r.RespawnUS), r.RespawnUS.N)
 	}
 	fmt.Fprintf(w, "clock wake-up lateness max %.0f µs; monitor woke from %d machine stalls\n", r.ClockLateMaxUS, r.MonitorStalls)
+	if len(r.Deadlines) > 0 {
+		var ds []string
+		for _, d := range r.Deadlines {
+			ds = append(ds, fmt.Sprintf("lane %d %.0f µs (%s)", d.Lane, d.US, d.Bound))
+		}
+		fmt.Fprintf(w, "hang deadlines: %s; %s over a period\n", strings.Join(ds, ", "), count(int(r.Overruns), "block"))
+	}
 	for _, f := range r.FailedLanes {
 		fmt.Fprintf(w, "LANE GIVEN UP: %s\n", f)
 	}

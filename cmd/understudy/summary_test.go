@@ -34,6 +34,8 @@ func fixedReport(lateUS float64) (*demoConfig, *report) {
 			DetectionUS: sum(4, 399, 503, 503), FailoverUS: sum(3, 31, 64, 64)},
 	}}
 	r.Unplanned = []unplanned{{Lane: 1, PID: 4242, Path: "deadline", Block: 900, AtMS: 1200}}
+	r.Deadlines = []laneDeadline{{Lane: 0, US: 666.7, Bound: "hang timeout"}, {Lane: 1, US: 1333.3, Bound: "headroom"}}
+	r.Overruns = 3
 	return c, r
 }
 

@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "us_kernel.h"
@@ -47,7 +48,8 @@ enum {
     M_EXIT_ALWAYS = 15,   /* _exit on every block: a restart storm */
     M_NAN_STATE = 16,     /* poison the state on the trigger: NaN out of every block from then on */
     M_LOUD = 17,          /* +80 dB on the trigger block only */
-    M_LAST = M_LOUD,
+    M_SLOW = 18,          /* every block takes 800 µs: slow, not hung */
+    M_LAST = M_SLOW,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -158,6 +160,12 @@ static void attack(int mode, void *state, float *buf) {
 static void hostile_process(void *state, const float *params, float *buf, uint32_t frames, uint32_t channels) {
     int mode = (int)params[0];
     if (mode == M_EXIT_ALWAYS) _exit(3);
+    if (mode == M_SLOW) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 800000L);
+    }
     if (mode == M_NAN_STATE && buf[0] == HOSTILE_TRIGGER) *(uint32_t *)state = 1;
     if (mode == M_NAN_STATE && *(uint32_t *)state) {
         for (uint32_t i = 0; i < frames * channels; i++) buf[i] = NAN;

@@ -530,6 +530,16 @@ func (k *Clock) MarkReset(i int) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.lanes[i].corrupt)), LaneReset)
 }
 
+// HeadroomNS is how long a block may take from its push before its output
+// is late: (latency - 1) periods.
+func (k *Clock) HeadroomNS() uint64 {
+	return uint64(k.cfg.Latency-1) * uint64(k.c.period_ns)
+}
+
+// LateMaxNS is the worst wake-up lateness the clock has measured: what the
+// machine itself adds to any thread's response, workers' included.
+func (k *Clock) LateMaxNS() uint64 { return ld64(&k.c.late_max_ns) }
+
 // Garbage is how many of lane i's output blocks were refused as garbage,
 // and the last one's number: the monitor kills the owner when it moves.
 func (k *Clock) Garbage(i int) (seq, block uint64) {

@@ -98,3 +98,11 @@ func (s *Slot) FirstPushNS() uint64   { return ld64(&s.first_push_ns) }
 // CmdSeqAddr is the futex word a worker sleeps on, for waking it when its
 // lane has news but no command (shutdown).
 func (s *Slot) CmdSeqAddr() *uint32 { return (*uint32)(unsafe.Pointer(&s.cmd_seq)) }
+
+// CostPeakNS is the worker's recent peak of a block's chain time (it decays
+// by 1/1024 a block). Worker-written: a bound on its own deadline at most,
+// which the host clamps.
+func (s *Slot) CostPeakNS() uint64 { return ld64(&s.cost_peak_ns) }
+
+// Overruns counts the blocks whose chain took longer than a period.
+func (s *Slot) Overruns() uint64 { return ld64(&s.overruns) }
