@@ -96,7 +96,7 @@ type laneRec struct {
 	costPeak    uint64 // the lane's last owner's block-time peak, carried to its successor
 	seenCommit  uint64 // the commit index the monitor last saw, and when it saw it move
 	progressNS  uint64
-	reinit      bool   // the next owner re-initialises the chain (garbage: the state may be poisoned)
+	reinit      bool // the next owner re-initialises the chain (garbage: the state may be poisoned)
 }
 
 // monEvent is what the monitor tells the control plane.
