@@ -27,22 +27,29 @@ static void mark_corrupt(us_clock *c, us_clock_lane *cl) {
     }
 }
 
-/* When the monitor has repaired a lane for a new owner, pick its indices up
- * again; until then the lane is left alone. Returns 1 when the lane is usable. */
+/* When the monitor has handed a lane to a new owner after its indices went
+ * wrong, pick the owner's indices up again once the new owner has stored the
+ * ones the monitor chose; until then the lane is left alone. Our own indices
+ * are ours: whatever a worker wrote over them is overwritten, never read.
+ * Returns 1 when the lane is usable. */
 static int lane_usable(us_clock_lane *cl) {
     uint32_t st = US_LOAD_ACQ(&cl->corrupt);
     if (st == US_LANE_OK) return 1;
     if (st == US_LANE_CORRUPT) return 0;
-    /* US_LANE_RESET: the monitor set in.read and out.write to sane values. */
-    us_producer_init(&cl->in, us_lane_in(cl->lane));
-    cl->in.write = cl->in_write;
-    us_consumer_init(&cl->out, us_lane_out(cl->lane));
+    uint64_t r = US_LOAD_ACQ(&cl->in.r.ctl->read);
+    uint64_t w = US_LOAD_ACQ(&cl->out.r.ctl->write);
+    if (r > cl->in.write || cl->in.write - r > US_RING_SLOTS || w < cl->out.read || w - cl->out.read > US_RING_SLOTS)
+        return 0;
+    cl->in.read_cache = r;
+    cl->out.write_cache = w;
+    US_STORE_REL(&cl->in.r.ctl->write, cl->in.write);
+    US_STORE_REL(&cl->out.r.ctl->read, cl->out.read);
     US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_OK);
     return 1;
 }
 
 static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now) {
-    size_t n = (size_t)c->frames * cl->lane->channels;
+    size_t n = (size_t)c->frames * cl->channels;
     float *dry = cl->dry + (k % US_DRY_BLOCKS) * n;
     uint32_t frames = c->frames, flags = 0;
 
@@ -50,8 +57,8 @@ static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now)
     if (sb) {
         frames = sb->frames <= c->frames ? sb->frames : c->frames;
         flags = sb->flags;
-        memcpy(dry, sb->data, (size_t)frames * cl->lane->channels * sizeof(float));
-        if (frames < c->frames) memset(dry + (size_t)frames * cl->lane->channels, 0, (n - (size_t)frames * cl->lane->channels) * sizeof(float));
+        memcpy(dry, sb->data, (size_t)frames * cl->channels * sizeof(float));
+        if (frames < c->frames) memset(dry + (size_t)frames * cl->channels, 0, (n - (size_t)frames * cl->channels) * sizeof(float));
         if (flags & US_BLOCK_LAST) cl->src_done = 1;
         us_consumer_release(&cl->src_c);
     } else {
@@ -91,7 +98,7 @@ static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now)
 
 /* Moves output block `want` to the sink, or the fallback when it is not ready. */
 static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
-    const uint32_t ch = cl->lane->channels;
+    const uint32_t ch = cl->channels;
     const size_t n = (size_t)c->frames * ch;
     us_block *got = NULL;
     if (lane_usable(cl)) {
@@ -104,6 +111,19 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
             }
             if (!ob) break;
             uint64_t b = ob->block;
+            /* The fencing token: past the hand-over, only the current
+             * owner's blocks count. Loaded after the peek, so a block of the
+             * new owner's is never judged by the epoch before it. */
+            uint64_t ep = US_LOAD_ACQ(&cl->epoch);
+            if (cl->out.read >= US_LOAD_RLX(&cl->epoch_from) && ob->epoch != ep) {
+                US_STORE_RLX(&cl->fenced, cl->fenced + 1);
+                us_consumer_release(&cl->out);
+                continue;
+            }
+            if (b > want + c->latency) { /* never pushed: a block number the owner made up */
+                mark_corrupt(c, cl);
+                break;
+            }
             if (b < want) { /* a block a dead owner published and its successor redid */
                 US_STORE_RLX(&cl->stale, cl->stale + 1);
                 us_consumer_release(&cl->out);
@@ -169,10 +189,10 @@ static void *clock_main(void *arg) {
     }
     for (uint32_t i = 0; i < c->n_lanes; i++) {
         us_clock_lane *cl = &c->lanes[i];
-        us_producer_init(&cl->in, us_lane_in(cl->lane));
-        us_consumer_init(&cl->out, us_lane_out(cl->lane));
-        us_ring src = {&cl->src->ctl, cl->src->blocks, US_IO_SLOTS - 1};
-        us_ring sink = {&cl->sink->ctl, cl->sink->blocks, US_IO_SLOTS - 1};
+        us_producer_init(&cl->in, cl->in_ring);
+        us_consumer_init(&cl->out, cl->out_ring);
+        us_ring src = {&cl->src->ctl, cl->src->blocks, US_IO_SLOTS - 1, sizeof(us_block)};
+        us_ring sink = {&cl->sink->ctl, cl->sink->blocks, US_IO_SLOTS - 1, sizeof(us_block)};
         us_consumer_init(&cl->src_c, src);
         us_producer_init(&cl->sink_p, sink);
         US_STORE_REL(&cl->in_write, cl->in.write);

@@ -39,7 +39,12 @@ typedef struct us_io_ring {
 } us_io_ring;
 
 typedef struct us_clock_lane {
-    us_lane *lane;    /* in the shared region */
+    us_lane *lane;    /* in the lane's shared memfd */
+    /* host-private configuration, set before start: never read from the lane */
+    uint32_t channels;
+    uint32_t _pad_cfg;
+    us_ring in_ring;  /* the lane's rings, at the host's own offsets */
+    us_ring out_ring;
     us_io_ring *src;  /* Go → clock: input blocks, numbered from 0 */
     us_io_ring *sink; /* clock → Go: output blocks, numbered from 0 */
     float *dry;       /* US_DRY_BLOCKS blocks of input, by block number */
@@ -56,6 +61,11 @@ typedef struct us_clock_lane {
     uint64_t push_ns[US_RING_SLOTS];          /* when in-ring index i was pushed, at [i & mask] */
     uint32_t corrupt;                         /* enum us_corrupt: clock sets 1, monitor sets 2 */
     uint32_t _pad;
+    /* the fencing token, written by the monitor at each hand-over (epoch_from
+     * first, then epoch, release): an output block at a ring index at or
+     * past epoch_from counts only if it carries epoch */
+    US_LINE uint64_t epoch;
+    uint64_t epoch_from;
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */
@@ -64,6 +74,7 @@ typedef struct us_clock_lane {
     uint64_t bypassed;                        /* output blocks the owner marked as fallback */
     uint64_t corruptions;                     /* bounds violations seen */
     uint64_t delivered;                       /* blocks written to the sink */
+    uint64_t fenced;                          /* output blocks dropped: written at another epoch than the owner's */
 } us_clock_lane;
 
 typedef struct us_clock {

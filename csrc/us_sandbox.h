@@ -35,6 +35,7 @@ typedef struct us_sandbox {
     long uid, gid;   /* -1: keep ours (a non-root host cannot give another) */
     pid_t parent;    /* > 0: re-arm PR_SET_PDEATHSIG after setuid and check the parent is still it */
     int doorbell_fd; /* the one fd besides 1 and 2 a worker may write to; -1: none */
+    int ctl_fd;      /* the control socket, the one fd a worker may receive on (its lane's fd); -1: none */
 } us_sandbox;
 
 /* Locks the address space: what is mapped now is faulted in and locked, and

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -48,8 +49,11 @@ type workerRec struct {
 	// /proc/<pid>/stat, opened at spawn and closed at reap: the monitor's
 	// fence reads the process's exit flag from it without opening anything.
 	statFD atomic.Int32
-	lane   atomic.Int32 // lane owned, -1 for none (monitor writes)
-	gen    uint32       // control plane
+	// The host's end of the worker's control socket: the monitor sends the
+	// lane's fd on it at attach. Opened at spawn, closed at reap.
+	ctl  atomic.Int32
+	lane atomic.Int32 // lane owned, -1 for none (monitor writes)
+	gen  uint32       // control plane
 	// monitor only
 	gaspSeen    bool
 	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
@@ -83,6 +87,8 @@ type laneRec struct {
 	lastDeath  uint64 // commit point at the last owner death
 	deathRun   int    // owners that died in a row at lastDeath
 	corrupt    bool   // indices must be repaired before the next owner
+	resumeIn   uint64 // the commit point the current owner resumed from
+	rights     []byte // SCM_RIGHTS control message carrying the lane's fd (built by New)
 }
 
 // monEvent is what the monitor tells the control plane.
@@ -168,6 +174,13 @@ type monitor struct {
 	statN     int           // its length
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
+
+	// attach: the lane's fd goes to the new owner in one sendmsg built
+	// here, so that the monitor allocates nothing
+	attachMsg  [16]byte // us_attach_msg: lane, pad, epoch (little-endian)
+	attachIov  unix.Iovec
+	attachHdr  unix.Msghdr
+	sendFailed atomic.Uint64 // attaches abandoned: the lane's fd could not be sent
 
 	// death words (deathword.go)
 	ring            *uring.Ring // nil: none here; ringWarn says why
@@ -379,7 +392,7 @@ func (m *monitor) scanGasps(now uint64) {
 		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 		if st == wOwner {
 			l := int(w.lane.Load())
-			m.detected(l, i, PathLastGasp, sig, block, now)
+			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), now)
 			m.orphan(l, i)
 		}
 	}
@@ -403,6 +416,25 @@ func (m *monitor) scanCorrupt(now uint64) {
 			m.kill(l, o, PathCorrupt, now)
 		}
 	}
+}
+
+// gaspBlock bounds the block a last gasp names (written by the dying
+// worker, untrusted): the block in hand can only be lane l's first
+// uncommitted one; anything else counts as "no block in hand", which never
+// marks input as poison. Without the clock there is nothing to check it
+// against, and it is taken as it is (offline, a poison block costs time,
+// never audio).
+func (m *monitor) gaspBlock(l int, block uint64) uint64 {
+	tl := m.tl
+	if tl == nil || block == ^uint64(0) {
+		return block
+	}
+	lane := m.s.region.Lane(l)
+	r, w := lane.Committed(), tl.InWrite(l)
+	if r >= w || w-r > shm.RingSlots || lane.InBlockNumber(r) != block {
+		return ^uint64(0)
+	}
+	return block
 }
 
 func (m *monitor) onDeath(slot int, now uint64) {
@@ -517,6 +549,14 @@ func (m *monitor) checkDeadlines(now uint64) {
 		r, w := lane.Committed(), tl.InWrite(l)
 		ow, _ := lane.Out().Indices()
 		or := tl.OutRead(l)
+		if lane.CommitEpoch() != lr.epoch {
+			// Not the current owner's commit: it has not taken the lane
+			// over yet (it stores its resume indices, then its epoch), or
+			// it is a fenced owner's, or a forgery. No progress of the
+			// owner's: its block stays pending from its resume point, and
+			// its deadline runs.
+			r, ow = lr.resumeIn, or
+		}
 		// The owner's two indices must lie where the protocol allows; a
 		// worker that wrote anything else is killed before it is followed.
 		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
@@ -622,22 +662,41 @@ func (m *monitor) assign(now uint64) (attached bool) {
 			poisoned = true
 		}
 		// Whatever the old owner left in its indices, the new one starts from
-		// sane ones: repaired if out of range, and the clock resynchronised
-		// whenever anything was (or was flagged) wrong.
-		if tl := m.tl; tl != nil {
-			changed := lane.RepairIndices(tl.InWrite(l), tl.OutRead(l))
+		// indices the host chose and stores them itself; the clock picks them
+		// up again whenever anything was (or was flagged) wrong.
+		inRead, outWrite := shm.NoResume, shm.NoResume
+		tl := m.tl
+		if tl != nil {
+			var changed bool
+			inRead, outWrite, changed = lane.ResumePoints(tl.InWrite(l), tl.OutRead(l))
 			if changed || lr.corrupt || tl.Corrupt(l) != 0 {
 				tl.MarkReset(l)
 			}
 			lr.corrupt = false
+			lr.resumeIn = inRead
 		}
-		lr.epoch++
+		epoch := lr.epoch + 1
+		// The token first: nothing of the new owner's can reach the clock
+		// before it knows the epoch to expect.
+		if tl != nil {
+			tl.SetEpoch(l, epoch, outWrite)
+		}
+		lane.SetOwner(uint32(slot), epoch)
+		if !m.sendLane(slot, l, epoch) {
+			// Its control socket failed: this spare cannot be handed a
+			// lane. Kill it (its pidfd reaps it) and try the next.
+			m.sendFailed.Add(1)
+			s.workers[slot].state.Store(wKilled)
+			unix.PidfdSendSignal(int(s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0)
+			l-- // this lane again, with another spare
+			continue
+		}
+		lr.epoch = epoch
 		lr.needOwner = false
 		lr.attachNS = shm.NowNS()
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
-		lane.SetOwner(uint32(slot), lr.epoch)
-		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch)
+		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite)
 		if m.ring != nil { // armed when it became ready, normally: then a no-op
 			m.armWord(slot, now)
 			m.ring.Submit()
@@ -649,4 +708,33 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		attached = true
 	}
 	return attached
+}
+
+// sendLane sends lane l's fd, with the lane and epoch it is for, on slot's
+// control socket: the worker receives it when it sees the ATTACH that
+// follows. One sendmsg from buffers built beforehand; it never blocks (a
+// full socket is a worker that did not read, and then fails the attach).
+func (m *monitor) sendLane(slot, l int, epoch uint64) bool {
+	fd := int(m.s.workers[slot].ctl.Load())
+	rights := m.s.lanes[l].rights
+	if fd < 0 || len(rights) == 0 {
+		return false
+	}
+	b := &m.attachMsg
+	for i := 0; i < 4; i++ {
+		b[i] = byte(uint32(l) >> (8 * i))
+		b[4+i] = 0
+	}
+	for i := 0; i < 8; i++ {
+		b[8+i] = byte(epoch >> (8 * i))
+	}
+	m.attachIov.Base = &b[0]
+	m.attachIov.SetLen(len(b))
+	h := &m.attachHdr
+	h.Iov = &m.attachIov
+	h.SetIovlen(1)
+	h.Control = &rights[0]
+	h.SetControllen(len(rights))
+	n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(h)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	return errno == 0 && int(n) == len(b)
 }

@@ -601,9 +601,10 @@ func (s *stallTimeline) NextDeadlineNS() uint64 {
 	}
 	return shm.NowNS() + uint64(time.Millisecond)
 }
-func (s *stallTimeline) OutRead(int) uint64 { return 0 }
-func (s *stallTimeline) Corrupt(int) uint32 { return 0 }
-func (s *stallTimeline) MarkReset(int)      {}
+func (s *stallTimeline) OutRead(int) uint64           { return 0 }
+func (s *stallTimeline) Corrupt(int) uint32           { return 0 }
+func (s *stallTimeline) MarkReset(int)                {}
+func (s *stallTimeline) SetEpoch(int, uint64, uint64) {}
 
 // A monitor that wakes long after its timer was due (the machine stalled)
 // does not kill an owner whose block is overdue only by the stall; it gives

@@ -49,6 +49,7 @@ type laneReport struct {
 	Bypassed      uint64 `json:"bypassed"`
 	Corruptions   uint64 `json:"corruptions"`
 	Delivered     uint64 `json:"delivered"`
+	Fenced        uint64 `json:"fenced"` // output blocks of a fenced owner (another epoch), dropped
 }
 
 type report struct {
