@@ -36,16 +36,26 @@ static int lane_usable(us_clock_lane *cl) {
     uint32_t st = US_LOAD_ACQ(&cl->corrupt);
     if (st == US_LANE_OK) return 1;
     if (st == US_LANE_CORRUPT) return 0;
+    /* Ours first, every period until the new owner's are in range: it reads
+     * them, and must not find what the old owner wrote there. */
+    US_STORE_REL(&cl->in.r.ctl->write, cl->in.write);
+    US_STORE_REL(&cl->out.r.ctl->read, cl->out.read);
     uint64_t r = US_LOAD_ACQ(&cl->in.r.ctl->read);
     uint64_t w = US_LOAD_ACQ(&cl->out.r.ctl->write);
     if (r > cl->in.write || cl->in.write - r > US_RING_SLOTS || w < cl->out.read || w - cl->out.read > US_RING_SLOTS)
         return 0;
     cl->in.read_cache = r;
     cl->out.write_cache = w;
-    US_STORE_REL(&cl->in.r.ctl->write, cl->in.write);
-    US_STORE_REL(&cl->out.r.ctl->read, cl->out.read);
     US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_OK);
     return 1;
+}
+
+/* Whether owner epoch e owned output index idx (see us_clock_lane.epoch). */
+static int epoch_owns(us_clock_lane *cl, uint64_t e, uint64_t idx) {
+    uint64_t cur = US_LOAD_ACQ(&cl->epoch);
+    if (e == 0 || e > cur || cur - e >= US_EPOCH_SPAN) return 0;
+    if (idx < US_LOAD_RLX(&cl->epoch_from[e % US_EPOCH_SPAN])) return 0;
+    return e == cur || idx < US_LOAD_RLX(&cl->epoch_from[(e + 1) % US_EPOCH_SPAN]);
 }
 
 static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now) {
@@ -114,8 +124,7 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
             /* The fencing token: past the hand-over, only the current
              * owner's blocks count. Loaded after the peek, so a block of the
              * new owner's is never judged by the epoch before it. */
-            uint64_t ep = US_LOAD_ACQ(&cl->epoch);
-            if (cl->out.read >= US_LOAD_RLX(&cl->epoch_from) && ob->epoch != ep) {
+            if (!epoch_owns(cl, ob->epoch, cl->out.read)) {
                 US_STORE_RLX(&cl->fenced, cl->fenced + 1);
                 us_consumer_release(&cl->out);
                 continue;

@@ -23,6 +23,7 @@
 
 #define US_IO_SLOTS 256   /* blocks per source or sink ring; power of two */
 #define US_DRY_BLOCKS 64  /* input history kept for the dry fallback */
+#define US_EPOCH_SPAN 32  /* hand-overs remembered: more than an output ring can hold blocks of */
 
 enum us_fallback { US_FALLBACK_SILENCE = 0, US_FALLBACK_DRY = 1 };
 
@@ -61,11 +62,14 @@ typedef struct us_clock_lane {
     uint64_t push_ns[US_RING_SLOTS];          /* when in-ring index i was pushed, at [i & mask] */
     uint32_t corrupt;                         /* enum us_corrupt: clock sets 1, monitor sets 2 */
     uint32_t _pad;
-    /* the fencing token, written by the monitor at each hand-over (epoch_from
-     * first, then epoch, release): an output block at a ring index at or
-     * past epoch_from counts only if it carries epoch */
+    /* the fencing token, written by the monitor at each hand-over
+     * (epoch_from[epoch % US_EPOCH_SPAN] first, then epoch, release): epoch
+     * e owns the output ring's indices from epoch_from[e] up to where epoch
+     * e+1's begin, and an output block counts only if its epoch owns its
+     * index. So the last owners' blocks published before their fence count,
+     * and nothing a fenced owner publishes after does. */
     US_LINE uint64_t epoch;
-    uint64_t epoch_from;
+    uint64_t epoch_from[US_EPOCH_SPAN];
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */

@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,6 +208,18 @@ static void perform_fault(uint32_t kind) {
 
 static uint64_t g_spin_ns = 20000;
 
+/* The next input block, or NULL. The producer's index is the host's, but
+ * the last owner could have written over it before it died: one out of range
+ * is not followed (the clock stores its own again within a period). */
+static us_block *peek_input(us_consumer *in) {
+    us_block *b = us_consumer_peek(in);
+    if (b && in->write_cache - in->read > US_RING_SLOTS) {
+        in->write_cache = in->read;
+        return NULL;
+    }
+    return b;
+}
+
 /* Runs the lane until the host sends another command. Returns on a command. */
 static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     us_lane *l = run->lane;
@@ -234,18 +247,21 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     }
 
     for (;;) {
-        us_block *ib = us_consumer_peek(&in);
+        us_block *ib = peek_input(&in);
         if (!ib) {
             uint64_t spin_until = us_now_ns() + g_spin_ns;
-            while (!(ib = us_consumer_peek(&in)) && us_now_ns() < spin_until) {
+            while (!(ib = peek_input(&in)) && us_now_ns() < spin_until) {
                 if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
                 us_cpu_relax();
             }
             while (!ib) {
                 if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
-                /* The host wakes this futex on new input and on a command. */
-                us_consumer_sleep(&in, NULL);
-                ib = us_consumer_peek(&in);
+                /* The host wakes this futex on new input and on a command;
+                 * the timeout bounds the wait on an index a dead owner left
+                 * out of range. */
+                struct timespec ms = {0, 1000000};
+                us_consumer_sleep(&in, &ms);
+                ib = peek_input(&in);
             }
         }
         if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
@@ -488,6 +504,18 @@ int main(int argc, char **argv) {
     sb.parent = (pid_t)parent;
     sb.doorbell_fd = g_doorbell;
     sb.ctl_fd = (int)ctl_fd;
+    /* Whatever else the host's own parent left open without close-on-exec
+     * is not ours to keep: a kernel must find no fd but the ones above. */
+    {
+        int top = (int)(slot_fd > ctl_fd ? slot_fd : ctl_fd);
+        if (g_doorbell > top) top = g_doorbell;
+        for (int fd = 3; fd < top; fd++)
+            if (fd != slot_fd && fd != ctl_fd && fd != g_doorbell) close(fd);
+        if (syscall(SYS_close_range, (unsigned)top + 1, ~0u, 0) != 0) {
+            perror("understudy-worker: close_range");
+            return EXIT_LAYOUT;
+        }
+    }
 
     /* Die with the host. The signal follows the forking *thread*, so the host
      * forks from one thread that lives as long as it does; and a parent that

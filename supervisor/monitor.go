@@ -549,17 +549,18 @@ func (m *monitor) checkDeadlines(now uint64) {
 		r, w := lane.Committed(), tl.InWrite(l)
 		ow, _ := lane.Out().Indices()
 		or := tl.OutRead(l)
-		if lane.CommitEpoch() != lr.epoch {
+		stale := lane.CommitEpoch() != lr.epoch
+		if stale {
 			// Not the current owner's commit: it has not taken the lane
 			// over yet (it stores its resume indices, then its epoch), or
 			// it is a fenced owner's, or a forgery. No progress of the
 			// owner's: its block stays pending from its resume point, and
 			// its deadline runs.
-			r, ow = lr.resumeIn, or
+			r = min(lr.resumeIn, w)
 		}
 		// The owner's two indices must lie where the protocol allows; a
 		// worker that wrote anything else is killed before it is followed.
-		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
+		if !stale && (r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots) {
 			lr.corrupt = true
 			m.kill(l, o, PathCorrupt, now)
 			next = min(next, now+fencePollNS) // the fence's first look
@@ -682,6 +683,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 			tl.SetEpoch(l, epoch, outWrite)
 		}
 		lane.SetOwner(uint32(slot), epoch)
+		lane.RestoreHeader()
 		if !m.sendLane(slot, l, epoch) {
 			// Its control socket failed: this spare cannot be handed a
 			// lane. Kill it (its pidfd reaps it) and try the next.

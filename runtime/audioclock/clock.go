@@ -478,12 +478,14 @@ func (k *Clock) MarkReset(i int) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.lanes[i].corrupt)), LaneReset)
 }
 
-// SetEpoch is the fencing token of lane i's new owner: from output index
-// from on, the clock takes only blocks stamped with epoch. The monitor
-// calls it before it sends the ATTACH.
+// SetEpoch is the fencing token of lane i's new owner: it owns the output
+// ring from index from on, and the clock takes a block only from the epoch
+// that owned its index (the last owners' blocks published before their
+// fence count; nothing a fenced owner publishes after). The monitor calls it
+// before it sends the ATTACH, with epochs that only grow.
 func (k *Clock) SetEpoch(i int, epoch, from uint64) {
 	cl := &k.c.lanes[i]
-	atomic.StoreUint64((*uint64)(unsafe.Pointer(&cl.epoch_from)), from)
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&cl.epoch_from[epoch%C.US_EPOCH_SPAN])), from)
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&cl.epoch)), epoch)
 }
 

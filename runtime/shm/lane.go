@@ -39,6 +39,7 @@ type Lane struct {
 	cfg    LaneConfig
 	image  laneCfg       // the configuration as workers see it, copied into slot maps
 	epoch  atomic.Uint64 // the current owner's epoch: the host's own copy
+	bypass atomic.Uint64 // the bypassed block: the host's own copy
 }
 
 // buildImage validates cfg and lays it out for workers, geometry included.
@@ -129,8 +130,25 @@ func newLane(r *Region, i int, cfg LaneConfig) (*Lane, error) {
 	l.sh = (*laneShm)(unsafe.Pointer(&m.mem[0]))
 	l.sh.owner_slot = C.US_NO_OWNER
 	l.sh.bypass_block = ^C.uint64_t(0)
+	l.bypass.Store(^uint64(0))
 	writeHeader((*header)(&l.sh.hdr), C.US_MAP_LANE, i, 0, len(m.mem))
 	return l, nil
+}
+
+// RestoreHeader writes the lane's header and bypass block again from the
+// host's own values. The monitor calls it before every attach, while the
+// lane has no owner: a dead owner's scribbles on them must not make the next
+// one refuse the lane, or bypass a block nobody chose.
+func (l *Lane) RestoreHeader() {
+	h := (*header)(unsafe.Pointer(&l.sh.hdr))
+	st32(&h.layout_version, C.US_LAYOUT_VERSION)
+	st32(&h.kernel_abi, C.US_KERNEL_ABI_VERSION)
+	st64(&h.bytes, uint64(len(l.m.mem)))
+	st32(&h.kind, C.US_MAP_LANE)
+	st32(&h.index, uint32(l.index))
+	st32(&h.n_lanes, 0)
+	st64(&h.magic, C.US_REGION_MAGIC)
+	st64(&l.sh.bypass_block, l.bypass.Load())
 }
 
 // Bytes is the lane memfd's size: its geometry's.
@@ -181,10 +199,13 @@ func (l *Lane) SetOwner(slot uint32, epoch uint64) {
 func (l *Lane) Epoch() uint64 { return l.epoch.Load() }
 
 // SetBypass makes the owner output the fallback for block b (poison input).
-func (l *Lane) SetBypass(b uint64) { st64(&l.sh.bypass_block, b) }
+func (l *Lane) SetBypass(b uint64) {
+	l.bypass.Store(b)
+	st64(&l.sh.bypass_block, b)
+}
 
-// Bypass is the block currently bypassed, or ^0.
-func (l *Lane) Bypass() uint64 { return ld64(&l.sh.bypass_block) }
+// Bypass is the block currently bypassed, or ^0, from the host's own copy.
+func (l *Lane) Bypass() uint64 { return l.bypass.Load() }
 
 // CommitReport is the owner's last commit (untrusted, for metrics only).
 func (l *Lane) CommitReport() (block, ns, commits uint64) {
