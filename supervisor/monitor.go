@@ -684,6 +684,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		}
 		lane.SetOwner(uint32(slot), epoch)
 		lane.RestoreHeader()
+		lr.attachNS = shm.NowNS() // the hand-over starts with the send
 		if !m.sendLane(slot, l, epoch) {
 			// Its control socket failed: this spare cannot be handed a
 			// lane. Kill it (its pidfd reaps it) and try the next.
@@ -695,7 +696,6 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		}
 		lr.epoch = epoch
 		lr.needOwner = false
-		lr.attachNS = shm.NowNS()
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
 		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite)
