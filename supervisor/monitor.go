@@ -385,10 +385,10 @@ func (m *monitor) scanGasps(now uint64) {
 		if !w.state.CompareAndSwap(st, wDying) {
 			continue
 		}
-		// It is dying by its own hand; make sure of it. A worker is trusted
-		// to write its own gasp only from its fatal-signal handler, but a
-		// scribbler could forge another's: the kill bounds what a forged
-		// gasp can do to microseconds.
+		// It is dying by its own hand; make sure of it. A worker maps only
+		// its own slot, so a gasp can only accuse its writer; a kernel can
+		// still forge its own worker's, and the kill bounds what that can
+		// do to microseconds (the block it names is checked in gaspBlock).
 		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 		if st == wOwner {
 			l := int(w.lane.Load())
