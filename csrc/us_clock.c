@@ -121,8 +121,8 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want) {
             }
             if (!ob) break;
             uint64_t b = ob->block;
-            /* The fencing token: past the hand-over, only the current
-             * owner's blocks count. Loaded after the peek, so a block of the
+            /* The fencing token: a block counts only if its epoch owned its
+             * index. The epoch is loaded after the peek, so a block of the
              * new owner's is never judged by the epoch before it. */
             if (!epoch_owns(cl, ob->epoch, cl->out.read)) {
                 US_STORE_RLX(&cl->fenced, cl->fenced + 1);
