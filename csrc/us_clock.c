@@ -28,26 +28,37 @@ static void mark_corrupt(us_clock *c, us_clock_lane *cl) {
     }
 }
 
-/* When the monitor has repaired a lane for a new owner, pick its indices up
- * again; until then the lane is left alone. Returns 1 when the lane is usable. */
+/* When the monitor has handed a lane to a new owner after its indices went
+ * wrong, pick the owner's indices up again once the new owner has stored the
+ * ones the monitor chose; until then the lane is left alone. Our own indices
+ * are ours: whatever a worker wrote over them is overwritten, never read.
+ * Returns 1 when the lane is usable. */
 static int lane_usable(us_clock_lane *cl) {
     uint32_t st = US_LOAD_ACQ(&cl->corrupt);
     if (st == US_LANE_OK) return 1;
     if (st == US_LANE_CORRUPT) return 0;
-    /* US_LANE_RESET: the monitor set in.read and out.write to sane values. */
-    /* Our own indices come from our own copies, never from the ring's
-     * shared words (which the old owner could have written); the owner's
-     * indices are checked again on the next reload. */
-    us_producer_init(&cl->in, us_lane_in(cl->lane));
-    cl->in.write = cl->in_write;
-    cl->in.corrupt = cl->in.read_cache > cl->in.write || cl->in.write - cl->in.read_cache > US_RING_SLOTS;
-    if (cl->in.corrupt) cl->in.read_cache = cl->in.write;
-    us_consumer_init(&cl->out, us_lane_out(cl->lane));
-    cl->out.read = cl->out_read;
-    cl->out.write_cache = cl->out.read;
+    /* Ours first, every period until the new owner's are in range: it reads
+     * them, and must not find what the old owner wrote there. */
+    US_STORE_REL(&cl->in.r.ctl->write, cl->in.write);
+    US_STORE_REL(&cl->out.r.ctl->read, cl->out.read);
+    uint64_t r = US_LOAD_ACQ(&cl->in.r.ctl->read);
+    uint64_t w = US_LOAD_ACQ(&cl->out.r.ctl->write);
+    if (r > cl->in.write || cl->in.write - r > US_RING_SLOTS || w < cl->out.read || w - cl->out.read > US_RING_SLOTS)
+        return 0;
+    cl->in.read_cache = r;
+    cl->in.corrupt = 0;
+    cl->out.write_cache = w;
     cl->out.corrupt = 0;
     US_STORE_REL(&cl->corrupt, (uint32_t)US_LANE_OK);
     return 1;
+}
+
+/* Whether owner epoch e owned output index idx (see us_clock_lane.epoch). */
+static int epoch_owns(us_clock_lane *cl, uint64_t e, uint64_t idx) {
+    uint64_t cur = US_LOAD_ACQ(&cl->epoch);
+    if (e == 0 || e > cur || cur - e >= US_EPOCH_SPAN) return 0;
+    if (idx < US_LOAD_RLX(&cl->epoch_from[e % US_EPOCH_SPAN])) return 0;
+    return e == cur || idx < US_LOAD_RLX(&cl->epoch_from[(e + 1) % US_EPOCH_SPAN]);
 }
 
 /* Interleaves an external driver's per-channel buffers into dst; a channel
@@ -75,18 +86,18 @@ static void ext_scatter(float *const *out, const float *src, uint32_t ch, uint32
 
 /* in: the external driver's buffers for this lane, or NULL for the source ring. */
 static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now, const float *const *in) {
-    size_t n = (size_t)c->frames * cl->lane->channels;
+    size_t n = (size_t)c->frames * cl->channels;
     float *dry = cl->dry + (k % US_DRY_BLOCKS) * n;
     uint32_t frames = c->frames, flags = 0;
 
     us_block *sb = (in || cl->src_done) ? NULL : us_consumer_peek(&cl->src_c);
     if (in) {
-        ext_gather(dry, in, cl->lane->channels, c->frames);
+        ext_gather(dry, in, cl->channels, c->frames);
     } else if (sb) {
         frames = sb->frames <= c->frames ? sb->frames : c->frames;
         flags = sb->flags;
-        memcpy(dry, sb->data, (size_t)frames * cl->lane->channels * sizeof(float));
-        if (frames < c->frames) memset(dry + (size_t)frames * cl->lane->channels, 0, (n - (size_t)frames * cl->lane->channels) * sizeof(float));
+        memcpy(dry, sb->data, (size_t)frames * cl->channels * sizeof(float));
+        if (frames < c->frames) memset(dry + (size_t)frames * cl->channels, 0, (n - (size_t)frames * cl->channels) * sizeof(float));
         if (flags & US_BLOCK_LAST) cl->src_done = 1;
         us_consumer_release(&cl->src_c);
     } else {
@@ -156,7 +167,7 @@ static void ramp(float *x, size_t stride, uint32_t frames, uint32_t d, float fro
 /* Moves output block `want` to the sink (the external driver's buffers when
  * out is not NULL), or the fallback when it is not ready. */
 static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *const *out) {
-    const uint32_t ch = cl->lane->channels;
+    const uint32_t ch = cl->channels;
     const size_t n = (size_t)c->frames * ch;
     us_block *got = NULL;
     if (lane_usable(cl)) {
@@ -168,7 +179,19 @@ static void pull_output(us_clock *c, us_clock_lane *cl, uint64_t want, float *co
                 break;
             }
             if (!ob) break;
+            /* The fencing token: a block counts only if its epoch owned its
+             * index. The epoch is loaded after the peek, so a block of the
+             * new owner's is never judged by the epoch before it. */
+            if (!epoch_owns(cl, ob->epoch, cl->out.read)) {
+                US_STORE_RLX(&cl->fenced, cl->fenced + 1);
+                us_consumer_release(&cl->out);
+                continue;
+            }
             uint64_t b = ob->block;
+            if (b > want + c->latency) { /* never pushed: a block number the owner made up */
+                mark_corrupt(c, cl);
+                break;
+            }
             if (b < want) { /* a block a dead owner published and its successor redid */
                 US_STORE_RLX(&cl->stale, cl->stale + 1);
                 us_consumer_release(&cl->out);
@@ -259,10 +282,10 @@ static void record_lateness(us_clock *c, uint64_t late) {
 static void prepare_lanes(us_clock *c) {
     for (uint32_t i = 0; i < c->n_lanes; i++) {
         us_clock_lane *cl = &c->lanes[i];
-        us_producer_init(&cl->in, us_lane_in(cl->lane));
-        us_consumer_init(&cl->out, us_lane_out(cl->lane));
-        us_ring src = {&cl->src->ctl, cl->src->blocks, US_IO_SLOTS - 1};
-        us_ring sink = {&cl->sink->ctl, cl->sink->blocks, US_IO_SLOTS - 1};
+        us_producer_init(&cl->in, cl->in_ring);
+        us_consumer_init(&cl->out, cl->out_ring);
+        us_ring src = {&cl->src->ctl, cl->src->blocks, US_IO_SLOTS - 1, sizeof(us_block)};
+        us_ring sink = {&cl->sink->ctl, cl->sink->blocks, US_IO_SLOTS - 1, sizeof(us_block)};
         us_consumer_init(&cl->src_c, src);
         us_producer_init(&cl->sink_p, sink);
         US_STORE_REL(&cl->in_write, cl->in.write);
@@ -288,7 +311,7 @@ void us_clock_period(us_clock *c, uint64_t due_ns, uint64_t now_ns, const us_clo
     } else if (io) {
         /* Nothing has come through the latency yet: an external sink still
          * hears every period, so it hears silence. */
-        for (uint32_t i = 0; i < c->n_lanes; i++) ext_scatter(io->out[i], NULL, c->lanes[i].lane->channels, c->frames);
+        for (uint32_t i = 0; i < c->n_lanes; i++) ext_scatter(io->out[i], NULL, c->lanes[i].channels, c->frames);
     }
     US_STORE_REL(&c->period, k + 1);
 }

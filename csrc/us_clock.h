@@ -25,6 +25,7 @@
 
 #define US_IO_SLOTS 256   /* blocks per source or sink ring; power of two */
 #define US_DRY_BLOCKS 64  /* input history kept for the dry fallback */
+#define US_EPOCH_SPAN 32  /* hand-overs remembered: more than an output ring can hold blocks of */
 
 enum us_fallback { US_FALLBACK_SILENCE = 0, US_FALLBACK_DRY = 1 };
 
@@ -41,7 +42,12 @@ typedef struct us_io_ring {
 } us_io_ring;
 
 typedef struct us_clock_lane {
-    us_lane *lane;    /* in the shared region */
+    us_lane *lane;    /* in the lane's shared memfd */
+    /* host-private configuration, set before start: never read from the lane */
+    uint32_t channels;
+    uint32_t _pad_cfg;
+    us_ring in_ring;  /* the lane's rings, at the host's own offsets */
+    us_ring out_ring;
     us_io_ring *src;  /* Go → clock: input blocks, numbered from 0 */
     us_io_ring *sink; /* clock → Go: output blocks, numbered from 0 */
     float *dry;       /* US_DRY_BLOCKS blocks of input, by block number */
@@ -65,6 +71,14 @@ typedef struct us_clock_lane {
     uint64_t garbage_block;                   /* the last block refused as garbage (relaxed, before the seq) */
     uint64_t garbage_seq;                     /* blocks refused as garbage so far (release): the monitor
                                                * kills the owner when it moves */
+    /* the fencing token, written by the monitor at each hand-over
+     * (epoch_from[epoch % US_EPOCH_SPAN] first, then epoch, release): epoch
+     * e owns the output ring's indices from epoch_from[e] up to where epoch
+     * e+1's begin, and an output block counts only if its epoch owns its
+     * index. So the last owners' blocks published before their fence count,
+     * and nothing a fenced owner publishes after does. */
+    US_LINE uint64_t epoch;
+    uint64_t epoch_from[US_EPOCH_SPAN];
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */
@@ -74,6 +88,7 @@ typedef struct us_clock_lane {
     uint64_t corruptions;                     /* bounds violations seen */
     uint64_t delivered;                       /* blocks written to the sink */
     uint64_t garbage;                         /* output blocks with NaN, Inf or a sample past the ceiling */
+    uint64_t fenced;                          /* output blocks dropped: written at another epoch than the owner's */
 } us_clock_lane;
 
 typedef struct us_clock {
@@ -82,6 +97,8 @@ typedef struct us_clock {
     uint64_t periods;      /* periods to run; the last output is block periods-1-latency */
     uint32_t latency;      /* output latency in periods, < US_DRY_BLOCKS */
     uint32_t frames;       /* frames per block */
+    uint32_t rate;         /* frames per second (host-private: never read from a lane) */
+    uint32_t _pad_rate;
     uint32_t n_lanes;
     uint32_t fallback;     /* enum us_fallback */
     int prio;              /* SCHED_FIFO priority; 0 = ordinary scheduling */

@@ -1,24 +1,93 @@
-/* us_region.h — the shared region between the Go host and its C workers.
+/* us_region.h — the memory shared between the Go host and its C workers.
  *
  * This header is the single source of truth for the layout: the Go view in
  * runtime/shm is built from it by cgo and a test compares every offset.
  *
- * One memfd holds one region: a header, a worker slot per process that may
- * ever attach, and a lane per DSP chain. The region outlives every worker;
- * failover hands a lane to another process, it never copies audio.
+ * The shared memory is a set of sealed memfds, all created and mapped by the
+ * host (runtime/shm Region), each sized once and sealed against shrinking and
+ * growing (docs/design.md §4):
  *
- * Ownership, which is the whole protocol:
- *   host   writes: header, lane config, lane.owner_*, slot.cmd_*, slot.fault_*,
- *                  lane.in.write (producer), lane.out.read (consumer)
- *   owner  writes: lane.in.read (== commit), lane.out.write, lane.state[],
- *                  lane.out slots, lane.commit_*, its own slot's report fields
- *   slot.death has three writers (host, worker, kernel): see the field.
- *   anyone else writes nothing. A worker attaches to a lane only after the
- *   host has fenced the previous owner (its pidfd fired, or it declared itself
- *   dying and from then on touches nothing but its slot and the doorbell).
+ *   one slot map per worker slot (us_slot_map): the host's commands to the
+ *     worker, the worker's reports, its last gasp and death word, and the
+ *     host's copy of every lane's configuration (us_lane_cfg). A worker gets
+ *     its own slot's fd at spawn (fd 3) and no other.
+ *   one lane per DSP chain (us_lane, then its state buffers and rings at the
+ *     offsets its us_lane_cfg gives), sized to the lane's geometry. A worker
+ *     gets its lane's fd only at ATTACH, over its control socket
+ *     (SCM_RIGHTS), maps it and closes the fd; a spare maps no lane, and a
+ *     worker never holds two. A lane outlives its owners: failover hands the
+ *     mapping to another process, it never copies audio.
  *
- * Everything a worker writes is untrusted by the host: indices, sizes and
- * block numbers are bounds-checked on every read.
+ * So a worker can write its own slot, and its lane while it owns it, and
+ * nothing else: not another lane, not another slot (no forged last gasp or
+ * command), not the host's private state.
+ *
+ * Configuration (geometry, chain, parameters, offsets) lives in host-private
+ * Go memory (shm.Lane). The host writes a copy into each slot map before the
+ * worker starts and never reads any of it back; the clock and the monitor
+ * take channels, frames and offsets from their own copy.
+ *
+ * Ownership: every shared field has one writer. "owner" is the worker that
+ * holds the lane at the current epoch; "clock" the host's audio clock thread
+ * (or, offline, the render goroutine that plays its part); "monitor" the
+ * host's real-time monitor thread; "control" the host's control plane
+ * (ordinary goroutines).
+ *
+ *   field                               writer (process: thread)      readers
+ *   ----------------------------------  ----------------------------  -------------------------
+ *   hdr (every map)                     host: Create, before any fd   worker (checks it)
+ *                                       is handed out
+ *   slot map lanes[] (us_lane_cfg)      host: control, per spawn,     worker
+ *                                       while no process holds the
+ *                                       slot (PrepareSlot)
+ *   slot.cmd_seq, cmd, cmd_lane,        host: monitor (ATTACH);       worker
+ *     cmd_epoch, cmd_in_read,           control (EXIT, in Close once
+ *     cmd_out_write, cmd_flags          the monitor has stopped)
+ *   slot.generation, death_gen          host: control (PrepareSlot)   worker, monitor
+ *   slot.fault_kind, fault_block        host: control (InjectFault)   worker
+ *   slot.status .. first_push_ns,       worker: its one thread        monitor, control (reports;
+ *     heartbeat, lag_max_ns, fail_code,                                 bounds-checked, never
+ *     cost_peak_ns, overruns                                            trusted for control;
+ *                                                                       cost_peak_ns only ever
+ *                                                                       lengthens its own lane's
+ *                                                                       deadline, up to the
+ *                                                                       headroom)
+ *   slot.gasp*                          worker: its signal handler    monitor (the block it names
+ *                                                                       is checked against the
+ *                                                                       host's own indices)
+ *   slot.death                          worker, host (monitor), and   monitor
+ *                                       the kernel: the one field
+ *                                       with three writers, see below
+ *   lane.owner_epoch, owner_slot,       host: monitor                 owner (bypass_block),
+ *     bypass_block                                                     tools
+ *   lane.commit_block, commit_ns,       owner                         host: reports only
+ *     commits, commit_epoch                                            (commit_epoch: the monitor)
+ *   lane.in.write, in blocks            clock (producer)              owner
+ *   lane.in.read (the commit point)     owner (consumer)              clock, monitor
+ *   lane.out.write, out blocks,         owner (producer)              clock
+ *     state[]
+ *   lane.out.read                       clock (consumer)              owner
+ *   *_waiters words of a ring           the side that sleeps          the side that wakes
+ *
+ * Exceptions, each safe for its own reason:
+ *   - slot.death: host (PrepareSlot, while no process holds the slot;
+ *     the monitor's compare-and-swap to arm it), worker (its TID, once, before
+ *     READY) and kernel (OWNER_DIED on the thread's death). See the field.
+ *   - the ring *_waiters words are written by the side that waits, on its
+ *     own index line (the sleeping protocol below).
+ *   - a new owner resumes from indices the monitor chose (cmd_in_read,
+ *     cmd_out_write) and stores them itself: the host never writes the
+ *     owner's indices, even to repair them after a scribbling owner.
+ *
+ * The owner epoch is a fencing token: the monitor bumps it on every hand-over
+ * (host-private, and a copy in lane.owner_epoch for tools), the owner stamps
+ * every output block and its commit_epoch with the epoch it attached at, and
+ * the host counts no output and no commit from any other epoch (the clock
+ * drops such blocks and counts them; the monitor sees no progress).
+ *
+ * Everything a worker writes is untrusted by the host: indices, sizes, block
+ * numbers, epochs and last gasps are checked on every read, against the
+ * host's own copies where it has them.
  *
  * Atomics: fields are plain integers accessed with US_LOAD_ACQ / US_STORE_REL
  * (GCC __atomic builtins, the same as C11 acquire/release) so that cgo can
@@ -34,17 +103,17 @@
 #include "us_kernel.h"
 
 #define US_REGION_MAGIC 0x4e4f494745525355ull /* "USREGION" little-endian */
-#define US_LAYOUT_VERSION 3u
+#define US_LAYOUT_VERSION 4u
 
 #define US_CACHELINE 64
-#define US_MAX_LANES 16         /* lanes per region */
+#define US_MAX_LANES 16         /* lanes per supervisor */
 #define US_MAX_SLOTS 32         /* worker processes attached over a region's life at once */
 #define US_RING_SLOTS 16        /* blocks in flight per ring; power of two */
-#define US_SLOT_SAMPLES 4096    /* floats per audio block: frames * channels */
+#define US_SLOT_SAMPLES 4096    /* most floats per audio block (frames * channels); a lane's ring blocks hold only its own */
 #define US_MAX_FRAMES 1024      /* frames per block */
 #define US_MAX_CHANNELS 16      /* channels per lane */
 #define US_MAX_CHAIN 8          /* kernels per lane */
-#define US_LANE_STATE_BYTES 65536 /* one committed state buffer for a whole chain (an FIR's delay line) */
+#define US_LANE_STATE_BYTES 65536 /* most bytes of one committed state buffer for a whole chain (an FIR's delay line) */
 
 #ifndef US_TEST_DROP_ORDERING
 #define US_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -102,12 +171,16 @@ typedef struct us_ring_ctl {
 } us_ring_ctl;
 
 /* One audio block. The header shares the first line; data starts on the next
- * so a reader of the header does not drag audio lines with it. */
+ * so a reader of the header does not drag audio lines with it. In a lane's
+ * rings a block is only as long as the lane needs (block_stride bytes:
+ * the header line and frames * channels floats, in whole lines); the full
+ * struct is for the host's private rings. */
 typedef struct us_block {
     US_LINE uint64_t block;          /* block number in the lane's stream */
     uint64_t t_push_ns;              /* CLOCK_MONOTONIC when the producer published it */
     uint32_t frames;                 /* valid frames, <= lane frames */
     uint32_t flags;                  /* US_BLOCK_* */
+    uint64_t epoch;                  /* output blocks: the owner epoch of the worker that wrote it */
     US_LINE float data[US_SLOT_SAMPLES];
 } us_block;
 
@@ -123,27 +196,57 @@ typedef struct us_chain_entry {
     float params[US_KERNEL_MAX_PARAMS];
 } us_chain_entry;
 
-/* A lane: one DSP chain's input, output and committed state. */
-typedef struct us_lane {
-    /* config: written by the host before the first attach, read-only after */
-    US_LINE uint32_t channels;
+/* A lane's configuration and geometry, as the host computed it. Host-private;
+ * each worker gets a copy in its slot map and the host never reads it back. */
+typedef struct us_lane_cfg {
+    uint32_t channels;
     uint32_t frames;                 /* frames per block */
     uint32_t rate;
     uint32_t chain_len;
     uint32_t state_bytes;            /* sum over the chain, <= US_LANE_STATE_BYTES */
-    uint32_t _pad_cfg;
+    uint32_t state_stride;           /* one state buffer: state_bytes in whole lines */
+    uint32_t block_stride;           /* one ring block: a header line and frames * channels floats, in whole lines */
+    uint32_t _pad;
+    uint64_t state_off;              /* from the lane mapping's start: state[0], then state[1] */
+    uint64_t in_off;                 /* US_RING_SLOTS input blocks */
+    uint64_t out_off;                /* US_RING_SLOTS output blocks */
+    uint64_t lane_bytes;             /* the lane memfd's size */
     us_chain_entry chain[US_MAX_CHAIN];
+} us_lane_cfg;
+
+/* Every memfd starts with a header, written by the host before any fd is
+ * handed out: a worker checks that what it maps is what it expects. */
+enum us_map_kind { US_MAP_SLOT = 1, US_MAP_LANE = 2 };
+
+typedef struct us_header {
+    US_LINE uint64_t magic;
+    uint32_t layout_version;
+    uint32_t kernel_abi;
+    uint64_t bytes;                  /* the memfd's size */
+    uint32_t kind;                   /* enum us_map_kind */
+    uint32_t index;                  /* the slot's or the lane's number */
+    uint32_t n_lanes;                /* slot maps: lane configurations that follow */
+    uint32_t _pad;
+    uint64_t host_pid;
+} us_header;
+
+/* A lane's memfd: this struct, then (at the offsets of its us_lane_cfg) two
+ * state buffers, the input ring's blocks and the output ring's blocks. */
+typedef struct us_lane {
+    us_header hdr;
 
     /* ownership: written by the host (monitor) only */
-    US_LINE uint64_t owner_epoch;    /* bumped on every hand-over */
+    US_LINE uint64_t owner_epoch;    /* bumped on every hand-over (the host keeps its own copy) */
     uint32_t owner_slot;             /* slot index of the owner, US_NO_OWNER if none */
     uint32_t _pad_own;
     uint64_t bypass_block;           /* poison input: the owner outputs the fallback for this block */
 
-    /* commit report: written by the owner, read by the host for metrics */
-    US_LINE uint64_t commit_block;   /* block number of the last commit */
-    uint64_t commit_ns;              /* CLOCK_MONOTONIC of the last commit */
-    uint64_t commits;                /* blocks this lane has committed, all owners */
+    /* commit report: written by the owner */
+    US_LINE uint64_t commit_block;   /* block number of the last commit (reports) */
+    uint64_t commit_ns;              /* CLOCK_MONOTONIC of the last commit (reports) */
+    uint64_t commits;                /* blocks this lane has committed, all owners (reports) */
+    uint64_t commit_epoch;           /* the epoch of the owner that moves in.read: stored
+                                      * (release) at attach, after the resume indices */
 
     /* in: host produces, owner consumes. in.read is the commit point: it is
      * stored (release) only after the block's output is published and the next
@@ -151,20 +254,17 @@ typedef struct us_lane {
     us_ring_ctl in;
     /* out: owner produces, host consumes. */
     us_ring_ctl out;
-
-    US_LINE uint8_t state[2][US_LANE_STATE_BYTES];
-    us_block in_blocks[US_RING_SLOTS];
-    us_block out_blocks[US_RING_SLOTS];
 } us_lane;
 
 #define US_NO_OWNER 0xffffffffu
+#define US_NO_RESUME UINT64_MAX /* cmd_in_read/cmd_out_write: keep the ring's index */
 
 /* Commands from the host to a worker, in slot.cmd; slot.cmd_seq is bumped
  * (release) after cmd and its arguments and is the futex word a spare sleeps
  * on. */
 enum us_cmd {
     US_CMD_NONE = 0,
-    US_CMD_ATTACH = 1, /* adopt cmd_lane at cmd_epoch from its committed state */
+    US_CMD_ATTACH = 1, /* adopt cmd_lane at cmd_epoch from its committed state; its fd is on the control socket */
     US_CMD_EXIT = 2,   /* detach and exit(0) */
 };
 
@@ -173,6 +273,14 @@ enum us_cmd {
  * it when the previous owner's output was garbage (NaN, Inf), which a
  * poisoned state would go on producing forever. */
 #define US_ATTACH_REINIT 1u
+
+/* What arrives on a worker's control socket with a lane's fd (SCM_RIGHTS),
+ * just before the ATTACH command that names the same lane and epoch. */
+typedef struct us_attach_msg {
+    uint32_t lane;
+    uint32_t _pad;
+    uint64_t epoch;
+} us_attach_msg;
 
 /* What a worker says of itself, in slot.status. */
 enum us_status {
@@ -198,7 +306,8 @@ enum us_fault {
     US_FAULT_STOP = 8,  /* raise(SIGSTOP) */
     US_FAULT_SCRIBBLE = 9, /* corrupt the lane's out.write index */
     US_FAULT_ROBUST = 10,  /* corrupt its robust list, then _exit(3): no death word, pidfd only */
-    US_FAULT_COUNT = 11,
+    US_FAULT_STALE = 11,   /* carry on as a fenced owner would: stamp output and commits with an older epoch */
+    US_FAULT_COUNT = 12,
 };
 
 typedef struct us_slot {
@@ -211,6 +320,8 @@ typedef struct us_slot {
     uint32_t fault_kind;             /* enum us_fault; 0 = none */
     uint32_t cmd_flags;              /* US_ATTACH_* with an ATTACH */
     uint64_t fault_block;            /* perform the fault when processing this block */
+    uint64_t cmd_in_read;            /* ATTACH: the commit point to resume from, or US_NO_RESUME */
+    uint64_t cmd_out_write;          /* ATTACH: the output index to resume at, or US_NO_RESUME */
 
     /* worker → host: lifecycle and measurements */
     US_LINE uint32_t status;         /* enum us_status */
@@ -274,32 +385,38 @@ enum us_fail {
     US_FAIL_PARENT = 4,  /* parent died before we armed PDEATHSIG */
 };
 
-typedef struct us_header {
-    US_LINE uint64_t magic;
-    uint32_t layout_version;
-    uint32_t kernel_abi;
-    uint64_t region_bytes;           /* the whole mapping; workers check it against fstat */
-    uint32_t n_lanes;
-    uint32_t n_slots;
-    uint64_t lanes_offset;
-    uint64_t slots_offset;
-    uint64_t lane_stride;
-    uint64_t slot_stride;
-    /* host status: the monitor's heartbeat and the clock's period, for workers
-     * and tools that only read. */
-    US_LINE uint64_t host_pid;
-} us_header;
-
-/* The region: header, slots, lanes. n_lanes lanes follow the slots; the size
- * is us_region_bytes(n_lanes). */
-typedef struct us_region {
+/* A worker slot's memfd: header, slot, and the host's copy of every lane's
+ * configuration (hdr.n_lanes of them), so that a spare can check before it
+ * says READY that it can run any lane it may be handed. */
+typedef struct us_slot_map {
     us_header hdr;
-    us_slot slots[US_MAX_SLOTS];
-    us_lane lanes[];
-} us_region;
+    us_slot slot;
+    us_lane_cfg lanes[];
+} us_slot_map;
 
-static inline size_t us_region_bytes(uint32_t n_lanes) {
-    return sizeof(us_region) + (size_t)n_lanes * sizeof(us_lane);
+static inline size_t us_slot_map_bytes(uint32_t n_lanes) {
+    return sizeof(us_slot_map) + (size_t)n_lanes * sizeof(us_lane_cfg);
+}
+
+#define US_PAGE 4096u
+static inline uint64_t us_round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+/* Fills a configuration's geometry from channels, frames and state_bytes:
+ * the one rule the host (runtime/shm, which a test compares with this) and
+ * the worker (which checks the host's copy with it) share. Returns -1 when
+ * the geometry is out of range. */
+static inline int us_lane_geometry(us_lane_cfg *c) {
+    if (c->channels == 0 || c->channels > US_MAX_CHANNELS || c->frames == 0 || c->frames > US_MAX_FRAMES ||
+        (uint64_t)c->frames * c->channels > US_SLOT_SAMPLES || c->state_bytes > US_LANE_STATE_BYTES ||
+        c->chain_len > US_MAX_CHAIN)
+        return -1;
+    c->state_stride = (uint32_t)us_round_up(c->state_bytes, US_CACHELINE);
+    c->block_stride = (uint32_t)(US_CACHELINE + us_round_up((uint64_t)c->frames * c->channels * sizeof(float), US_CACHELINE));
+    c->state_off = sizeof(us_lane);
+    c->in_off = c->state_off + 2ull * c->state_stride;
+    c->out_off = c->in_off + (uint64_t)US_RING_SLOTS * c->block_stride;
+    c->lane_bytes = us_round_up(c->out_off + (uint64_t)US_RING_SLOTS * c->block_stride, US_PAGE);
+    return 0;
 }
 
 /* Layout invariants the Go view and the protocol rely on. */
@@ -316,7 +433,6 @@ _Static_assert(offsetof(us_lane, owner_epoch) % US_CACHELINE == 0, "ownership on
 _Static_assert(offsetof(us_lane, commit_block) % US_CACHELINE == 0, "commit report on its own line");
 _Static_assert(offsetof(us_lane, in) % US_CACHELINE == 0, "in ring aligned");
 _Static_assert(offsetof(us_lane, out) % US_CACHELINE == 0, "out ring aligned");
-_Static_assert(offsetof(us_lane, state) % US_CACHELINE == 0, "state aligned");
 _Static_assert(sizeof(us_lane) % US_CACHELINE == 0, "lanes are whole lines");
 _Static_assert(offsetof(us_slot, status) == US_CACHELINE, "worker reports on their own line");
 _Static_assert(offsetof(us_slot, lag_max_ns) == 2 * US_CACHELINE, "timings on their own line");
@@ -325,9 +441,10 @@ _Static_assert(offsetof(us_slot, death) / US_CACHELINE == offsetof(us_slot, gasp
                "the death word stays off the lines a worker writes per block");
 _Static_assert(offsetof(us_slot, death) % 4 == 0, "a futex word is 32-bit aligned");
 _Static_assert(sizeof(us_slot) == 4 * US_CACHELINE, "slot is four lines");
-_Static_assert(sizeof(us_header) == 2 * US_CACHELINE, "header is two lines");
-_Static_assert(offsetof(us_region, slots) % US_CACHELINE == 0, "slots aligned");
-_Static_assert(offsetof(us_region, lanes) % US_CACHELINE == 0, "lanes aligned");
+_Static_assert(sizeof(us_header) == US_CACHELINE, "header is one line");
+_Static_assert(offsetof(us_slot_map, slot) % US_CACHELINE == 0, "slot aligned");
+_Static_assert(offsetof(us_slot_map, lanes) % 8 == 0, "lane configurations aligned");
+_Static_assert(offsetof(us_block, epoch) < US_CACHELINE, "the epoch is in the block's header line");
 _Static_assert(sizeof(uint64_t) == 8 && sizeof(float) == 4, "ABI sizes");
 
 #endif

@@ -41,8 +41,13 @@ static inline void us_cpu_relax(void) {
 typedef struct us_ring {
     us_ring_ctl *ctl;
     us_block *blocks;
-    uint64_t mask; /* slots - 1 */
+    uint64_t mask;   /* slots - 1 */
+    uint64_t stride; /* bytes from one block to the next: a lane's block_stride, or sizeof(us_block) */
 } us_ring;
+
+static inline us_block *us_ring_block(const us_ring *r, uint64_t idx) {
+    return (us_block *)(void *)((char *)r->blocks + (idx & r->mask) * r->stride);
+}
 
 /* An endpoint's fields are private to the thread that uses it: they live
  * outside shared memory (a worker's stack, the clock's host-private struct,
@@ -98,7 +103,7 @@ static inline us_block *us_producer_peek(us_producer *p) {
         p->read_cache = rd;
         if (p->write - p->read_cache > p->r.mask) return NULL;
     }
-    return &p->r.blocks[p->write & p->r.mask];
+    return us_ring_block(&p->r, p->write);
 }
 
 /* Makes the peeked slot visible: the release store orders the block's data
@@ -127,7 +132,7 @@ static inline us_block *us_consumer_peek(us_consumer *c) {
         c->write_cache = w;
         if (c->read == c->write_cache) return NULL;
     }
-    return &c->r.blocks[c->read & c->r.mask];
+    return us_ring_block(&c->r, c->read);
 }
 
 /* Frees the peeked slot: release, so our reads of its data happen before
@@ -159,12 +164,15 @@ static inline void us_producer_sleep(us_producer *p, const struct timespec *rel)
     US_STORE_RLX(&ctl->read_waiters, 0u);
 }
 
-static inline us_ring us_lane_in(us_lane *l) {
-    us_ring r = {&l->in, l->in_blocks, US_RING_SLOTS - 1};
+/* A lane's rings, at the offsets of its configuration (never the lane's own
+ * bytes: the host takes them from its private copy, the worker from its
+ * slot map). */
+static inline us_ring us_lane_in(us_lane *l, const us_lane_cfg *c) {
+    us_ring r = {&l->in, (us_block *)(void *)((char *)l + c->in_off), US_RING_SLOTS - 1, c->block_stride};
     return r;
 }
-static inline us_ring us_lane_out(us_lane *l) {
-    us_ring r = {&l->out, l->out_blocks, US_RING_SLOTS - 1};
+static inline us_ring us_lane_out(us_lane *l, const us_lane_cfg *c) {
+    us_ring r = {&l->out, (us_block *)(void *)((char *)l + c->out_off), US_RING_SLOTS - 1, c->block_stride};
     return r;
 }
 

@@ -118,7 +118,7 @@ static void allow_arg_without(prog *p, long nr, int i, uint32_t bits) {
     rule_end(p, at);
 }
 
-static int build_filter(prog *p, pid_t self, int doorbell) {
+static int build_filter(prog *p, pid_t self, int doorbell, int ctl) {
     memset(p, 0, sizeof *p);
     /* A filter written for one ABI must never judge another's numbers. */
     emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
@@ -143,8 +143,13 @@ static int build_filter(prog *p, pid_t self, int doorbell) {
     allow_arg_in(p, SYS_write, 0, outs, doorbell >= 0 ? 3 : 2);
     allow_arg_in(p, SYS_writev, 0, outs, 2);
     allow(p, SYS_read);
-    /* Future fd passing (a lane's memfd arrives with SCM_RIGHTS). */
-    allow(p, SYS_recvmsg);
+    /* A lane's memfd arrives with SCM_RIGHTS on the control socket, and only
+     * there: a kernel may not receive from anything else. (The fd it gets is
+     * mapped without PROT_EXEC, as every mapping, and closed.) */
+    if (ctl >= 0) {
+        uint32_t c = (uint32_t)ctl;
+        allow_arg_in(p, SYS_recvmsg, 0, &c, 1);
+    }
     allow(p, SYS_close);
 
     /* Waiting and time. */
@@ -292,7 +297,7 @@ int us_sandbox_enter(const us_sandbox *sb) {
     }
 
     static prog p; /* 1.6 KiB; static so it costs no stack at this depth */
-    if (build_filter(&p, getpid(), sb->doorbell_fd) != 0) {
+    if (build_filter(&p, getpid(), sb->doorbell_fd, sb->ctl_fd) != 0) {
         fprintf(stderr, "understudy-worker: sandbox: filter too long\n");
         return -1;
     }

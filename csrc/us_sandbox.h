@@ -35,6 +35,7 @@ typedef struct us_sandbox {
     long uid, gid;   /* -1: keep ours (a non-root host cannot give another) */
     pid_t parent;    /* > 0: re-arm PR_SET_PDEATHSIG after setuid and check the parent is still it */
     int doorbell_fd; /* the one fd besides 1 and 2 a worker may write to; -1: none */
+    int ctl_fd;      /* the control socket, the one fd a worker may receive on (its lane's fd); -1: none */
 } us_sandbox;
 
 /* Locks the address space: what is mapped now is faulted in and locked, and
@@ -42,7 +43,10 @@ typedef struct us_sandbox {
  * stack and sets the default stack of threads a kernel starts, because after
  * the uid drop RLIMIT_MEMLOCK (8 MiB unless the host may raise it) bounds
  * every locked mapping, and glibc's default of RLIMIT_STACK (8 MiB) per
- * thread would not fit. Returns 0, or -1 with errno (mlockall refused). */
+ * thread would not fit. The lane a worker maps at attach, after the drop,
+ * is locked under that limit too: it is sized to its geometry (at most about
+ * 650 KiB), so it fits whatever the lane count. Returns 0, or -1 with errno
+ * (mlockall refused). */
 int us_sandbox_lock_memory(void);
 
 /* Drops privileges and installs the filter. Prints one line and returns -1

@@ -1,15 +1,17 @@
 /* understudy-worker — one crash-isolated DSP process.
  *
- * Started by the host with the region memfd and the doorbell eventfd
- * inherited. It maps the region, locks and faults it in, arms the parent-death
- * signal, installs the last-gasp handler, says READY in its slot and sleeps on
- * the slot's command futex. On ATTACH it adopts a lane from its committed state
- * and runs: wait for a block, copy the committed state to the other buffer,
- * run the chain in place, publish the output, then commit by advancing the
- * input read index. A crash anywhere before the commit leaves the committed
- * state and the input block for the next owner.
+ * Started by the host with its slot's memfd, the doorbell eventfd and its end
+ * of a control socket inherited, and nothing else of the host's. It maps its
+ * slot, locks and faults it in, arms the parent-death signal, installs the
+ * last-gasp handler, checks it can run every lane's chain, says READY in its
+ * slot and sleeps on the slot's command futex. On ATTACH it receives its
+ * lane's memfd on the control socket, maps it, closes the fd and adopts the
+ * lane from its committed state: wait for a block, copy the committed state
+ * to the other buffer, run the chain in place, publish the output, then
+ * commit by advancing the input read index. A crash anywhere before the
+ * commit leaves the committed state and the input block for the next owner.
  *
- *   understudy-worker --region-fd N --doorbell-fd N --slot N --gen N
+ *   understudy-worker --slot-fd N --doorbell-fd N --ctl-fd N --slot N --gen N
  *                     --parent PID [--spin-us N] [--uid N --gid N] [--unsandboxed]
  *   understudy-worker --list-kernels [--uid N --gid N] [--unsandboxed]
  *
@@ -29,6 +31,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,7 +49,6 @@ enum {
     EXIT_KERNEL = 66,
     EXIT_PARENT = 67,
     EXIT_SANDBOX = 68,
-    EXIT_RING = 69, /* the host's side of a lane ring broke the protocol: never followed */
 };
 
 /* The handler reads these, so they are set before it is installed and never
@@ -103,24 +106,32 @@ static unsigned long arg_ul(const char *flag, const char *v) {
 
 typedef struct lane_run {
     us_lane *lane;
+    us_lane_cfg cfg; /* our private copy: what we run by, whatever the shared copy says later */
     const us_kernel *k[US_MAX_CHAIN];
     uint32_t n;
     uint32_t reinit; /* US_ATTACH_REINIT: init the chain over the committed state first */
+    uint64_t epoch;  /* the epoch we attached at: stamped on every output block and commit */
 } lane_run;
 
-/* Resolves a lane's chain. The host validated it already; a failure here means
- * a worker built with other kernels or another ABI. */
-static int resolve_chain(us_lane *l, lane_run *run) {
-    run->lane = l;
+/* Resolves a lane's chain from the host's configuration, copied first into
+ * run->cfg: we write nothing of the host's. The host validated the chain
+ * already; a failure here means a worker built with other kernels or another
+ * ABI, or a host that disagrees with us on the layout. */
+static int resolve_chain(const us_lane_cfg *shared, lane_run *run) {
+    memcpy(&run->cfg, shared, sizeof run->cfg);
+    us_lane_cfg *l = &run->cfg;
+    run->lane = NULL;
     run->n = l->chain_len;
-    if (run->n > US_MAX_CHAIN || l->state_bytes > US_LANE_STATE_BYTES ||
-        l->channels == 0 || l->channels > US_MAX_CHANNELS || l->frames == 0 ||
-        l->frames > US_MAX_FRAMES || (size_t)l->frames * l->channels > US_SLOT_SAMPLES)
+    us_lane_cfg g = *l;
+    if (us_lane_geometry(&g) != 0 || g.state_stride != l->state_stride || g.block_stride != l->block_stride ||
+        g.state_off != l->state_off || g.in_off != l->in_off || g.out_off != l->out_off ||
+        g.lane_bytes != l->lane_bytes)
         return -1;
     for (uint32_t i = 0; i < run->n; i++) {
         us_chain_entry *e = &l->chain[i];
         e->name[US_KERNEL_NAME_MAX - 1] = 0;
         e->variant[US_KERNEL_VARIANT_MAX - 1] = 0;
+        if (e->n_params > US_KERNEL_MAX_PARAMS || e->state_offset > l->state_bytes) return -1;
         if (!us_variant_supported(e->variant)) {
             fprintf(stderr, "understudy-worker: kernel %s variant %s needs instructions this CPU lacks\n",
                     e->name, e->variant);
@@ -198,16 +209,31 @@ static void perform_fault(uint32_t kind) {
 
 static uint64_t g_spin_ns = 20000;
 
+/* The next input block, or NULL. The producer's index is the host's, but
+ * the last owner could have written over it before it died: one out of range
+ * is not followed (the clock stores its own again within a period). */
+static us_block *peek_input(us_consumer *in) {
+    us_block *b = us_consumer_peek(in);
+    if (b && in->write_cache - in->read > US_RING_SLOTS) {
+        in->write_cache = in->read;
+        return NULL;
+    }
+    return b;
+}
+
 /* Runs the lane until the host sends another command. Returns on a command. */
 static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     us_lane *l = run->lane;
+    const us_lane_cfg *cfg = &run->cfg;
     us_consumer in;
     us_producer out;
-    us_consumer_init(&in, us_lane_in(l));
-    us_producer_init(&out, us_lane_out(l));
-    const uint32_t ch = l->channels;
-    const size_t sbytes = l->state_bytes;
-    const uint64_t period_ns = l->rate ? (uint64_t)l->frames * 1000000000ull / l->rate : UINT64_MAX;
+    us_consumer_init(&in, us_lane_in(l, cfg));
+    us_producer_init(&out, us_lane_out(l, cfg));
+    const uint32_t ch = cfg->channels;
+    const size_t sbytes = cfg->state_bytes;
+    uint8_t *state[2] = {(uint8_t *)l + cfg->state_off, (uint8_t *)l + cfg->state_off + cfg->state_stride};
+    uint64_t epoch = run->epoch;
+    const uint64_t period_ns = cfg->rate ? (uint64_t)cfg->frames * 1000000000ull / cfg->rate : UINT64_MAX;
     int first = 1;
 
     if (in.read == 0 || run->reinit) {
@@ -216,10 +242,10 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
          * init writes the committed buffer itself. That is idempotent, so
          * an owner that dies here leaves nothing to undo; the host asks its
          * successor again. */
-        uint8_t *st = l->state[in.read & 1];
+        uint8_t *st = state[in.read & 1];
         for (uint32_t i = 0; i < run->n; i++) {
-            us_chain_entry *e = &l->chain[i];
-            if (run->k[i]->init(st + e->state_offset, e->params, ch, (float)l->rate) != 0) {
+            const us_chain_entry *e = &cfg->chain[i];
+            if (run->k[i]->init(st + e->state_offset, e->params, ch, (float)cfg->rate) != 0) {
                 fprintf(stderr, "understudy-worker: kernel %s refused its parameters\n", e->name);
                 exit(EXIT_KERNEL);
             }
@@ -227,19 +253,30 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     }
 
     for (;;) {
-        us_block *ib = us_consumer_peek(&in);
+        us_block *ib = peek_input(&in);
         if (!ib) {
             uint64_t spin_until = us_now_ns() + g_spin_ns;
-            while (!(ib = us_consumer_peek(&in)) && us_now_ns() < spin_until) {
+            while (!(ib = peek_input(&in)) && us_now_ns() < spin_until) {
                 if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
                 us_cpu_relax();
             }
             while (!ib) {
                 if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
-                if (in.corrupt) exit(EXIT_RING);
-                /* The host wakes this futex on new input and on a command. */
-                us_consumer_sleep(&in, NULL);
-                ib = us_consumer_peek(&in);
+                if (in.corrupt) {
+                    /* The host's index out of range: a dead owner's scribble
+                     * that the clock overwrites within a period. Look again
+                     * after a pause, never follow it. */
+                    struct timespec pause = {0, 100000};
+                    nanosleep(&pause, NULL);
+                    in.corrupt = 0;
+                    in.write_cache = in.read;
+                }
+                /* The host wakes this futex on new input and on a command;
+                 * the timeout bounds the wait on an index a dead owner left
+                 * out of range. */
+                struct timespec ms = {0, 1000000};
+                us_consumer_sleep(&in, &ms);
+                ib = peek_input(&in);
             }
         }
         if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
@@ -247,7 +284,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
         uint64_t block = ib->block;
         uint32_t frames = ib->frames;
         uint64_t t_push = ib->t_push_ns; /* read now: the slot is the host's again after the commit */
-        if (frames > l->frames) frames = l->frames; /* host bug guard; never trust sizes */
+        if (frames > cfg->frames) frames = cfg->frames; /* host bug guard; never trust sizes */
         g_block = block;
         uint32_t fk = US_LOAD_ACQ(&slot->fault_kind);
         if (fk != US_FAULT_NONE && US_LOAD_RLX(&slot->fault_block) == block) {
@@ -258,6 +295,11 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
                  * by its bounds checks and never follow it. */
                 out.write += 1000003u;
                 US_STORE_REL(&l->out.write, out.write);
+            } else if (fk == US_FAULT_STALE) {
+                /* Behave as an owner the host has fenced would: carry on
+                 * under the epoch before ours. */
+                epoch = run->epoch - 1;
+                US_STORE_REL(&l->commit_epoch, epoch);
             } else {
                 perform_fault(fk);
             }
@@ -266,15 +308,19 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
         us_block *ob;
         while (!(ob = us_producer_peek(&out))) {
             if (US_LOAD_ACQ(&slot->cmd_seq) != cmd_seq) return;
-            if (out.corrupt) exit(EXIT_RING);
+            if (out.corrupt) { /* as for the input: the clock rewrites its index */
+                out.corrupt = 0;
+                /* As if full: the next peek reloads the index and checks it. */
+                out.read_cache = out.write > out.r.mask ? out.write - out.r.mask - 1 : 0;
+            }
             struct timespec ms = {0, 1000000};
             us_producer_sleep(&out, &ms);
         }
 
         uint64_t t_start = us_now_ns(); /* vDSO: no system call */
         uint64_t c = in.read;
-        const uint8_t *committed = l->state[c & 1];
-        uint8_t *next = l->state[(c + 1) & 1];
+        const uint8_t *committed = state[c & 1];
+        uint8_t *next = state[(c + 1) & 1];
         memcpy(next, committed, sbytes);
 
         size_t n = (size_t)frames * ch;
@@ -284,7 +330,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
             flags = US_BLOCK_BYPASSED; /* poison input: the dry signal, state carried over */
         } else {
             for (uint32_t i = 0; i < run->n; i++) {
-                us_chain_entry *e = &l->chain[i];
+                const us_chain_entry *e = &cfg->chain[i];
                 run->k[i]->process(next + e->state_offset, e->params, ob->data, frames, ch);
             }
         }
@@ -293,6 +339,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
         ob->frames = frames;
         ob->flags = flags | (ib->flags & US_BLOCK_LAST);
         ob->t_push_ns = now;
+        ob->epoch = epoch;
         us_producer_publish(&out);
 
         US_STORE_RLX(&l->commit_block, block);
@@ -366,18 +413,17 @@ static int list_kernels(void) {
 /* A spare must be able to run every lane it may be handed: resolve each
  * chain and initialise it into scratch memory before saying READY, so a bad
  * parameter or a missing kernel fails the handshake, not a failover. */
-static int check_lanes(us_region *rg) {
+static int check_lanes(us_slot_map *sm) {
     static uint8_t scratch[US_LANE_STATE_BYTES];
-    for (uint32_t li = 0; li < rg->hdr.n_lanes; li++) {
-        us_lane *l = &rg->lanes[li];
-        lane_run run;
-        if (resolve_chain(l, &run) != 0) {
+    static lane_run run; /* 1 KiB: off the stack at this depth */
+    for (uint32_t li = 0; li < sm->hdr.n_lanes; li++) {
+        if (resolve_chain(&sm->lanes[li], &run) != 0) {
             fprintf(stderr, "understudy-worker: lane %u: its chain cannot run in this worker\n", li);
             return -1;
         }
         for (uint32_t i = 0; i < run.n; i++) {
-            us_chain_entry *e = &l->chain[i];
-            if (run.k[i]->init(scratch + e->state_offset, e->params, l->channels, (float)l->rate) != 0) {
+            const us_chain_entry *e = &run.cfg.chain[i];
+            if (run.k[i]->init(scratch + e->state_offset, e->params, run.cfg.channels, (float)run.cfg.rate) != 0) {
                 fprintf(stderr, "understudy-worker: lane %u: kernel %s refused its parameters\n", li, e->name);
                 return -1;
             }
@@ -386,10 +432,54 @@ static int check_lanes(us_region *rg) {
     return 0;
 }
 
+/* Receives the lane's fd that the host sent just before the ATTACH we are
+ * handling, maps the lane and closes the fd. The message must name the same
+ * lane and epoch as the command: anything else is a protocol error. Returns
+ * the mapping or NULL (and says why). */
+static us_lane *receive_lane(int ctl_fd, uint32_t li, uint64_t epoch, const us_lane_cfg *cfg) {
+    us_attach_msg msg;
+    struct iovec iov = {.iov_base = &msg, .iov_len = sizeof msg};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    /* The host sent before it published the command, so the message is
+     * queued already: never wait for one. */
+    ssize_t n = recvmsg(ctl_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fd = -1;
+    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (n != (ssize_t)sizeof msg || fd < 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || msg.lane != li ||
+        msg.epoch != epoch) {
+        fprintf(stderr, "understudy-worker: ATTACH lane %u epoch %llu: no matching lane fd on the control socket\n",
+                li, (unsigned long long)epoch);
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    /* Populated now, and locked as it is (MCL_FUTURE|MCL_ONFAULT): the first
+     * block takes no page fault. The lane is small (its geometry's size), so
+     * this fits the memlock limit that is left after the uid drop. */
+    us_lane *l = mmap(NULL, cfg->lane_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (l == MAP_FAILED) {
+        perror("understudy-worker: mmap lane");
+        return NULL;
+    }
+    if (l->hdr.magic != US_REGION_MAGIC || l->hdr.layout_version != US_LAYOUT_VERSION ||
+        l->hdr.kind != US_MAP_LANE || l->hdr.index != li || l->hdr.bytes != cfg->lane_bytes) {
+        fprintf(stderr, "understudy-worker: the fd for lane %u is not that lane\n", li);
+        munmap(l, cfg->lane_bytes);
+        return NULL;
+    }
+    return l;
+}
+
 int main(int argc, char **argv) {
-    long region_fd = -1, slot_i = -1, parent = -1;
+    long slot_fd = -1, ctl_fd = -1, slot_i = -1, parent = -1;
     int list = 0;
-    us_sandbox sb = {.off = 0, .uid = -1, .gid = -1, .parent = 0, .doorbell_fd = -1};
+    us_sandbox sb = {.off = 0, .uid = -1, .gid = -1, .parent = 0, .doorbell_fd = -1, .ctl_fd = -1};
     unsigned long gen = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -406,7 +496,8 @@ int main(int argc, char **argv) {
             return EXIT_USAGE;
         }
         const char *v = argv[++i];
-        if (!strcmp(a, "--region-fd")) region_fd = (long)arg_ul(a, v);
+        if (!strcmp(a, "--slot-fd")) slot_fd = (long)arg_ul(a, v);
+        else if (!strcmp(a, "--ctl-fd")) ctl_fd = (long)arg_ul(a, v);
         else if (!strcmp(a, "--doorbell-fd")) g_doorbell = (int)arg_ul(a, v);
         else if (!strcmp(a, "--slot")) slot_i = (long)arg_ul(a, v);
         else if (!strcmp(a, "--gen")) gen = arg_ul(a, v);
@@ -432,13 +523,27 @@ int main(int argc, char **argv) {
         if (us_sandbox_enter(&sb) != 0) return EXIT_SANDBOX;
         return list_kernels();
     }
-    if (region_fd < 0 || g_doorbell < 0 || slot_i < 0 || parent <= 0) {
-        fprintf(stderr, "understudy-worker: needs --region-fd, --doorbell-fd, --slot and --parent; "
+    if (slot_fd < 0 || ctl_fd < 0 || g_doorbell < 0 || slot_i < 0 || parent <= 0 || slot_fd > INT_MAX ||
+        ctl_fd > INT_MAX) {
+        fprintf(stderr, "understudy-worker: needs --slot-fd, --ctl-fd, --doorbell-fd, --slot and --parent; "
                         "it is started by understudy, not by hand\n");
         return EXIT_USAGE;
     }
     sb.parent = (pid_t)parent;
     sb.doorbell_fd = g_doorbell;
+    sb.ctl_fd = (int)ctl_fd;
+    /* Whatever else the host's own parent left open without close-on-exec
+     * is not ours to keep: a kernel must find no fd but the ones above. */
+    {
+        int top = (int)(slot_fd > ctl_fd ? slot_fd : ctl_fd);
+        if (g_doorbell > top) top = g_doorbell;
+        for (int fd = 3; fd < top; fd++)
+            if (fd != slot_fd && fd != ctl_fd && fd != g_doorbell) close(fd);
+        if (syscall(SYS_close_range, (unsigned)top + 1, ~0u, 0) != 0) {
+            perror("understudy-worker: close_range");
+            return EXIT_LAYOUT;
+        }
+    }
 
     /* Die with the host. The signal follows the forking *thread*, so the host
      * forks from one thread that lives as long as it does; and a parent that
@@ -447,27 +552,30 @@ int main(int argc, char **argv) {
     if (getppid() != (pid_t)parent) return EXIT_PARENT;
 
     struct stat st;
-    if (fstat((int)region_fd, &st) != 0 || (size_t)st.st_size < sizeof(us_region)) {
-        fprintf(stderr, "understudy-worker: fd %ld is not an understudy region\n", region_fd);
+    if (fstat((int)slot_fd, &st) != 0 || (size_t)st.st_size < sizeof(us_slot_map)) {
+        fprintf(stderr, "understudy-worker: fd %ld is not an understudy slot\n", slot_fd);
         return EXIT_LAYOUT;
     }
-    us_region *rg = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, (int)region_fd, 0);
-    if (rg == MAP_FAILED) {
-        perror("understudy-worker: mmap region");
+    us_slot_map *sm = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, (int)slot_fd, 0);
+    if (sm == MAP_FAILED) {
+        perror("understudy-worker: mmap slot");
         return EXIT_LAYOUT;
     }
-    us_header *h = &rg->hdr;
+    /* The mapping stays; the fd is not needed any more, and one fewer fd
+     * of the host's is one fewer thing a kernel can reach. */
+    close((int)slot_fd);
+    us_header *h = &sm->hdr;
     if (h->magic != US_REGION_MAGIC || h->layout_version != US_LAYOUT_VERSION ||
-        h->kernel_abi != US_KERNEL_ABI_VERSION || h->region_bytes != (uint64_t)st.st_size ||
-        h->n_lanes > US_MAX_LANES || us_region_bytes(h->n_lanes) != h->region_bytes ||
-        h->lane_stride != sizeof(us_lane) || h->slot_stride != sizeof(us_slot) ||
+        h->kernel_abi != US_KERNEL_ABI_VERSION || h->bytes != (uint64_t)st.st_size || h->kind != US_MAP_SLOT ||
+        h->n_lanes > US_MAX_LANES || us_slot_map_bytes(h->n_lanes) != h->bytes || h->index != (uint64_t)slot_i ||
         (uint64_t)slot_i >= US_MAX_SLOTS) {
-        fprintf(stderr, "understudy-worker: region layout differs from this worker's "
+        fprintf(stderr, "understudy-worker: slot layout differs from this worker's "
                         "(layout %u, kernel ABI %u): rebuild the worker with the host\n",
                 US_LAYOUT_VERSION, US_KERNEL_ABI_VERSION);
         return EXIT_LAYOUT;
     }
-    us_slot *slot = &rg->slots[slot_i];
+    const uint32_t n_lanes = h->n_lanes;
+    us_slot *slot = &sm->slot;
     if (US_LOAD_ACQ(&slot->generation) != (uint32_t)gen) {
         fprintf(stderr, "understudy-worker: slot %ld was reused (generation %u, we were %lu)\n",
                 slot_i, slot->generation, gen);
@@ -486,11 +594,10 @@ int main(int argc, char **argv) {
      * page fault is still better than no worker. Priority and CPU are set
      * by the host, from outside. */
     if (us_sandbox_lock_memory() != 0) perror("understudy-worker: mlockall");
-    /* Touch every page we will use so the first block after a failover takes
-     * no page fault (mlockall already did; this covers a kernel that refused
-     * the lock). */
+    /* Touch every page we will use so that no command finds one missing
+     * (mlockall already did; this covers a kernel that refused the lock). */
     volatile uint8_t sink = 0;
-    for (size_t off = 0; off < (size_t)st.st_size; off += 4096) sink ^= ((volatile uint8_t *)rg)[off];
+    for (size_t off = 0; off < (size_t)st.st_size; off += 4096) sink ^= ((volatile uint8_t *)sm)[off];
     (void)sink;
 
     /* From here on, kernels' code runs: confined. */
@@ -498,7 +605,7 @@ int main(int argc, char **argv) {
         US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
         return EXIT_SANDBOX;
     }
-    if (check_lanes(rg) != 0) {
+    if (check_lanes(sm) != 0) {
         US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_KERNEL);
         US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
         return EXIT_KERNEL;
@@ -509,6 +616,7 @@ int main(int argc, char **argv) {
     US_STORE_RLX(&slot->ready_ns, us_now_ns());
     US_STORE_REL(&slot->status, (uint32_t)US_ST_READY);
 
+    static lane_run run;
     uint32_t seen = 0;
     for (;;) {
         uint32_t seq = US_LOAD_ACQ(&slot->cmd_seq);
@@ -523,17 +631,39 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (cmd != US_CMD_ATTACH) continue;
-        uint32_t li = US_LOAD_RLX(&slot->cmd_lane);
-        if (li >= h->n_lanes) {
-            fprintf(stderr, "understudy-worker: asked to attach lane %u of %u\n", li, h->n_lanes);
+        /* One lane per life: the host hands a worker one lane and never takes
+         * it back but by its death. A second ATTACH is a host bug. */
+        if (run.lane) {
+            fprintf(stderr, "understudy-worker: asked to attach a second lane\n");
             return EXIT_LAYOUT;
         }
-        lane_run run;
-        if (resolve_chain(&rg->lanes[li], &run) != 0) {
+        uint32_t li = US_LOAD_RLX(&slot->cmd_lane);
+        uint64_t epoch = US_LOAD_RLX(&slot->cmd_epoch);
+        uint64_t in_read = US_LOAD_RLX(&slot->cmd_in_read), out_write = US_LOAD_RLX(&slot->cmd_out_write);
+        if (li >= n_lanes) {
+            fprintf(stderr, "understudy-worker: asked to attach lane %u of %u\n", li, n_lanes);
+            return EXIT_LAYOUT;
+        }
+        if (resolve_chain(&sm->lanes[li], &run) != 0) {
             US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_KERNEL);
             US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
             return EXIT_KERNEL;
         }
+        us_lane *l = receive_lane((int)ctl_fd, li, epoch, &run.cfg);
+        if (!l) {
+            US_STORE_RLX(&slot->fail_code, (uint32_t)US_FAIL_LAYOUT);
+            US_STORE_REL(&slot->status, (uint32_t)US_ST_FAILED);
+            return EXIT_LAYOUT;
+        }
+        run.lane = l;
+        run.epoch = epoch;
+        /* The indices the host chose for us, then our epoch (release): the
+         * indices we own are ours alone to store, even to repair what the
+         * last owner left in them, and the host judges them only once our
+         * epoch says we have. */
+        if (in_read != US_NO_RESUME) US_STORE_REL(&l->in.read, in_read);
+        if (out_write != US_NO_RESUME) US_STORE_REL(&l->out.write, out_write);
+        US_STORE_REL(&l->commit_epoch, epoch);
         run.reinit = US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_REINIT;
         US_STORE_RLX(&slot->attach_ns, us_now_ns());
         US_STORE_REL(&slot->status, (uint32_t)US_ST_ATTACHED);

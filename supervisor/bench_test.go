@@ -104,6 +104,44 @@ func benchKill(b *testing.B, noDeathWord bool) {
 	}
 }
 
+// The attach on the failover path, now that it maps the lane: from the
+// monitor's send of the lane's fd to the new owner having received and
+// mapped it (map), and to its first committed block (commit, counted from
+// the send or from the pending block's push, whichever is later), with a
+// clock running at 64 frames / 48 kHz and a SIGKILL of the owner each time.
+func BenchmarkAttach(b *testing.B) {
+	rttest.RequireRT(b)
+	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true})
+	r.play()
+	r.waitPeriods(50)
+	var mapLat, commitLat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ready := r.count(EvSpareReady)
+		_, err := r.sup.InjectFault(0, FaultKill, 0)
+		for err != nil {
+			time.Sleep(100 * time.Microsecond)
+			_, err = r.sup.InjectFault(0, FaultKill, 0)
+		}
+		for r.count(EvFailover) < i+1 || r.count(EvSpareReady) <= ready {
+			time.Sleep(100 * time.Microsecond)
+		}
+		e := r.eventsOf(EvFailover)[i]
+		mapped := r.sup.region.Slot(e.NewSlot).AttachNS() // still its owner: the slot is not reused yet
+		mapLat = append(mapLat, time.Duration(nsDiff(e.AttachNS, mapped)))
+		commitLat = append(commitLat, time.Duration(nsDiff(max(e.AttachNS, e.FirstPushNS), e.FirstCommitNS)))
+	}
+	b.StopTimer()
+	r.clk.Stop()
+	reportPercentiles(b, commitLat)
+	sort.Slice(mapLat, func(i, j int) bool { return mapLat[i] < mapLat[j] })
+	if len(mapLat) > 0 {
+		b.ReportMetric(float64(mapLat[len(mapLat)/2].Nanoseconds()), "map-ns-p50")
+		b.ReportMetric(float64(mapLat[len(mapLat)*99/100].Nanoseconds()), "map-ns-p99")
+	}
+	b.ReportMetric(float64(r.sup.region.Lane(0).Bytes()), "lane-bytes")
+}
+
 // benchBarePidfd is the floor: SIGKILL of an exec'd tiny static child at
 // the workers' priority, to a FIFO thread above it waking in epoll_wait on
 // the child's pidfd, with the CPU wake-up latency held at 0 as the

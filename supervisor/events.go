@@ -78,6 +78,10 @@ const (
 	// kernel marks no death word, and only the pidfd can tell. For tests;
 	// not in Faults.
 	FaultRobust Fault = shm.FaultRobust
+	// FaultStale makes the owner carry on under the epoch before its own,
+	// stamping its output and commits with it, as an owner the host had
+	// fenced would: the host must count none of it. For tests; not in Faults.
+	FaultStale Fault = shm.FaultStale
 )
 
 // Faults lists every fault kind in the order the demo cycles through them.

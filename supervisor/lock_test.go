@@ -47,7 +47,7 @@ func TestHostLocksOnlyWhatRealTimeThreadsTouch(t *testing.T) {
 		t.Fatalf("VmLck is %d bytes before the test: an earlier test left memory locked", got)
 	}
 	const lanes, frames = 2, 64
-	shared := uint64(shm.Bytes(lanes)) + audioclock.MemBytes(frames, []int{1, 1})
+	shared := uint64(shm.HostBytes(testLanes(t, lanes, frames, 48000))) + audioclock.MemBytes(frames, []int{1, 1})
 	if shared > rt.DefaultShared {
 		t.Errorf("the default run's region and clock take %d bytes, more than rt.DefaultShared (%d) that Probe assumes", shared, rt.DefaultShared)
 	}

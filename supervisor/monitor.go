@@ -3,6 +3,7 @@ package supervisor
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -48,8 +49,11 @@ type workerRec struct {
 	// /proc/<pid>/stat, opened at spawn and closed at reap: the monitor's
 	// fence reads the process's exit flag from it without opening anything.
 	statFD atomic.Int32
-	lane   atomic.Int32 // lane owned, -1 for none (monitor writes)
-	gen    uint32       // control plane
+	// The host's end of the worker's control socket: the monitor sends the
+	// lane's fd on it at attach. Opened at spawn, closed at reap.
+	ctl  atomic.Int32
+	lane atomic.Int32 // lane owned, -1 for none (monitor writes)
+	gen  uint32       // control plane
 	// monitor only
 	gaspSeen    bool
 	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
@@ -96,7 +100,9 @@ type laneRec struct {
 	costPeak    uint64 // the lane's last owner's block-time peak, carried to its successor
 	seenCommit  uint64 // the commit index the monitor last saw, and when it saw it move
 	progressNS  uint64
-	reinit      bool // the next owner re-initialises the chain (garbage: the state may be poisoned)
+	reinit      bool   // the next owner re-initialises the chain (garbage: the state may be poisoned)
+	resumeIn    uint64 // the commit point the current owner resumed from
+	rights      []byte // SCM_RIGHTS control message carrying the lane's fd (built by New)
 }
 
 // monEvent is what the monitor tells the control plane.
@@ -185,6 +191,13 @@ type monitor struct {
 	statN     int           // its length
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
+
+	// attach: the lane's fd goes to the new owner in one sendmsg built
+	// here, so that the monitor allocates nothing
+	attachMsg  [16]byte // us_attach_msg: lane, pad, epoch (little-endian)
+	attachIov  unix.Iovec
+	attachHdr  unix.Msghdr
+	sendFailed atomic.Uint64 // attaches abandoned: the lane's fd could not be sent
 
 	// death words (deathword.go)
 	ring            *uring.Ring // nil: none here; ringWarn says why
@@ -389,14 +402,14 @@ func (m *monitor) scanGasps(now uint64) {
 		if !w.state.CompareAndSwap(st, wDying) {
 			continue
 		}
-		// It is dying by its own hand; make sure of it. A worker is trusted
-		// to write its own gasp only from its fatal-signal handler, but a
-		// scribbler could forge another's: the kill bounds what a forged
-		// gasp can do to microseconds.
+		// It is dying by its own hand; make sure of it. A worker maps only
+		// its own slot, so a gasp can only accuse its writer; a kernel can
+		// still forge its own worker's, and the kill bounds what that can
+		// do to microseconds (the block it names is checked in gaspBlock).
 		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 		if st == wOwner {
 			l := int(w.lane.Load())
-			m.detected(l, i, PathLastGasp, sig, block, now)
+			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), now)
 			m.orphan(l, i)
 		}
 	}
@@ -432,6 +445,25 @@ func (m *monitor) scanCorrupt(now uint64) {
 			m.kill(l, o, PathCorrupt, now)
 		}
 	}
+}
+
+// gaspBlock bounds the block a last gasp names (written by the dying
+// worker, untrusted): the block in hand can only be lane l's first
+// uncommitted one; anything else counts as "no block in hand", which never
+// marks input as poison. Without the clock there is nothing to check it
+// against, and it is taken as it is (offline, a poison block costs time,
+// never audio).
+func (m *monitor) gaspBlock(l int, block uint64) uint64 {
+	tl := m.tl
+	if tl == nil || block == ^uint64(0) {
+		return block
+	}
+	lane := m.s.region.Lane(l)
+	r, w := lane.Committed(), tl.InWrite(l)
+	if r >= w || w-r > shm.RingSlots || lane.InBlockNumber(r) != block {
+		return ^uint64(0)
+	}
+	return block
 }
 
 func (m *monitor) onDeath(slot int, now uint64) {
@@ -585,26 +617,40 @@ func (m *monitor) checkDeadlines(now uint64) {
 		r, w := lane.Committed(), tl.InWrite(l)
 		ow, _ := lane.Out().Indices()
 		or := tl.OutRead(l)
+		stale := lane.CommitEpoch() != lr.epoch
+		if stale {
+			// Not the current owner's commit: it has not taken the lane
+			// over yet (it stores its resume indices, then its epoch), or
+			// it is a fenced owner's, or a forgery. No progress of the
+			// owner's: its block stays pending from its resume point, and
+			// its deadline runs.
+			r = min(lr.resumeIn, w)
+		}
 		// The owner's two indices must lie where the protocol allows; a
 		// worker that wrote anything else is killed before it is followed.
-		if r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots {
+		if !stale && (r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots) {
 			lr.corrupt = true
 			m.kill(l, o, PathCorrupt, now)
 			next = min(next, now+fencePollNS) // the fence's first look
 			continue
 		}
+		// The owner's progress: when it last committed, as it says
+		// (commit_ns), believed only between the progress already seen and
+		// now, and only when its commit point really moved. A hung owner's
+		// does not move; a lying one gains at most one deadline per block
+		// it really commits.
+		if !stale && r != lr.seenCommit {
+			_, cns, _ := lane.CommitReport()
+			lr.seenCommit, lr.progressNS = r, min(now, max(lr.progressNS, cns))
+		}
 		var due uint64
 		if r < w {
-			// A new owner's backlog runs from its attach; a machine stall
-			// restarts the wait, but never beyond maxStallRun hang timeouts
-			// past the block's push, however many stalls come.
 			// A pending block is judged from when its owner could start
-			// it: its push, the owner's attach, or the owner's last
-			// progress the monitor saw (a slow owner working through a
-			// backlog commits block after block; a hung one does not).
-			if r != lr.seenCommit {
-				lr.seenCommit, lr.progressNS = r, now
-			}
+			// it: its push, the owner's attach, or its last commit (a slow
+			// owner working through a backlog commits block after block; a
+			// hung one does not). A machine stall restarts the wait, but
+			// never beyond maxStallRun hang timeouts past the block's
+			// push, however many stalls come.
 			push := tl.PushNS(l, r)
 			due = max(push, lr.attachNS, lr.progressNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
 			due += m.budget(l, o)
@@ -703,28 +749,51 @@ func (m *monitor) assign(now uint64) (attached bool) {
 			poisoned = true
 		}
 		// Whatever the old owner left in its indices, the new one starts from
-		// sane ones: repaired if out of range, and the clock resynchronised
-		// whenever anything was (or was flagged) wrong.
-		if tl := m.tl; tl != nil {
-			changed := lane.RepairIndices(tl.InWrite(l), tl.OutRead(l))
+		// indices the host chose and stores them itself; the clock picks them
+		// up again whenever anything was (or was flagged) wrong.
+		inRead, outWrite := shm.NoResume, shm.NoResume
+		tl := m.tl
+		if tl != nil {
+			var changed bool
+			inRead, outWrite, changed = lane.ResumePoints(tl.InWrite(l), tl.OutRead(l))
 			if changed || lr.corrupt || tl.Corrupt(l) != 0 {
 				tl.MarkReset(l)
 			}
 			lr.corrupt = false
+			lr.resumeIn = inRead
 		}
-		lr.epoch++
+		epoch := lr.epoch + 1
+		// The token first: nothing of the new owner's can reach the clock
+		// before it knows the epoch to expect.
+		if tl != nil {
+			tl.SetEpoch(l, epoch, outWrite)
+		}
+		lane.SetOwner(uint32(slot), epoch)
+		lane.RestoreHeader()
+		lr.attachNS = shm.NowNS() // the hand-over starts with the send
+		if !m.sendLane(slot, l, epoch) {
+			// Its control socket failed: this spare cannot be handed a
+			// lane. Kill it (its pidfd reaps it) and try the next.
+			m.sendFailed.Add(1)
+			s.workers[slot].state.Store(wKilled)
+			unix.PidfdSendSignal(int(s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0)
+			l-- // this lane again, with another spare
+			continue
+		}
+		lr.epoch = epoch
 		lr.needOwner = false
-		lr.attachNS = shm.NowNS()
 		lr.attachBlock = lane.Committed()
+		if inRead != shm.NoResume {
+			lr.attachBlock = inRead // where the new owner resumes, whatever the old one left
+		}
 		lr.seenCommit, lr.progressNS = lr.attachBlock, lr.attachNS
 		s.workers[slot].lane.Store(int32(l))
 		lr.owner.Store(int32(slot))
-		lane.SetOwner(uint32(slot), lr.epoch)
 		var flags uint32
 		if lr.reinit {
 			flags = shm.AttachReinit
 		}
-		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, flags)
+		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite, flags)
 		if m.ring != nil { // armed when it became ready, normally: then a no-op
 			m.armWord(slot, now)
 			m.ring.Submit()
@@ -737,4 +806,33 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		attached = true
 	}
 	return attached
+}
+
+// sendLane sends lane l's fd, with the lane and epoch it is for, on slot's
+// control socket: the worker receives it when it sees the ATTACH that
+// follows. One sendmsg from buffers built beforehand; it never blocks (a
+// full socket is a worker that did not read, and then fails the attach).
+func (m *monitor) sendLane(slot, l int, epoch uint64) bool {
+	fd := int(m.s.workers[slot].ctl.Load())
+	rights := m.s.lanes[l].rights
+	if fd < 0 || len(rights) == 0 {
+		return false
+	}
+	b := &m.attachMsg
+	for i := 0; i < 4; i++ {
+		b[i] = byte(uint32(l) >> (8 * i))
+		b[4+i] = 0
+	}
+	for i := 0; i < 8; i++ {
+		b[8+i] = byte(epoch >> (8 * i))
+	}
+	m.attachIov.Base = &b[0]
+	m.attachIov.SetLen(len(b))
+	h := &m.attachHdr
+	h.Iov = &m.attachIov
+	h.SetIovlen(1)
+	h.Control = &rights[0]
+	h.SetControllen(len(rights))
+	n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(h)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	return errno == 0 && int(n) == len(b)
 }

@@ -44,6 +44,10 @@ const (
 	modeNaNState   = 16 // poison the state on the trigger: NaN from then on
 	modeLoud       = 17 // +80 dB on the trigger block
 	modeSlow       = 18 // 800 µs a block: slow, not hung
+	// write 1e8 over every host-written field of its own lane (header,
+	// owner epoch and slot, bypass block) and carry on; then the same and crash
+	modeLaneScribble      = 19
+	modeLaneScribbleCrash = 20
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,
@@ -104,8 +108,9 @@ type hostileRun struct {
 // runHostile renders two lanes offline under supervision: lane 0 through
 // the hostile kernel in the given mode, with the trigger in one block, and
 // lane 1 through an ordinary chain, which the attack must not touch. It
-// waits (boundedly) for wantDeaths failovers and deaths to be reported.
-func runHostile(t *testing.T, worker string, mode int, wantDeaths int, cfg Config) *hostileRun {
+// waits (boundedly) for wantDeaths failovers and SIGSYS deaths to be
+// reported, or, when done is not nil, until done says so.
+func runHostile(t *testing.T, worker string, mode int, wantDeaths int, cfg Config, done ...func(*hostileRun) bool) *hostileRun {
 	t.Helper()
 	cat, err := catalog.Load(worker)
 	if err != nil {
@@ -164,13 +169,18 @@ func runHostile(t *testing.T, worker string, mode int, wantDeaths int, cfg Confi
 	}
 	// A failover is reported once its new owner committed, a death once it
 	// is reaped: let both come in before Close stops the reports.
-	if wantDeaths > 0 {
+	if wantDeaths > 0 || len(done) > 0 {
 		deadline := time.Now().Add(3 * time.Second)
 		for time.Now().Before(deadline) {
 			evMu.Lock()
-			done := r.count(EvFailover, PathNone) >= wantDeaths && r.count(EvWorkerExited, PathNone) >= wantDeaths
+			var ok bool
+			if len(done) > 0 {
+				ok = done[0](r)
+			} else {
+				ok = r.count(EvFailover, PathNone) >= wantDeaths && r.count(EvWorkerExited, PathNone) >= wantDeaths
+			}
 			evMu.Unlock()
-			if done {
+			if ok {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -396,5 +406,64 @@ func TestSandboxOff(t *testing.T) {
 	}
 	if uid := strconv.Itoa(os.Geteuid()); !strings.HasPrefix(st["Uid"], uid+" ") {
 		t.Errorf("unsandboxed worker uid %q, want the host's %s", st["Uid"], uid)
+	}
+}
+
+// A kernel that writes over everything of its own lane that the host
+// writes (what used to be `lane.channels = 1e8`, which killed the host)
+// harms nothing: the host reads none of it back, its configuration is its
+// own, and the next owner of the lane finds a lane it accepts (the monitor
+// restores the header before every attach). The other lane is bit-exact.
+func TestHostileLaneScribble(t *testing.T) {
+	worker := hostileWorker(t)
+	comm := filepath.Base(worker)
+	var ref []float32
+	for _, m := range []struct {
+		name   string
+		mode   int
+		deaths int
+	}{
+		{"carry-on", modeLaneScribble, 0},
+		{"then-crash", modeLaneScribbleCrash, 2},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			gasps := func(r *hostileRun) int { return r.count(EvFailover, PathLastGasp) }
+			r := runHostile(t, worker, m.mode, 0, Config{}, func(r *hostileRun) bool { return gasps(r) >= m.deaths })
+			if ref == nil {
+				ref = cleanReference(t, r.in[1])
+			}
+			if r.renderErr != nil {
+				t.Errorf("attacked lane did not finish: %v", r.renderErr)
+			}
+			// Identity kernel, dry bypass after two deaths on the block.
+			if n := sameBits(r.in[0], r.out[0]); n != 0 {
+				t.Errorf("attacked lane: %d samples differ from its input", n)
+			}
+			if n := sameBits(ref, r.out[1]); n != 0 {
+				t.Errorf("the other lane: %d samples differ from a clean run", n)
+			}
+			if got := gasps(r); got != m.deaths {
+				t.Errorf("%d failovers by last gasp, want %d", got, m.deaths)
+			}
+			if other := r.count(EvFailover, PathNone) - gasps(r); other != 0 {
+				t.Errorf("%d failovers by another path", other)
+			}
+			for _, e := range r.events {
+				if e.Kind == EvSpawnFailed {
+					t.Errorf("a spare failed: %v", e.Err)
+				}
+			}
+			if left := leftovers(comm); len(left) != 0 {
+				t.Errorf("processes of the run left after Close: %v", left)
+				for _, p := range left {
+					unix.Kill(p, unix.SIGKILL)
+				}
+			}
+			if t.Failed() {
+				for _, e := range r.events {
+					t.Logf("event %v lane %d pid %d path %v exit %d/%d err %v", e.Kind, e.Lane, e.PID, e.Path, e.ExitCode, e.ExitSignal, e.Err)
+				}
+			}
+		})
 	}
 }

@@ -124,7 +124,7 @@ func (s *spawner) stop() {
 // worker may not change its own scheduling.
 func workerArgs(cfg *Config, slot int, gen uint32) []string {
 	a := []string{cfg.Worker,
-		"--region-fd", "3", "--doorbell-fd", "4",
+		"--slot-fd", "3", "--doorbell-fd", "4", "--ctl-fd", "5",
 		"--slot", strconv.Itoa(slot), "--gen", strconv.FormatUint(uint64(gen), 10),
 		"--parent", strconv.Itoa(os.Getpid()),
 		"--spin-us", strconv.Itoa(cfg.SpinMicros),

@@ -41,6 +41,10 @@ type Timeline interface {
 	HeadroomNS() uint64
 	// LateMaxNS is the worst wake-up lateness measured so far.
 	LateMaxNS() uint64
+	// SetEpoch hands the clock a lane's fencing token before its new owner
+	// is told to attach: from output index from on, only blocks of epoch
+	// count.
+	SetEpoch(lane int, epoch, from uint64)
 }
 
 // A FreeNotifier is a Timeline whose memory can go away while the
@@ -152,15 +156,9 @@ func New(cfg Config) (*Supervisor, error) {
 	case cfg.SpinMicros < 0:
 		cfg.SpinMicros = 0 // straight to the futex: for measuring that path
 	}
-	region, err := shm.Create(len(cfg.Lanes))
+	region, err := shm.Create(cfg.Lanes)
 	if err != nil {
-		return nil, err
-	}
-	for i, lc := range cfg.Lanes {
-		if err := region.Lane(i).Configure(lc); err != nil {
-			region.Close()
-			return nil, fmt.Errorf("supervisor: lane %d: %w", i, err)
-		}
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {},
 		failedLanes: map[int16]error{}}
@@ -169,10 +167,16 @@ func New(cfg Config) (*Supervisor, error) {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)
 		s.workers[i].statFD.Store(-1)
+		s.workers[i].ctl.Store(-1)
 	}
 	for i := range s.lanes {
 		s.lanes[i].owner.Store(-1)
 		s.lanes[i].awaiting = -1
+	}
+	for i := 0; i < region.Lanes(); i++ {
+		// The lane's fd rides in this control message at every attach:
+		// built once, so the monitor sends it without allocating.
+		s.lanes[i].rights = unix.UnixRights(region.Lane(i).FD())
 	}
 	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1)}
 	if err := s.openFDs(); err != nil {
@@ -386,7 +390,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	}
 	w := &s.workers[slot]
 	ss := s.region.Slot(slot)
-	w.gen = ss.Prepare()
+	w.gen = s.region.PrepareSlot(slot)
 	w.gaspSeen = false
 	// The drain goroutine below keeps this process's tail: the slot's
 	// next worker gets a new one while this one's output may still arrive.
@@ -408,19 +412,34 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		w.state.Store(wFree)
 		return fmt.Errorf("supervisor: %w", err)
 	}
+	// The worker's lane fd arrives on this socket at its attach; the host
+	// keeps its end, the worker gets the other as fd 5.
+	ctl, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		null.Close()
+		w.state.Store(wFree)
+		return fmt.Errorf("supervisor: socketpair: %w", err)
+	}
 	argv := workerArgs(&s.cfg, slot, w.gen)
-	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.FD()), uintptr(s.doorbell)}
+	// Its slot's memfd, and no other: a worker maps its lane only once it
+	// is handed one.
+	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.SlotFD(slot)), uintptr(s.doorbell), uintptr(ctl[1])}
 	w.spawnNS = shm.NowNS()
 	w.handshaking.Store(true)
 	defer w.handshaking.Store(false)
 	pid, pidfd, err := s.sp.spawn(s.cfg.Worker, argv, files)
 	pw.Close()
 	null.Close()
+	unix.Close(ctl[1])
 	if err != nil {
+		unix.Close(ctl[0])
 		pr.Close()
 		w.state.Store(wFree)
 		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err, ExitCode: -1}
 	}
+	w.ctl.Store(int32(ctl[0]))
 	s.placeWorker(pid)
 	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
 	go func() {                    // drains the worker's output until it exits
@@ -590,6 +609,9 @@ func (w *workerRec) release() (code, sig int) {
 	unix.Close(fd)
 	if sfd := int(w.statFD.Swap(-1)); sfd >= 0 {
 		unix.Close(sfd)
+	}
+	if cfd := int(w.ctl.Swap(-1)); cfd >= 0 {
+		unix.Close(cfd)
 	}
 	return code, sig
 }
@@ -799,7 +821,7 @@ func (s *Supervisor) Close() error {
 	for i := range s.workers {
 		w := &s.workers[i]
 		if st := w.state.Load(); st != wFree && st != wDead {
-			s.region.Slot(i).Command(shm.CmdExit, 0, 0, 0)
+			s.region.Slot(i).Command(shm.CmdExit, 0, 0, shm.NoResume, shm.NoResume, 0)
 		}
 	}
 	for l := 0; l < s.region.Lanes(); l++ {

@@ -612,6 +612,7 @@ func (s *stallTimeline) MarkReset(int)                {}
 func (s *stallTimeline) Garbage(int) (uint64, uint64) { return 0, 0 }
 func (s *stallTimeline) HeadroomNS() uint64           { return 0 }
 func (s *stallTimeline) LateMaxNS() uint64            { return 0 }
+func (s *stallTimeline) SetEpoch(int, uint64, uint64) {}
 
 // A monitor that wakes long after its timer was due (the machine stalled)
 // does not kill an owner whose block is overdue only by the stall; it gives

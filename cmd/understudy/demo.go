@@ -283,7 +283,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	for i := range chans {
 		chans[i] = perLane
 	}
-	priv := rt.ProbeLock(rt.FIFOMin, uint64(shm.Bytes(c.Lanes))+audioclock.MemBytes(c.Block, chans))
+	hostLanes := make([]shm.LaneConfig, c.Lanes)
+	for i := range hostLanes {
+		hostLanes[i] = laneCfg
+	}
+	priv := rt.ProbeLock(rt.FIFOMin, uint64(shm.HostBytes(hostLanes))+audioclock.MemBytes(c.Block, chans))
 	privileged := priv.FIFO && priv.MemLock
 	if w := priv.Warning(); w != "" {
 		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)

@@ -50,6 +50,7 @@ type laneReport struct {
 	Corruptions   uint64 `json:"corruptions"`
 	Delivered     uint64 `json:"delivered"`
 	Garbage       uint64 `json:"garbage"` // blocks with NaN, Inf or samples past the ceiling, replaced by the fallback
+	Fenced        uint64 `json:"fenced"`  // output blocks of a fenced owner (another epoch), dropped
 }
 
 type report struct {

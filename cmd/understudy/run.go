@@ -454,15 +454,12 @@ loop:
 // jackRate asks the server its sample rate, with a client that never
 // activates over a throwaway clock: the lanes' filters are designed for it.
 func jackRate(c *runConfig, lanes []shm.LaneConfig) (int, error) {
-	r, err := shm.Create(1)
+	r, err := shm.Create([]shm.LaneConfig{{Channels: 1, Frames: c.Block, Rate: 48000}})
 	if err != nil {
 		return 0, err
 	}
 	defer r.Close()
 	l := r.Lane(0)
-	if err := l.Configure(shm.LaneConfig{Channels: 1, Frames: c.Block, Rate: 48000}); err != nil {
-		return 0, err
-	}
 	clk, err := audioclock.New(audioclock.Config{Rate: 48000, Frames: c.Block, Latency: c.Latency, CPU: -1, Doorbell: -1,
 		Lanes: []*shm.Lane{l}})
 	if err != nil {

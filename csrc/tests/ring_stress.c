@@ -23,7 +23,7 @@ static uint32_t pattern(uint64_t b, uint32_t i) { return (uint32_t)b * 265443576
 static void *produce(void *arg) {
     (void)arg;
     us_producer p;
-    us_ring r = {&ctl, blocks, US_RING_SLOTS - 1};
+    us_ring r = {&ctl, blocks, US_RING_SLOTS - 1, sizeof(us_block)};
     us_producer_init(&p, r);
     struct timespec to = {2, 0};
     for (uint64_t b = 0; b < n_blocks; b++) {
@@ -50,7 +50,7 @@ static void *produce(void *arg) {
 static void *consume(void *arg) {
     (void)arg;
     us_consumer c;
-    us_ring r = {&ctl, blocks, US_RING_SLOTS - 1};
+    us_ring r = {&ctl, blocks, US_RING_SLOTS - 1, sizeof(us_block)};
     us_consumer_init(&c, r);
     struct timespec to = {2, 0};
     for (uint64_t b = 0; b < n_blocks; b++) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "us_kernel.h"
+#include "us_region.h"
 
 #define HOSTILE_TRIGGER 1234.5f
 
@@ -49,7 +50,9 @@ enum {
     M_NAN_STATE = 16,     /* poison the state on the trigger: NaN out of every block from then on */
     M_LOUD = 17,          /* +80 dB on the trigger block only */
     M_SLOW = 18,          /* every block takes 800 µs: slow, not hung */
-    M_LAST = M_SLOW,
+    M_LANE_SCRIBBLE = 19, /* write 1e8 over every field of its lane that the host writes, carry on */
+    M_LANE_SCRIBBLE_CRASH = 20, /* the same, then crash: the next owner must still take the lane */
+    M_LAST = M_LANE_SCRIBBLE_CRASH,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -80,6 +83,32 @@ static void *thread_body(void *arg) {
 
 static void child_lingers(void) {
     for (;;) pause();
+}
+
+/* Its own lane's memory, found from the state pointer the worker hands the
+ * kernel: a lane is mapped page-aligned and this kernel's little state lies
+ * in its first page. NULL if the guess is wrong. */
+static us_lane *own_lane(void *state) {
+    us_lane *l = (us_lane *)((uintptr_t)state & ~(uintptr_t)4095);
+    return l->hdr.magic == US_REGION_MAGIC && l->hdr.kind == US_MAP_LANE ? l : NULL;
+}
+
+/* What used to be `lane.channels = 1e8`: today the lane holds no
+ * configuration, so the attack writes 1e8 over every field of the lane that
+ * the host writes (its header, the owner's epoch and slot, the bypass
+ * block). The host must read none of it back. */
+static void scribble_lane(void *state) {
+    us_lane *l = own_lane(state);
+    if (!l) return;
+    const float big = 1e8f;
+    uint32_t w;
+    memcpy(&w, &big, sizeof w);
+    uint64_t w64 = (uint64_t)w << 32 | w;
+    uint32_t *h = (uint32_t *)(void *)&l->hdr;
+    for (size_t i = 0; i < sizeof l->hdr / sizeof *h; i++) h[i] = w;
+    l->owner_epoch = w64;
+    l->owner_slot = w;
+    l->bypass_block = w64;
 }
 
 static void attack(int mode, void *state, float *buf) {
@@ -136,6 +165,15 @@ static void attack(int mode, void *state, float *buf) {
         snprintf(path, sizeof path, "/proc/%d/mem", (int)host);
         int fd = open(path, O_RDWR);
         if (fd >= 0) close(fd);
+        break;
+    }
+    case M_LANE_SCRIBBLE:
+        scribble_lane(state);
+        break;
+    case M_LANE_SCRIBBLE_CRASH: {
+        scribble_lane(state);
+        volatile int *volatile null = NULL;
+        *null = 1;
         break;
     }
     case M_THREAD: {

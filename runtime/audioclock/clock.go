@@ -79,7 +79,7 @@ type Config struct {
 	// at a switch to or from the fallback (0 means 32; negative, none).
 	Declick  int
 	Doorbell int         // eventfd the monitor polls
-	Lanes    []*shm.Lane // lanes to drive, configured
+	Lanes    []*shm.Lane // lanes to drive; their channels come from the host's own configuration
 	// Feed and Drain are called from the clock's own pump goroutines, one
 	// feeder and one drainer per lane, which Start begins and Join, Free
 	// and the lanes' region closing all wait for. Feed is first called on
@@ -203,6 +203,7 @@ func New(cfg Config) (*Clock, error) {
 	c.periods = C.uint64_t(cfg.Periods)
 	c.latency = C.uint32_t(cfg.Latency)
 	c.frames = C.uint32_t(cfg.Frames)
+	c.rate = C.uint32_t(cfg.Rate)
 	c.n_lanes = C.uint32_t(len(cfg.Lanes))
 	c.fallback = C.uint32_t(cfg.Fallback)
 	c.prio = C.int(cfg.Prio)
@@ -225,6 +226,11 @@ func New(cfg Config) (*Clock, error) {
 	for i, l := range cfg.Lanes {
 		cl := &c.lanes[i]
 		cl.lane = (*C.us_lane)(l.Ptr())
+		// Geometry from the host's private configuration, never from the
+		// lane's shared memory, which its owner can write.
+		cl.channels = C.uint32_t(l.Channels())
+		setRing(&cl.in_ring, l.In())
+		setRing(&cl.out_ring, l.Out())
 		src := (*C.us_io_ring)(unsafe.Pointer(&mem[off]))
 		off += ioBytes
 		sink := (*C.us_io_ring)(unsafe.Pointer(&mem[off]))
@@ -253,6 +259,14 @@ func New(cfg Config) (*Clock, error) {
 		k.unRegions = append(k.unRegions, remove)
 	}
 	return k, nil
+}
+
+func setRing(dst *C.us_ring, r shm.Ring) {
+	ctl, blocks, stride := r.RingParts()
+	dst.ctl = (*C.us_ring_ctl)(ctl)
+	dst.blocks = (*C.us_block)(blocks)
+	dst.mask = C.uint64_t(r.Slots() - 1)
+	dst.stride = C.uint64_t(stride)
 }
 
 func (k *Clock) unregister() {
@@ -525,7 +539,9 @@ func (k *Clock) Corrupt(i int) uint32 {
 	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&k.c.lanes[i].corrupt)))
 }
 
-// MarkReset tells the clock that the monitor repaired lane i's indices.
+// MarkReset tells the clock that lane i has a new owner that resumes from
+// indices the monitor chose: the clock picks them up once the owner stored
+// them.
 func (k *Clock) MarkReset(i int) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&k.c.lanes[i].corrupt)), LaneReset)
 }
@@ -547,9 +563,21 @@ func (k *Clock) Garbage(i int) (seq, block uint64) {
 	return seq, ld64(&k.c.lanes[i].garbage_block)
 }
 
+// SetEpoch is the fencing token of lane i's new owner: it owns the output
+// ring from index from on, and the clock takes a block only from the epoch
+// that owned its index (the last owners' blocks published before their
+// fence count; nothing a fenced owner publishes after). The monitor calls it
+// before it sends the ATTACH, with epochs that only grow.
+func (k *Clock) SetEpoch(i int, epoch, from uint64) {
+	cl := &k.c.lanes[i]
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&cl.epoch_from[epoch%C.US_EPOCH_SPAN])), from)
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&cl.epoch)), epoch)
+}
+
 // LaneStats are one lane's counters.
 type LaneStats struct {
 	Xruns, Stale, InOverflows, SrcUnderruns, SinkOverflows, Bypassed, Corruptions, Delivered, Garbage uint64
+	Fenced                                                                                            uint64 // output blocks of another epoch than the owner's, dropped
 }
 
 // Stats reads lane i's counters (zero after Free).
@@ -565,6 +593,7 @@ func (k *Clock) Stats(i int) LaneStats {
 		SrcUnderruns: ld64(&cl.src_underruns), SinkOverflows: ld64(&cl.sink_overflows),
 		Bypassed: ld64(&cl.bypassed), Corruptions: ld64(&cl.corruptions), Delivered: ld64(&cl.delivered),
 		Garbage: ld64(&cl.garbage),
+		Fenced:  ld64(&cl.fenced),
 	}
 }
 

@@ -24,18 +24,18 @@ const (
 // the fallback (dry) passes the input through. Enough to see the JACK side.
 func bareClock(t *testing.T, lanes, channels, frames, latency int) *audioclock.Clock {
 	t.Helper()
-	r, err := shm.Create(lanes)
+	cfgs := make([]shm.LaneConfig, lanes)
+	for i := range cfgs {
+		cfgs[i] = shm.LaneConfig{Channels: channels, Frames: frames, Rate: rate}
+	}
+	r, err := shm.Create(cfgs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	var refs []*shm.Lane
 	for i := 0; i < lanes; i++ {
-		l := r.Lane(i)
-		if err := l.Configure(shm.LaneConfig{Channels: channels, Frames: frames, Rate: rate}); err != nil {
-			t.Fatal(err)
-		}
-		refs = append(refs, l)
+		refs = append(refs, r.Lane(i))
 	}
 	clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: frames, Latency: latency, CPU: -1,
 		Fallback: audioclock.Dry, Doorbell: -1, Lanes: refs})
@@ -145,13 +145,12 @@ func TestServerAbsent(t *testing.T) {
 // process, and this one has loaded the real one.
 func TestLibraryAbsent(t *testing.T) {
 	if os.Getenv("US_JACK_CHILD") == "nolib" {
-		r, err := shm.Create(1)
+		r, err := shm.Create([]shm.LaneConfig{{Channels: 1, Frames: period, Rate: rate}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r.Close()
 		l := r.Lane(0)
-		l.Configure(shm.LaneConfig{Channels: 1, Frames: period, Rate: rate})
 		clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: period, Latency: 2, CPU: -1, Doorbell: -1, Lanes: []*shm.Lane{l}})
 		if err != nil {
 			t.Fatal(err)
@@ -332,15 +331,12 @@ func TestCloseInAnyOrder(t *testing.T) {
 	t.Setenv("JACK_DEFAULT_SERVER", srv.Name)
 	for _, first := range []string{"region", "clock"} {
 		t.Run(first+" first", func(t *testing.T) {
-			r, err := shm.Create(1)
+			r, err := shm.Create([]shm.LaneConfig{{Channels: 2, Frames: period, Rate: rate}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.Close()
 			l := r.Lane(0)
-			if err := l.Configure(shm.LaneConfig{Channels: 2, Frames: period, Rate: rate}); err != nil {
-				t.Fatal(err)
-			}
 			clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: period, Latency: 2, CPU: -1,
 				Fallback: audioclock.Dry, Doorbell: -1, Lanes: []*shm.Lane{l}})
 			if err != nil {

@@ -173,10 +173,10 @@ int us_jack_setup(us_jack *j, char *err, size_t errlen) {
     j->n_lanes = c->n_lanes;
     j->frames = c->frames;
     j->latency = c->latency;
-    j->rate = c->lanes[0].lane->rate;
+    j->rate = c->rate;
     j->buffer_size = us_jk.get_buffer_size(j->client);
     for (uint32_t l = 0; l < j->n_lanes; l++) {
-        j->channels[l] = c->lanes[l].lane->channels;
+        j->channels[l] = c->lanes[l].channels;
         for (uint32_t ch = 0; ch < j->channels[l]; ch++) {
             char name[64];
             snprintf(name, sizeof name, "lane%u_in_%u", l, ch + 1);

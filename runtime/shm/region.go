@@ -1,7 +1,13 @@
-// Package shm is the Go view of the shared region that the host and its C
-// workers map: a sealed memfd holding worker slots and lanes, whose layout is
-// defined once in csrc/us_region.h. The Go types here are that header as cgo
-// translates it; layout_test.go checks every offset against the C compiler's.
+// Package shm is the Go view of the memory the host shares with its C
+// workers: one sealed memfd per worker slot and one per lane, whose layout is
+// defined once in csrc/us_region.h (with the table of who writes which
+// field). The Go types here are that header as cgo translates it;
+// layout_test.go checks every offset against the C compiler's.
+//
+// A Region owns the set: it creates, seals, maps, locks and unmaps every
+// memfd. A worker is handed its slot's fd at spawn and its lane's fd at
+// attach, and nothing else. Each lane's configuration stays in host-private
+// Go memory (Lane), is copied into the slot maps, and is never read back.
 //
 // Everything a worker can write is untrusted: methods that read such fields
 // return them raw, and the callers (the audio clock, the monitor) bound-check
@@ -70,49 +76,45 @@ const (
 )
 
 type (
-	region     C.us_region
-	chainEntry C.us_chain_entry
 	header     C.us_header
+	chainEntry C.us_chain_entry
+	laneCfg    C.us_lane_cfg
+	slotMap    C.us_slot_map
+	attachMsg  C.us_attach_msg
 	Slot       C.us_slot
-	Lane       C.us_lane
+	laneShm    C.us_lane
 	RingCtl    C.us_ring_ctl
 	Block      C.us_block
 )
 
-// Region is one mapped, sealed memfd. Its creator owns the mapping: Close
-// unmaps it, and only after every registered user (OnClose) has stopped.
+// mapping is one sealed, mapped memfd.
+type mapping struct {
+	fd  int
+	mem []byte
+}
+
+// Region is the set of memfds one supervisor shares with its workers: a slot
+// map per worker slot and a lane per chain. Its creator owns every mapping:
+// Close unmaps them, and only after every registered user (OnClose) has
+// stopped.
 type Region struct {
-	fd     int
-	mem    []byte
-	hdr    *header
-	nLanes int
+	slots [MaxSlots]mapping
+	lanes []*Lane
 
 	mu     sync.Mutex // guards users and closed; never held while a stop runs
 	users  map[int]func()
 	nextID int
 	closed bool
+	gone   atomic.Bool // Close unmapped: RegionOf answers nil
 }
 
-// live holds every mapped region, so that a lane pointer can be traced back
-// to the region that owns its memory (RegionOf). Touched only when a region
-// is created or closed and when a clock is built: never on a real-time path.
-var live struct {
-	sync.Mutex
-	regions map[*Region]struct{}
-}
-
-// RegionOf returns the mapped region that holds lane l, or nil.
+// RegionOf returns the mapped region that holds lane l, or nil once it is
+// closed. The audio clock registers its stop with it (OnClose).
 func RegionOf(l *Lane) *Region {
-	p := uintptr(unsafe.Pointer(l))
-	live.Lock()
-	defer live.Unlock()
-	for r := range live.regions {
-		base := uintptr(unsafe.Pointer(&r.mem[0]))
-		if p >= base && p < base+uintptr(len(r.mem)) {
-			return r
-		}
+	if l == nil || l.region == nil || l.region.gone.Load() {
+		return nil
 	}
-	return nil
+	return l.region
 }
 
 // OnClose registers stop with the region: Close calls it, and waits for it
@@ -154,28 +156,51 @@ func (r *Region) StopUsers() {
 	}
 }
 
-// Bytes is the size of a region with n lanes.
-func Bytes(nLanes int) int { return int(C.us_region_bytes(C.uint32_t(nLanes))) }
+// SlotBytes is the size of a slot map for a supervisor of n lanes.
+func SlotBytes(nLanes int) int { return int(C.us_slot_map_bytes(C.uint32_t(nLanes))) }
+
+// MaxLaneBytes is the largest lane any geometry needs.
+var MaxLaneBytes = func() int {
+	g := C.us_lane_cfg{channels: 1, frames: MaxFrames, state_bytes: StateBytes}
+	C.us_lane_geometry(&g)
+	return int(g.lane_bytes)
+}()
+
+// Bytes is the most shared memory one worker of a supervisor with nLanes
+// lanes maps: its slot map and one lane.
+func Bytes(nLanes int) int { return SlotBytes(nLanes) + MaxLaneBytes }
+
+// HostBytes is the shared memory a host maps (and locks) for these lanes:
+// every slot map and every lane, each lane sized to its geometry; lanes
+// whose configuration is invalid count at the most any lane takes.
+func HostBytes(cfgs []LaneConfig) int {
+	n := MaxSlots * ((SlotBytes(len(cfgs)) + 4095) &^ 4095)
+	for _, c := range cfgs {
+		if img, err := buildImage(c); err == nil {
+			n += int(img.lane_bytes)
+		} else {
+			n += MaxLaneBytes
+		}
+	}
+	return n
+}
 
 // ErrLanes is returned for a lane count the region cannot hold.
 var ErrLanes = errors.New("lane count out of range")
 
-// Create makes a region for nLanes lanes: memfd, sized once, sealed against
+// newMapping makes a memfd of size bytes, sized once and sealed against
 // shrinking and growing (so no worker can make the host fault with SIGBUS),
-// mapped shared. Its memory is freed when the last fd and mapping go, so a
-// crash leaks nothing into /dev/shm.
-func Create(nLanes int) (*Region, error) {
-	if nLanes < 1 || nLanes > MaxLanes {
-		return nil, fmt.Errorf("shm: %d lanes: %w (1..%d)", nLanes, ErrLanes, MaxLanes)
-	}
-	size := Bytes(nLanes)
-	fd, err := unix.MemfdCreate("understudy-region", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+// mapped shared, faulted in and locked where allowed (so neither the audio
+// clock nor the monitor ever takes a page fault on it). Its memory is freed
+// when the last fd and mapping go, so a crash leaks nothing into /dev/shm.
+func newMapping(name string, size int) (mapping, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return nil, fmt.Errorf("shm: memfd_create: %w (needs Linux 3.17+)", err)
+		return mapping{fd: -1}, fmt.Errorf("shm: memfd_create: %w (needs Linux 3.17+)", err)
 	}
-	fail := func(what string, err error) (*Region, error) {
+	fail := func(what string, err error) (mapping, error) {
 		unix.Close(fd)
-		return nil, fmt.Errorf("shm: %s: %w", what, err)
+		return mapping{fd: -1}, fmt.Errorf("shm: %s: %w", what, err)
 	}
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		return fail("ftruncate", err)
@@ -187,57 +212,123 @@ func Create(nLanes int) (*Region, error) {
 	if err != nil {
 		return fail("mmap", err)
 	}
-	// Fault the region in and lock it where allowed, so neither the audio
-	// clock nor the monitor ever takes a page fault on it.
 	for i := 0; i < len(mem); i += 4096 {
 		mem[i] = 0
 	}
 	_ = unix.Mlock(mem)
-	r := &Region{fd: fd, mem: mem, nLanes: nLanes}
-	r.hdr = (*header)(unsafe.Pointer(&mem[0]))
-	h := r.hdr
+	return mapping{fd: fd, mem: mem}, nil
+}
+
+func (m *mapping) close() error {
+	if m.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(m.mem)
+	m.mem = nil
+	if cerr := unix.Close(m.fd); err == nil {
+		err = cerr
+	}
+	m.fd = -1
+	return err
+}
+
+func writeHeader(h *header, kind, index, nLanes int, size int) {
 	h.layout_version = C.US_LAYOUT_VERSION
 	h.kernel_abi = C.US_KERNEL_ABI_VERSION
-	h.region_bytes = C.uint64_t(size)
+	h.bytes = C.uint64_t(size)
+	h.kind = C.uint32_t(kind)
+	h.index = C.uint32_t(index)
 	h.n_lanes = C.uint32_t(nLanes)
-	h.n_slots = C.US_MAX_SLOTS
-	h.slots_offset = C.uint64_t(unsafe.Offsetof(C.us_region{}.slots))
-	h.lanes_offset = C.uint64_t(unsafe.Sizeof(C.us_region{}))
-	h.lane_stride = C.uint64_t(unsafe.Sizeof(Lane{}))
-	h.slot_stride = C.uint64_t(unsafe.Sizeof(Slot{}))
 	h.host_pid = C.uint64_t(os.Getpid())
-	for i := 0; i < nLanes; i++ {
-		l := r.Lane(i)
-		l.owner_slot = C.US_NO_OWNER
-		l.bypass_block = ^C.uint64_t(0)
-	}
-	// The magic goes last: a worker that maps a half-initialised region refuses it.
+	// The magic goes last: a worker that maps a half-initialised map refuses it.
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&h.magic)), C.US_REGION_MAGIC)
-	live.Lock()
-	if live.regions == nil {
-		live.regions = map[*Region]struct{}{}
+}
+
+// Create makes the memory for one lane per configuration and every worker
+// slot: each lane sized to its geometry, each slot map holding a copy of
+// every lane's configuration (written again by PrepareSlot).
+func Create(cfgs []LaneConfig) (*Region, error) {
+	if len(cfgs) < 1 || len(cfgs) > MaxLanes {
+		return nil, fmt.Errorf("shm: %d lanes: %w (1..%d)", len(cfgs), ErrLanes, MaxLanes)
 	}
-	live.regions[r] = struct{}{}
-	live.Unlock()
+	r := &Region{}
+	for i := range r.slots {
+		r.slots[i].fd = -1
+	}
+	fail := func(err error) (*Region, error) {
+		r.unmap()
+		return nil, err
+	}
+	for i, c := range cfgs {
+		l, err := newLane(r, i, c)
+		if err != nil {
+			return fail(fmt.Errorf("lane %d: %w", i, err))
+		}
+		r.lanes = append(r.lanes, l)
+	}
+	size := SlotBytes(len(cfgs))
+	for i := range r.slots {
+		m, err := newMapping("understudy-slot", size)
+		if err != nil {
+			return fail(err)
+		}
+		r.slots[i] = m
+		sm := r.slotMap(i)
+		sm.slot = C.us_slot{}
+		r.writeConfigs(i)
+		writeHeader((*header)(&sm.hdr), C.US_MAP_SLOT, i, len(cfgs), size)
+	}
 	return r, nil
 }
 
-// FD is the memfd, for handing to workers.
-func (r *Region) FD() int { return r.fd }
+func (r *Region) slotMap(i int) *slotMap { return (*slotMap)(unsafe.Pointer(&r.slots[i].mem[0])) }
 
-// Size is the mapping's length in bytes.
-func (r *Region) Size() int { return len(r.mem) }
+// writeConfigs copies every lane's configuration into slot i's map, from
+// the host's private copy: whatever the previous occupant wrote there is
+// gone before the next one reads it.
+func (r *Region) writeConfigs(i int) {
+	base := unsafe.Add(unsafe.Pointer(&r.slots[i].mem[0]), unsafe.Sizeof(slotMap{}))
+	for li, l := range r.lanes {
+		*(*laneCfg)(unsafe.Add(base, uintptr(li)*unsafe.Sizeof(laneCfg{}))) = l.image
+	}
+}
+
+// PrepareSlot readies slot i for a new process: it clears what the previous
+// occupant reported, writes the lanes' configurations again and bumps the
+// generation the new worker must present. Only the control plane calls it,
+// and only for a slot no process holds.
+func (r *Region) PrepareSlot(i int) uint32 {
+	gen := r.Slot(i).Prepare()
+	r.writeConfigs(i)
+	return gen
+}
+
+// Size is the bytes the host maps (and locks) for the region: every lane's
+// and every slot's memory, each a whole number of pages.
+func (r *Region) Size() int {
+	page := func(n int) int { return (n + 4095) &^ 4095 }
+	n := 0
+	for _, l := range r.lanes {
+		n += page(len(l.m.mem))
+	}
+	for i := range r.slots {
+		n += page(len(r.slots[i].mem))
+	}
+	return n
+}
+
+// SlotFD is slot i's memfd, for handing to the worker spawned into it.
+func (r *Region) SlotFD(i int) int { return r.slots[i].fd }
 
 // Lanes is the lane count.
-func (r *Region) Lanes() int { return r.nLanes }
+func (r *Region) Lanes() int { return len(r.lanes) }
 
 // Lane returns lane i; it panics on an index out of range (a host bug).
 func (r *Region) Lane(i int) *Lane {
-	if i < 0 || i >= r.nLanes {
-		panic(fmt.Sprintf("shm: lane %d of %d", i, r.nLanes))
+	if i < 0 || i >= len(r.lanes) {
+		panic(fmt.Sprintf("shm: lane %d of %d", i, len(r.lanes)))
 	}
-	off := int(unsafe.Sizeof(C.us_region{})) + i*int(unsafe.Sizeof(Lane{}))
-	return (*Lane)(unsafe.Pointer(&r.mem[off]))
+	return r.lanes[i]
 }
 
 // Slot returns worker slot i; it panics on an index out of range.
@@ -245,34 +336,39 @@ func (r *Region) Slot(i int) *Slot {
 	if i < 0 || i >= MaxSlots {
 		panic(fmt.Sprintf("shm: slot %d of %d", i, MaxSlots))
 	}
-	off := int(unsafe.Offsetof(C.us_region{}.slots)) + i*int(unsafe.Sizeof(Slot{}))
-	return (*Slot)(unsafe.Pointer(&r.mem[off]))
+	return (*Slot)(unsafe.Pointer(&r.slotMap(i).slot))
 }
 
-// Close stops every registered user (OnClose), then unmaps and closes.
-// Workers that still map the memfd keep its memory alive. Call it once every
-// goroutine of the owner's that reads the region has been joined; it is
-// idempotent.
-func (r *Region) Close() error {
-	r.StopUsers()
-	if r.mem == nil {
-		return nil
+func (r *Region) unmap() error {
+	var err error
+	for i := range r.slots {
+		if e := r.slots[i].close(); err == nil {
+			err = e
+		}
 	}
-	live.Lock()
-	delete(live.regions, r)
-	live.Unlock()
-	err := unix.Munmap(r.mem)
-	r.mem = nil
-	if cerr := unix.Close(r.fd); err == nil {
-		err = cerr
+	for _, l := range r.lanes {
+		if e := l.m.close(); err == nil {
+			err = e
+		}
 	}
 	return err
 }
 
-// Seals reports the memfd's seals (for tests and diagnostics).
-func (r *Region) Seals() (int, error) { return unix.FcntlInt(uintptr(r.fd), unix.F_GET_SEALS, 0) }
+// Close stops every registered user (OnClose), then unmaps and closes every
+// memfd. Workers that still map a memfd keep its memory alive. Call it once
+// every goroutine of the owner's that reads the region has been joined; it
+// is idempotent.
+func (r *Region) Close() error {
+	r.StopUsers()
+	if r.gone.Swap(true) {
+		return nil
+	}
+	return r.unmap()
+}
 
 func ftruncate(fd int, n int64) error { return unix.Ftruncate(fd, n) }
+
+func seals(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0) }
 
 func ld64(p *C.uint64_t) uint64     { return atomic.LoadUint64((*uint64)(unsafe.Pointer(p))) }
 func st64(p *C.uint64_t, v uint64)  { atomic.StoreUint64((*uint64)(unsafe.Pointer(p)), v) }

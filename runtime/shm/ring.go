@@ -25,21 +25,33 @@ type Ring struct {
 	ctl    *RingCtl
 	blocks unsafe.Pointer
 	mask   uint64
+	stride uintptr // bytes from one block to the next
 }
 
-// NewRing views ctl and slots blocks (a power of two) as a ring.
+// NewRing views ctl and slots full-size blocks (a power of two) as a ring.
 func NewRing(ctl unsafe.Pointer, blocks unsafe.Pointer, slots int) Ring {
+	return newRing(ctl, blocks, slots, unsafe.Sizeof(Block{}))
+}
+
+// newRing is NewRing with blocks stride bytes apart: a lane's blocks hold
+// only its own frames x channels samples.
+func newRing(ctl unsafe.Pointer, blocks unsafe.Pointer, slots int, stride uintptr) Ring {
 	if slots <= 0 || slots&(slots-1) != 0 {
 		panic("shm: ring slots must be a power of two")
 	}
-	return Ring{ctl: (*RingCtl)(ctl), blocks: blocks, mask: uint64(slots - 1)}
+	return Ring{ctl: (*RingCtl)(ctl), blocks: blocks, mask: uint64(slots - 1), stride: stride}
 }
 
 // Slots is the ring's capacity.
 func (r Ring) Slots() int { return int(r.mask + 1) }
 
 func (r Ring) c() C.us_ring {
-	return C.us_ring{ctl: (*C.us_ring_ctl)(unsafe.Pointer(r.ctl)), blocks: (*C.us_block)(r.blocks), mask: C.uint64_t(r.mask)}
+	return C.us_ring{ctl: (*C.us_ring_ctl)(unsafe.Pointer(r.ctl)), blocks: (*C.us_block)(r.blocks), mask: C.uint64_t(r.mask),
+		stride: C.uint64_t(r.stride)}
+}
+
+func (r Ring) block(i uint64) *Block {
+	return (*Block)(unsafe.Add(r.blocks, uintptr(i&r.mask)*r.stride))
 }
 
 // Indices loads both indices (for diagnostics and the monitor).
@@ -186,7 +198,11 @@ func (b *Block) SetHeader(number uint64, frames int, flags uint32, pushNS uint64
 	b.t_push_ns = C.uint64_t(pushNS)
 }
 
-// Samples is the block's first n samples (n <= SlotSamples).
+// Epoch is the owner epoch an output block was written at (untrusted).
+func (b *Block) Epoch() uint64 { return uint64(b.epoch) }
+
+// Samples is the block's first n samples (n <= SlotSamples; in a lane's
+// ring, n must not exceed the lane's frames x channels).
 func (b *Block) Samples(n int) []float32 {
 	if n < 0 || n > SlotSamples {
 		panic("shm: block sample count out of range")
@@ -224,7 +240,3 @@ func newConsumerAt(r Ring, read, writeCache uint64) *Consumer {
 
 func (p *Producer) readCache() uint64  { return uint64(p.p.read_cache) }
 func (c *Consumer) writeCache() uint64 { return uint64(c.c.write_cache) }
-
-func (r Ring) block(i uint64) *Block {
-	return (*Block)(unsafe.Add(r.blocks, uintptr(i&r.mask)*unsafe.Sizeof(Block{})))
-}

@@ -20,11 +20,16 @@ const (
 	FaultStop     = C.US_FAULT_STOP
 	FaultScribble = C.US_FAULT_SCRIBBLE
 	FaultRobust   = C.US_FAULT_ROBUST
+	FaultStale    = C.US_FAULT_STALE
 )
+
+// NoResume is a resume point that keeps the ring's index as it is.
+const NoResume = ^uint64(0)
 
 // Prepare readies a slot for a new process: it clears what the previous
 // occupant reported and bumps the generation the new worker must present.
-// Only the control plane calls it, and only for a slot no process holds.
+// Only the control plane calls it (through Region.PrepareSlot, which also
+// rewrites the lanes' configurations), and only for a slot no process holds.
 func (s *Slot) Prepare() uint32 {
 	gen := ld32(&s.generation) + 1
 	cmdSeq := ld32(&s.cmd_seq)
@@ -61,9 +66,14 @@ func (s *Slot) PID() int { return int(ldi32(&s.pid)) }
 
 // Command hands the worker a command: arguments first, then the sequence bump
 // (the release the worker acquires), then a wake for a worker asleep on it.
-func (s *Slot) Command(cmd uint32, lane uint32, epoch uint64, flags uint32) {
+// For ATTACH, inRead and outWrite are where the new owner resumes (or
+// NoResume), and flags are US_ATTACH_* (AttachReinit); the lane's fd must be
+// on the worker's control socket already.
+func (s *Slot) Command(cmd uint32, lane uint32, epoch uint64, inRead, outWrite uint64, flags uint32) {
 	st32(&s.cmd_lane, lane)
 	st64(&s.cmd_epoch, epoch)
+	st64(&s.cmd_in_read, inRead)
+	st64(&s.cmd_out_write, outWrite)
 	st32(&s.cmd_flags, flags)
 	st32(&s.cmd, cmd)
 	add32(&s.cmd_seq, 1)
