@@ -48,6 +48,9 @@ const (
 	// owner epoch and slot, bypass block) and carry on; then the same and crash
 	modeLaneScribble      = 19
 	modeLaneScribbleCrash = 20
+	modePunch             = 21 // MADV_REMOVE on its own block's page
+	modeDup2              = 22 // dup2 stdout over stderr
+	modeFallocate         = 23 // fallocate(PUNCH_HOLE) on fd 3
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,
@@ -263,6 +266,9 @@ func TestSandboxHostileKernel(t *testing.T) {
 		{"clear-pdeathsig", modePdeathsig, true},
 		{"mlock-2GiB", modeMlock, true},
 		{"host-mem", modeHostMem, true},
+		{"punch-hole", modePunch, true},
+		{"dup2", modeDup2, true},
+		{"fallocate", modeFallocate, true},
 		{"pthread", modeThread, false},
 	}
 	var ref []float32

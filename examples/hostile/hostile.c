@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <math.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,7 +53,10 @@ enum {
     M_SLOW = 18,          /* every block takes 800 µs: slow, not hung */
     M_LANE_SCRIBBLE = 19, /* write 1e8 over every field of its lane that the host writes, carry on */
     M_LANE_SCRIBBLE_CRASH = 20, /* the same, then crash: the next owner must still take the lane */
-    M_LAST = M_LANE_SCRIBBLE_CRASH,
+    M_PUNCH = 21,         /* punch a hole in its own block's memory (MADV_REMOVE): the region vanishing under the host */
+    M_DUP2 = 22,          /* dup2 stdout over stderr, as a kernel would to redirect the region's fd */
+    M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
+    M_LAST = M_FALLOCATE,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -167,6 +171,17 @@ static void attack(int mode, void *state, float *buf) {
         if (fd >= 0) close(fd);
         break;
     }
+    case M_PUNCH: {
+        uintptr_t page = (uintptr_t)buf & ~(uintptr_t)4095;
+        madvise((void *)page, 4096, MADV_REMOVE);
+        break;
+    }
+    case M_DUP2:
+        dup2(1, 2);
+        break;
+    case M_FALLOCATE:
+        fallocate(3, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);
+        break;
     case M_LANE_SCRIBBLE:
         scribble_lane(state);
         break;
