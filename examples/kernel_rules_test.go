@@ -244,3 +244,30 @@ func TestProcessFailsOnBypassedBlocks(t *testing.T) {
 		t.Errorf("block 10 is dry: %g", got.Samples[i+1])
 	}
 }
+
+// A kernel that kills its worker on every block: the lane is given up
+// after its restarts back off, and process stops at once with one line
+// naming the lane and its kernel, exit 1, and no output, instead of
+// waiting out its stall limit or writing dry audio.
+func TestProcessStopsOnAGivenUpLane(t *testing.T) {
+	w := variantOf(t, "dies",
+		"#include <stdint.h>\n", "#include <stdint.h>\n#include <unistd.h>\n",
+		"    const size_t n = (size_t)frames * channels;\n",
+		"    const size_t n = (size_t)frames * channels;\n    _exit(3);\n")
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.wav"), filepath.Join(dir, "out.wav")
+	a := &wav.Audio{Rate: 48000, Channels: 2, Samples: make([]float32, 2*48000)}
+	if err := wav.WriteFile(in, a); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, stderr := understudy(t, "process", "--worker", w, "--in", in, "--out", out, "--chain", "softclip drive=6")
+	if code != 1 || !strings.Contains(stderr, "lane 0 (softclip)") || !strings.Contains(stderr, "died in a row") {
+		t.Errorf("exit %d, %q; want 1 and the lane given up", code, stderr)
+	}
+	oneLine(t, stderr)
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an output was written for a lane that never worked")
+	}
+	t.Logf("gave up after %v", time.Since(start))
+}

@@ -60,6 +60,6 @@ func (s *Supervisor) laneFailed(e monEvent) error {
 		names = append(names, c.Name)
 	}
 	return fmt.Errorf("%w: lane %d (%s): %d owners died in a row, none committing %d blocks, the last by %v at block %d; "+
-		"it plays its fallback from now on (fix the kernel; its last output is in the worker_exited events)",
+		"it plays its fallback from now on: fix the kernel (run it with --unsandboxed under gdb to see why)",
 		ErrLaneFailed, l, strings.Join(names, " | "), e.streak, healthyBlocks, e.det.path, e.det.block)
 }

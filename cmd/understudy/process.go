@@ -514,7 +514,7 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 						return context.Cause(ctx)
 					}
 					return nil
-				}, 0)
+				}, 0, func() error { return sup.LaneFailed(l) })
 			stats[l] = st
 			if err == nil && !flush() {
 				err = context.Cause(ctx)

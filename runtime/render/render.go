@@ -71,10 +71,26 @@ var ErrNotReady = errors.New("render: no input ready")
 // valid only during the call. Blocks are numbered from 0; the last one is
 // zero-padded and flagged, which costs one block of read-ahead. stall
 // bounds how long it waits for any one output block (0: 10 s).
-func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration) (Stats, error) {
+//
+// abort, if given, is asked while Stream waits (at least every 10 ms): an
+// error from it ends the render at once with that error (a lane its
+// supervisor gave up will never answer, and need not be waited out).
+func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration, abort ...func() error) (Stats, error) {
 	var st Stats
 	if stall <= 0 {
 		stall = 10 * time.Second
+	}
+	aborted := func() error {
+		for _, a := range abort {
+			if err := a(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	slice := stall // how long one wait may last before abort is asked
+	if len(abort) > 0 {
+		slice = min(stall, 10*time.Millisecond)
 	}
 	ch, frames := lane.Channels(), lane.Frames()
 	per := ch * frames
@@ -169,7 +185,10 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 		if next == pushed {
 			// Nothing in flight, yet no room to push (the push loop waits on
 			// src otherwise): an owner that has not released input it answered.
-			if err := prod.Wait(50*time.Microsecond, stall); err != nil {
+			if err := prod.Wait(50*time.Microsecond, slice); err != nil {
+				return st, err
+			}
+			if err := aborted(); err != nil {
 				return st, err
 			}
 			if b, _ := prod.Peek(); b == nil && time.Since(lastProgress) > stall {
@@ -179,11 +198,14 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 		}
 		// Outputs are due. While the source is not ready either, look at it
 		// again every millisecond; otherwise sleep until output comes.
-		wait := stall
+		wait := slice
 		if starved {
 			wait = time.Millisecond
 		}
 		if err := cons.Wait(50*time.Microsecond, wait); err != nil {
+			return st, err
+		}
+		if err := aborted(); err != nil {
 			return st, err
 		}
 		if b, _ := cons.Peek(); b == nil && time.Since(lastProgress) > stall {
