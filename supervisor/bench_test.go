@@ -111,7 +111,9 @@ func benchKill(b *testing.B, noDeathWord bool) {
 // clock running at 64 frames / 48 kHz and a SIGKILL of the owner each time.
 func BenchmarkAttach(b *testing.B) {
 	rttest.RequireRT(b)
-	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true})
+	// Kills back to back, on purpose: the restart policy would rightly give
+	// the lane up.
+	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, restartLimit: -1})
 	r.play()
 	r.waitPeriods(50)
 	var mapLat, commitLat []time.Duration
