@@ -183,15 +183,7 @@ func cgroupRTRuntime() string {
 	if err != nil {
 		return ""
 	}
-	var cgPath string
-	for _, line := range strings.Split(string(cg), "\n") {
-		// hierarchy-ID:controller-list:path
-		f := strings.SplitN(line, ":", 3)
-		if len(f) == 3 && hasController(f[1], "cpu") {
-			cgPath = f[2]
-			break
-		}
-	}
+	cgPath := CgroupV1CPU(string(cg))
 	if cgPath == "" {
 		return ""
 	}
@@ -199,7 +191,34 @@ func cgroupRTRuntime() string {
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
+	for _, dir := range CgroupV1Dirs(string(mi), cgPath) {
+		if v := readTrimmed(filepath.Join(dir, "cpu.rt_runtime_us")); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// CgroupV1CPU is this process's path in the cgroup-v1 hierarchy that has
+// the cpu controller, from the text of /proc/self/cgroup: "" under cgroup
+// v2 (no per-group real-time budget there) or without that controller.
+func CgroupV1CPU(procCgroup string) string {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		// hierarchy-ID:controller-list:path
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && f[0] != "0" && hasController(f[1], "cpu") {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// CgroupV1Dirs are the directories where cgPath of the cpu hierarchy
+// appears in the file system, in mount order, from the text of
+// /proc/self/mountinfo.
+func CgroupV1Dirs(mountinfo, cgPath string) []string {
+	var dirs []string
+	for _, line := range strings.Split(mountinfo, "\n") {
 		// id parent maj:min root mountpoint opts [optional...] - fstype source superopts
 		pre, post, ok := strings.Cut(line, " - ")
 		if !ok {
@@ -215,11 +234,9 @@ func cgroupRTRuntime() string {
 		if !ok {
 			continue
 		}
-		if v := readTrimmed(filepath.Join(unescapeMount(pf[4]), rel, "cpu.rt_runtime_us")); v != "" {
-			return v
-		}
+		dirs = append(dirs, strings.TrimSuffix(unescapeMount(pf[4]), "/")+"/"+strings.TrimPrefix(rel, "/"))
 	}
-	return ""
+	return dirs
 }
 
 func hasController(list, name string) bool {

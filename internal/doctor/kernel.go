@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/understudy-rt/understudy/rt"
 )
 
 // kernelInfo is what the kernel checks read. Any field may be empty when
@@ -299,36 +300,15 @@ func checkRTThrottle(runtimeUS, periodUS string) Result {
 	return r
 }
 
-// cgroupV1CPU is this process's path in the cgroup-v1 hierarchy with the cpu
-// controller ("" under cgroup v2 or without it), from /proc/self/cgroup.
-func cgroupV1CPU(procCgroup string) string {
-	for _, line := range strings.Split(procCgroup, "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) == 3 && f[0] != "0" && hasItem(f[1], "cpu") {
-			return f[2]
-		}
-	}
-	return ""
-}
+// cgroupV1CPU is this process's path in the cgroup-v1 cpu hierarchy, as
+// rt reads it for its own probe.
+func cgroupV1CPU(procCgroup string) string { return rt.CgroupV1CPU(procCgroup) }
 
 // cgroupV1Dir is where cgPath of the cpu hierarchy appears in the file
-// system, from /proc/self/mountinfo; "" if not mounted.
+// system (the first mount of it); "" if not mounted.
 func cgroupV1Dir(mountinfo, cgPath string) string {
-	for _, line := range strings.Split(mountinfo, "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		pf, sf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(sf) < 3 || sf[0] != "cgroup" || !hasItem(sf[2], "cpu") {
-			continue
-		}
-		// A mount may expose a subtree only (cgroup namespaces, containers).
-		rel, ok := strings.CutPrefix(cgPath, pf[3])
-		if !ok {
-			continue
-		}
-		return strings.TrimSuffix(unescapeOctal(pf[4]), "/") + "/" + strings.TrimPrefix(rel, "/")
+	if dirs := rt.CgroupV1Dirs(mountinfo, cgPath); len(dirs) > 0 {
+		return dirs[0]
 	}
 	return ""
 }
@@ -340,21 +320,6 @@ func hasItem(list, name string) bool {
 		}
 	}
 	return false
-}
-
-func unescapeOctal(s string) string {
-	var b bytes.Buffer
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func readCgroupRT() Result {
