@@ -433,8 +433,7 @@ func (m *monitor) scanCorrupt(now uint64) {
 			lr.garbageSeen = seq
 			if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
 				lr.reinit = true
-				m.kill(l, o, PathGarbage, now)
-				lr.det.block = block
+				m.kill(l, o, PathGarbage, block, now)
 			}
 		}
 		if tl.Corrupt(l) != 1 { // audioclock.LaneCorrupt
@@ -442,7 +441,7 @@ func (m *monitor) scanCorrupt(now uint64) {
 		}
 		lr.corrupt = true
 		if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
-			m.kill(l, o, PathCorrupt, now)
+			m.kill(l, o, PathCorrupt, 0, now)
 		}
 	}
 }
@@ -507,7 +506,8 @@ func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint6
 		lane := m.s.region.Lane(l)
 		r := lane.Committed()
 		lr.det.block = lane.InBlockNumber(r)
-		lr.det.pending = r < m.pushed(l) && m.pushed(l)-r <= shm.RingSlots
+		w := m.pushed(l)
+		lr.det.pending = r < w && w-r <= shm.RingSlots
 	}
 }
 
@@ -562,12 +562,15 @@ func (m *monitor) orphan(l, slot int) {
 	}
 }
 
-func (m *monitor) kill(l, slot int, p Path, now uint64) {
+// kill SIGKILLs lane l's owner and awaits its fence. block is the block to
+// blame where the path names one (garbage); the paths that blame the first
+// uncommitted block have detected find it.
+func (m *monitor) kill(l, slot int, p Path, block uint64, now uint64) {
 	w := &m.s.workers[slot]
 	if !w.state.CompareAndSwap(wOwner, wKilled) {
 		return
 	}
-	m.detected(l, slot, p, 0, 0, now)
+	m.detected(l, slot, p, 0, block, now)
 	m.s.lanes[l].awaiting = slot
 	m.s.lanes[l].fencePolls = 0
 	unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
@@ -630,7 +633,7 @@ func (m *monitor) checkDeadlines(now uint64) {
 		// worker that wrote anything else is killed before it is followed.
 		if !stale && (r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots) {
 			lr.corrupt = true
-			m.kill(l, o, PathCorrupt, now)
+			m.kill(l, o, PathCorrupt, 0, now)
 			next = min(next, now+fencePollNS) // the fence's first look
 			continue
 		}
@@ -658,11 +661,11 @@ func (m *monitor) checkDeadlines(now uint64) {
 				if m.exited(o) {
 					// Dying by itself, not hung: a death the pidfd has not
 					// reported yet, and already fenced.
-					m.kill(l, o, PathExiting, now)
+					m.kill(l, o, PathExiting, 0, now)
 					m.fenced(l, o)
 					continue
 				}
-				m.kill(l, o, PathDeadline, now)
+				m.kill(l, o, PathDeadline, 0, now)
 				next = min(next, now+fencePollNS) // the fence's first look
 				continue
 			}
