@@ -68,16 +68,14 @@ type demoConfig struct {
 	HangTimeout time.Duration `json:"hang_timeout_ns"`
 	Chain       string        `json:"chain"`
 	Variant     string        `json:"variant"`
-	Fallback    string        `json:"fallback"`
-	CeilingDB   float64       `json:"ceiling_db"`
-	Declick     int           `json:"declick_frames"`
-	DeepIdle    bool          `json:"deep_idle"`
-	Unsandboxed bool          `json:"unsandboxed,omitempty"`
-	In          string        `json:"in,omitempty"`
-	Out         string        `json:"out"`
-	Report      string        `json:"report"`
-	Plot        string        `json:"plot,omitempty"`
-	Worker      string        `json:"worker"`
+	outputFlags
+	DeepIdle    bool   `json:"deep_idle"`
+	Unsandboxed bool   `json:"unsandboxed,omitempty"`
+	In          string `json:"in,omitempty"`
+	Out         string `json:"out"`
+	Report      string `json:"report"`
+	Plot        string `json:"plot,omitempty"`
+	Worker      string `json:"worker"`
 }
 
 func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
@@ -99,9 +97,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.DurationVar(&c.HangTimeout, "hang-timeout", 0, "a block pending longer than this means its worker hung (default: half a period, at least 500µs)")
 	fs.StringVar(&c.Chain, "chain", "lowpass f=4000 q=0.7071 | gain db=-6", "kernels of each lane, '|' between stages")
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant for every worker: auto (fastest this CPU runs), scalar, sse2, avx2, ...")
-	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
-	fs.Float64Var(&c.CeilingDB, "ceiling-db", 24, "an output sample louder than this (dBFS), or NaN or Inf, makes its block garbage: replaced by the fallback, its worker replaced")
-	fs.IntVar(&c.Declick, "declick", 32, "frames of ramp at every switch to or from the fallback (0: none)")
+	c.outputFlags.register(fs)
 	fs.BoolVar(&c.DeepIdle, "deep-idle", false, "let idle CPUs halt (default: hold the CPU wake-up latency at 0 µs while playing, as root)")
 	fs.BoolVar(&c.Unsandboxed, "unsandboxed", false, "run workers without their sandbox (uid drop, no capabilities, seccomp), to debug a kernel")
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
@@ -136,10 +132,11 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 		return nil, usagef("--duration %v must be positive", c.Duration)
 	case c.FaultEvery <= 0:
 		return nil, usagef("--fault-every %v must be positive", c.FaultEvery)
-	case c.Fallback != "dry" && c.Fallback != "silence":
-		return nil, usagef("--fallback %q: use dry or silence", c.Fallback)
 	case c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png"):
 		return nil, usagef("--plot %s: give a .svg or .png file", c.Plot)
+	}
+	if err := c.outputFlags.check(c.Block); err != nil {
+		return nil, err
 	}
 	switch faults {
 	case "all":
@@ -382,10 +379,6 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	for i := range laneRefs {
 		laneRefs[i] = sup.Region().Lane(i)
 	}
-	fallback := audioclock.Dry
-	if c.Fallback == "silence" {
-		fallback = audioclock.Silence
-	}
 	// The clock's pumps feed and drain it: input from laneIn, output into
 	// res.out, each lane's blocks in order on its own goroutine.
 	res := &rtResult{}
@@ -416,12 +409,13 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		}
 		received[l]++
 	}
-	clk, err := audioclock.New(audioclock.Config{
+	ccfg := audioclock.Config{
 		Rate: c.Rate, Frames: c.Block, Latency: c.Latency, Periods: uint64(nBlocks + c.Latency),
-		Prio: prio(clockPrio), CPU: -1, Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: laneRefs,
+		Prio: prio(clockPrio), CPU: -1, Doorbell: sup.Doorbell(), Lanes: laneRefs,
 		Feed: feed, Drain: drain,
-		Ceiling: float32(math.Pow(10, c.CeilingDB/20)), Declick: declickFrames(c.Declick),
-	})
+	}
+	c.outputFlags.apply(&ccfg)
+	clk, err := audioclock.New(ccfg)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -67,9 +66,7 @@ type runConfig struct {
 	Spares      int           `json:"spares"`
 	HangTimeout time.Duration `json:"hang_timeout_ns"`
 	Variant     string        `json:"variant"`
-	Fallback    string        `json:"fallback"`
-	CeilingDB   float64       `json:"ceiling_db"`
-	Declick     int           `json:"declick_frames"`
+	outputFlags
 	ConnectIn   []string      `json:"connect_in,omitempty"`
 	ConnectOut  []string      `json:"connect_out,omitempty"`
 	Duration    time.Duration `json:"duration_ns,omitempty"`
@@ -98,9 +95,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 	fs.IntVar(&c.Spares, "spares", 1, "warm spare workers shared by the lanes")
 	fs.DurationVar(&c.HangTimeout, "hang-timeout", 0, "a block pending longer than this means its worker hung (default: half a block, at least 500µs)")
 	fs.StringVar(&c.Variant, "variant", "auto", "kernel variant: auto, scalar, sse2, avx2, ...")
-	fs.StringVar(&c.Fallback, "fallback", "dry", "what a late block outputs: dry or silence")
-	fs.Float64Var(&c.CeilingDB, "ceiling-db", 24, "an output sample louder than this (dBFS), or NaN or Inf, makes its block garbage: replaced by the fallback, its worker replaced")
-	fs.IntVar(&c.Declick, "declick", 32, "frames of ramp at every switch to or from the fallback (0: none)")
+	c.outputFlags.register(fs)
 	fs.Var(&connIn, "connect", "JACK port pattern whose outputs feed the lanes' inputs, in order (repeatable), e.g. system:capture_")
 	fs.Var(&connOut, "connect-out", "JACK port pattern fed by the lanes' outputs, in order (repeatable), e.g. system:playback_")
 	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (default: run until SIGINT or SIGTERM)")
@@ -132,14 +127,11 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 		return nil, usagef("--channels %d at --block %d: use 1..%d channels, at most %d samples a block", c.Channels, c.Block, shm.MaxChannels, shm.SlotSamples)
 	case c.Latency < 1 || c.Latency > audioclock.MaxLatency:
 		return nil, usagef("--latency %d is out of range: use 1..%d blocks", c.Latency, audioclock.MaxLatency)
-	case c.Fallback != "dry" && c.Fallback != "silence":
-		return nil, usagef("--fallback %q: use dry or silence", c.Fallback)
 	case c.Duration < 0:
 		return nil, usagef("--duration %v must be positive", c.Duration)
-	case c.CeilingDB < -60 || c.CeilingDB > 60 || c.CeilingDB != c.CeilingDB:
-		return nil, usagef("--ceiling-db %v is out of range: use -60..60 dBFS", c.CeilingDB)
-	case c.Declick < 0 || c.Declick > c.Block:
-		return nil, usagef("--declick %d: use 0..%d frames (at most a block)", c.Declick, c.Block)
+	}
+	if err := c.outputFlags.check(c.Block); err != nil {
+		return nil, err
 	}
 	if len(lanes) > 0 {
 		c.LaneChains = make([]string, len(lanes))
@@ -274,13 +266,9 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	for i := range refs {
 		refs[i] = sup.Region().Lane(i)
 	}
-	fallback := audioclock.Dry
-	if c.Fallback == "silence" {
-		fallback = audioclock.Silence
-	}
-	clk, err := audioclock.New(audioclock.Config{Rate: rate, Frames: c.Block, Latency: c.Latency, CPU: -1,
-		Fallback: fallback, Doorbell: sup.Doorbell(), Lanes: refs,
-		Ceiling: float32(math.Pow(10, c.CeilingDB/20)), Declick: declickFrames(c.Declick)})
+	ccfg := audioclock.Config{Rate: rate, Frames: c.Block, Latency: c.Latency, CPU: -1, Doorbell: sup.Doorbell(), Lanes: refs}
+	c.outputFlags.apply(&ccfg)
+	clk, err := audioclock.New(ccfg)
 	if err != nil {
 		return err
 	}
@@ -505,12 +493,4 @@ func eventJSON(e supervisor.Event) map[string]any {
 		m["error"] = e.Err.Error()
 	}
 	return m
-}
-
-// declickFrames is the clock's Declick for a flag's value: 0 turns it off.
-func declickFrames(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }
