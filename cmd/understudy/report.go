@@ -330,10 +330,7 @@ func printNote(w io.Writer, c *demoConfig, r *report) {
 
 // count says n words: "1 xrun", "7 xruns".
 func count(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
+	return fmt.Sprintf("%d %s", n, plural(uint64(n), word, word+"s"))
 }
 
 func triple(s stats.Summary) string {
