@@ -25,7 +25,7 @@ import (
 // The hostile kernel's modes (examples/hostile/hostile.c) and trigger.
 const (
 	hostileTrigger = float32(1234.5)
-	hostileMark    = float32(4321) // what modeThread's thread writes into sample 1 of the block
+	hostileMark    = float32(4.321) // what modeThread's thread writes into sample 1 of the block
 	modeFork       = 1
 	modeForkCrash  = 2
 	modeSocket     = 3
