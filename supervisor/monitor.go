@@ -376,6 +376,7 @@ func (m *monitor) poll(msec int) {
 		case tagCtl:
 			unix.Read(m.ctlfd, m.scratch[:])
 			m.armWords(now) // a spare may have become ready
+			m.scanRefused(now)
 		case tagPidfd:
 			m.onDeath(int(ev.Pad), now)
 		}
@@ -431,10 +432,7 @@ func (m *monitor) scanCorrupt(now uint64) {
 		// garbage may be poisoned (a NaN in a filter's history lasts).
 		if seq, block := tl.Garbage(l); seq != lr.garbageSeen {
 			lr.garbageSeen = seq
-			if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
-				lr.reinit = true
-				m.kill(l, o, PathGarbage, block, now)
-			}
+			m.refuse(l, block, now)
 		}
 		if tl.Corrupt(l) != 1 { // audioclock.LaneCorrupt
 			continue
@@ -784,6 +782,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 			continue
 		}
 		lr.epoch = epoch
+		s.refused[l].ownerEpoch.Store(epoch)
 		lr.needOwner = false
 		lr.attachBlock = lane.Committed()
 		if inRead != shm.NoResume {

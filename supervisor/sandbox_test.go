@@ -24,7 +24,7 @@ import (
 
 // The hostile kernel's modes (examples/hostile/hostile.c) and trigger.
 const (
-	hostileTrigger = float32(1234.5)
+	hostileTrigger = float32(12.345)
 	hostileMark    = float32(4.321) // what modeThread's thread writes into sample 1 of the block
 	modeFork       = 1
 	modeForkCrash  = 2

@@ -102,6 +102,7 @@ type Supervisor struct {
 	doorbell  int
 	workers   [shm.MaxSlots]workerRec
 	lanes     [shm.MaxLanes]laneRec
+	refused   [shm.MaxLanes]refusal
 	deadlines [shm.MaxLanes]laneDeadline
 	mq        monQueue
 	mon       monitor

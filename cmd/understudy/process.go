@@ -48,7 +48,9 @@ back, so that header carries the streaming sizes 0xFFFFFFFF, which sox,
 ffmpeg and understudy read as "until the end of the stream".
 
 A block the chain did not process (its input killed two workers in a row,
-so it was bypassed: the output holds the dry input there) fails the run:
+so it was bypassed; or the chain put out NaN, an infinity or a sample past
++24 dBFS, so its owner was replaced and the chain restarted: the output
+holds the dry input there) fails the run:
 exit status 1, saying how many and at what times, and no file is written.
 --allow-bypass keeps the file and makes that a warning. SIGINT or SIGTERM
 stops the run; a file output is then absent, never partial.
@@ -257,8 +259,9 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	// declared poisoned whose output was not flagged (an owner that lies
 	// about its flags cannot hide a bypass the host decided).
 	var where []string
-	total := uint64(0)
+	total, garbage := uint64(0), uint64(0)
 	for l, st := range stats {
+		garbage += st.Garbage
 		at := map[uint64]bool{}
 		for _, b := range st.At {
 			at[b] = true
@@ -290,8 +293,15 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		where = append(where, lane+strings.Join(times, ", ")+more)
 	}
 	if total > 0 {
-		what := fmt.Sprintf("%d %s bypassed (dry input, not the chain's output: the input killed its workers) at %s",
-			total, plural(total, "block", "blocks"), strings.Join(where, "; "))
+		why := "the input killed its workers"
+		switch {
+		case garbage == total:
+			why = "the chain's output was NaN, infinite or past +24 dBFS"
+		case garbage > 0:
+			why = fmt.Sprintf("the input killed its workers, or for %d of them the chain's output was NaN, infinite or past +24 dBFS", garbage)
+		}
+		what := fmt.Sprintf("%d %s bypassed (dry input, not the chain's output: %s) at %s",
+			total, plural(total, "block", "blocks"), why, strings.Join(where, "; "))
 		if !allowBypass {
 			if out == "-" {
 				return &exitError{1, what + "; the stream on standard output holds them (use --allow-bypass to accept that)"}
@@ -514,7 +524,11 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 						return context.Cause(ctx)
 					}
 					return nil
-				}, 0, func() error { return sup.LaneFailed(l) })
+				}, render.Options{
+					Abort:  func() error { return sup.LaneFailed(l) },
+					Refuse: func(b, epoch uint64) { sup.RefuseOutput(l, b, epoch) },
+					Epoch:  func() uint64 { return sup.OwnerEpoch(l) },
+				})
 			stats[l] = st
 			if err == nil && !flush() {
 				err = context.Cause(ctx)

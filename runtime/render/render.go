@@ -38,7 +38,7 @@ func Lane(lane *shm.Lane, in []float32, stall time.Duration) ([]float32, error) 
 		func(p []float32, _ uint32) error {
 			out = append(out, p...)
 			return nil
-		}, stall)
+		}, Options{Stall: stall})
 	if err != nil {
 		return nil, err
 	}
@@ -51,13 +51,44 @@ const MaxListed = 64
 // Stats is what a render saw of its output.
 type Stats struct {
 	Blocks   uint64   // output blocks delivered
-	Bypassed uint64   // of which the owner marked as fallback, not the chain's output
+	Bypassed uint64   // of which not the chain's output: the owner played the fallback (poison), or its output was garbage
+	Garbage  uint64   // of the bypassed, how many were refused as garbage (NaN, Inf, past the ceiling)
 	At       []uint64 // the first MaxListed bypassed block numbers, in order
 }
 
 // ErrNotReady is what a Stream source returns, when asked not to wait, to
 // say that no samples are available yet.
 var ErrNotReady = errors.New("render: no input ready")
+
+// Options tune Stream; the zero value is a sensible default.
+type Options struct {
+	// Stall bounds how long Stream waits for any one output block
+	// (0: 10 s).
+	Stall time.Duration
+	// Abort, if set, is asked while Stream waits (at least every 10 ms): an
+	// error from it ends the render at once with that error (a lane its
+	// supervisor gave up will never answer, and need not be waited out).
+	Abort func() error
+	// Ceiling is the largest magnitude an output sample may have
+	// (0: DefaultCeiling). A block holding NaN, an infinity or a sample past
+	// it is garbage: Stream delivers the block's dry input in its place,
+	// flagged shm.BlockBypassed, and counts it.
+	Ceiling float32
+	// Refuse, if set, is told the number and the owner epoch of each block
+	// refused as garbage, so that the owner that made it can be replaced
+	// (the supervisor's RefuseOutput). It runs on Stream's goroutine.
+	Refuse func(block, epoch uint64)
+	// Epoch, with Refuse, says the lane's current owner epoch (the
+	// supervisor's OwnerEpoch). After a refusal Stream pushes no input
+	// until the epoch moves past the refused block's, so the owner that
+	// made the garbage renders nothing more ahead while it is replaced:
+	// garbage costs at most the blocks in flight.
+	Epoch func() uint64
+}
+
+// DefaultCeiling is +24 dBFS, the real-time clock's default too: a chain
+// that means to put out more than 15.8x full scale is broken.
+const DefaultCeiling = 15.848932
 
 // Stream renders a signal of any length through lane in bounded memory.
 // src fills p (one block: channels × frames samples) with interleaved
@@ -67,34 +98,43 @@ var ErrNotReady = errors.New("render: no input ready")
 // whenever it holds blocks whose output it has not delivered, so that a
 // source fed in step with other lanes never waits on a consumer that waits
 // on this lane. Each output block goes to dst in order, with its flags
-// (shm.BlockBypassed, ...), cut to the input's length; p is shared memory,
-// valid only during the call. Blocks are numbered from 0; the last one is
-// zero-padded and flagged, which costs one block of read-ahead. stall
-// bounds how long it waits for any one output block (0: 10 s).
+// (shm.BlockBypassed, ...), cut to the input's length; p is valid only
+// during the call. Blocks are numbered from 0; the last one is zero-padded
+// and flagged, which costs one block of read-ahead.
 //
-// abort, if given, is asked while Stream waits (at least every 10 ms): an
-// error from it ends the render at once with that error (a lane its
-// supervisor gave up will never answer, and need not be waited out).
-func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration, abort ...func() error) (Stats, error) {
+// Nothing a worker wrote reaches dst unchecked: block numbers and frames
+// are validated (shm.ErrCorrupt), and garbage (see Options.Ceiling) is
+// replaced by the block's dry input, which Stream keeps for every block in
+// flight.
+func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, opt Options) (Stats, error) {
 	var st Stats
+	stall := opt.Stall
 	if stall <= 0 {
 		stall = 10 * time.Second
 	}
 	aborted := func() error {
-		for _, a := range abort {
-			if err := a(); err != nil {
-				return err
-			}
+		if opt.Abort != nil {
+			return opt.Abort()
 		}
 		return nil
 	}
+	ceiling := opt.Ceiling
+	if ceiling <= 0 {
+		ceiling = DefaultCeiling
+	}
 	slice := stall // how long one wait may last before abort is asked
-	if len(abort) > 0 {
+	if opt.Abort != nil {
 		slice = min(stall, 10*time.Millisecond)
 	}
 	ch, frames := lane.Channels(), lane.Frames()
 	per := ch * frames
 	cur, nxt := make([]float32, per), make([]float32, per)
+	// The dry input of every block in flight, for a block refused as
+	// garbage: at most a ring of input and a ring of output are in flight,
+	// and the push loop keeps it so.
+	const inFlight = 2 * shm.RingSlots
+	dry := make([]float32, inFlight*per)
+	dryOf := func(b uint64) []float32 { return dry[int(b%inFlight)*per:][:per] }
 	n, err := fill(src, cur, ch, true)
 	if err != nil || n == 0 {
 		return st, err
@@ -106,10 +146,14 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 	haveNext, nn := false, 0
 	var lastNum uint64
 	lastLen := per
+	holding, heldEpoch := false, uint64(0) // no input while the owner that made garbage is replaced
 	lastProgress := time.Now()
 	for !done || next < pushed {
 		progressed, starved := false, false
-		for !done {
+		if holding && opt.Epoch() != heldEpoch {
+			holding = false
+		}
+		for !done && pushed-next < inFlight && !holding {
 			b, err := prod.Peek()
 			if err != nil {
 				return st, err
@@ -131,6 +175,7 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 			dstS := b.Samples(per)
 			copy(dstS, cur[:n])
 			clear(dstS[n:])
+			copy(dryOf(pushed), dstS)
 			flags := uint32(0)
 			if n < per || nn == 0 {
 				flags, done, lastNum, lastLen = shm.BlockLast, true, pushed, n
@@ -161,13 +206,24 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 					l = lastLen
 				}
 				flags := b.Flags()
+				out := b.Samples(per)
+				if flags&shm.BlockBypassed == 0 && garbage(out, ceiling) {
+					out, flags = dryOf(num), flags|shm.BlockBypassed
+					st.Garbage++
+					if opt.Refuse != nil {
+						opt.Refuse(num, b.Epoch())
+						if opt.Epoch != nil {
+							holding, heldEpoch = true, b.Epoch()
+						}
+					}
+				}
 				if flags&shm.BlockBypassed != 0 {
 					if len(st.At) < MaxListed {
 						st.At = append(st.At, num)
 					}
 					st.Bypassed++
 				}
-				if err := dst(b.Samples(per)[:l], flags); err != nil {
+				if err := dst(out[:l], flags); err != nil {
 					return st, err
 				}
 				st.Blocks++
@@ -182,7 +238,7 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 			lastProgress = time.Now()
 			continue
 		}
-		if next == pushed {
+		if next == pushed && !holding {
 			// Nothing in flight, yet no room to push (the push loop waits on
 			// src otherwise): an owner that has not released input it answered.
 			if err := prod.Wait(50*time.Microsecond, slice); err != nil {
@@ -199,7 +255,7 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 		// Outputs are due. While the source is not ready either, look at it
 		// again every millisecond; otherwise sleep until output comes.
 		wait := slice
-		if starved {
+		if starved || holding {
 			wait = time.Millisecond
 		}
 		if err := cons.Wait(50*time.Microsecond, wait); err != nil {
@@ -213,6 +269,17 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 		}
 	}
 	return st, nil
+}
+
+// garbage says whether a block holds NaN, an infinity or a sample past
+// ceiling: one comparison per sample, as NaN fails every comparison.
+func garbage(p []float32, ceiling float32) bool {
+	for _, x := range p {
+		if !(x <= ceiling && x >= -ceiling) {
+			return true
+		}
+	}
+	return false
 }
 
 // fill reads from src until p is full or the signal ends, keeping whole

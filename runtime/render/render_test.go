@@ -73,7 +73,7 @@ func TestStreamWithASourceThatIsOftenNotReady(t *testing.T) {
 			got = append(got, p...)
 			lens = append(lens, len(p))
 			return nil
-		}, 0)
+		}, render.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +122,92 @@ func TestStreamSourceErrorEndsTheRender(t *testing.T) {
 			}
 			return len(p), nil
 		},
-		func([]float32, uint32) error { return nil }, 0)
+		func([]float32, uint32) error { return nil }, render.Options{})
 	if !errors.Is(err, boom) {
 		t.Errorf("%v, want the source's error", err)
+	}
+}
+
+// Output past the ceiling never reaches the caller: each such block is
+// replaced by its dry input, flagged bypassed and counted as garbage, and
+// the refusal is reported with the block's number; under a ceiling that
+// allows it, the same output passes untouched.
+func TestGarbageIsReplacedByTheDryInput(t *testing.T) {
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chain.Parse("gain db=24", cat) // 1.5 × 15.85: past the +24 dBFS ceiling
+	if err != nil {
+		t.Fatal(err)
+	}
+	const frames, blocks = 64, 50
+	lc, err := chain.LaneConfig(st, 1, frames, 48000, "scalar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc, lc}, Spares: 0, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	if err := sup.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, frames*blocks)
+	for i := range in {
+		in[i] = 0.01 // under the ceiling after the gain, but for the loud blocks
+	}
+	loud := map[int]bool{3: true, 17: true, 49: true}
+	for b := range loud {
+		in[b*frames+5] = 1.5
+	}
+	render1 := func(lane int, ceiling float32) ([]float32, render.Stats, []uint64) {
+		var out []float32
+		var refused []uint64
+		rest := in
+		stats, err := render.Stream(sup.Region().Lane(lane),
+			func(p []float32, _ bool) (int, error) {
+				n := copy(p, rest)
+				rest = rest[n:]
+				return n, nil
+			},
+			func(p []float32, _ uint32) error {
+				out = append(out, p...)
+				return nil
+			}, render.Options{Ceiling: ceiling, Refuse: func(b, _ uint64) { refused = append(refused, b) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, stats, refused
+	}
+	out, stats, refused := render1(0, 0)
+	if stats.Garbage != uint64(len(loud)) || stats.Bypassed != stats.Garbage || len(refused) != len(loud) {
+		t.Fatalf("garbage %d, bypassed %d, refused %v; want %d blocks refused", stats.Garbage, stats.Bypassed, refused, len(loud))
+	}
+	for _, b := range refused {
+		if !loud[int(b)] {
+			t.Errorf("block %d refused, but it was not loud", b)
+		}
+	}
+	for i, x := range out {
+		b := i / frames
+		if loud[b] && math.Float32bits(x) != math.Float32bits(in[i]) {
+			t.Fatalf("sample %d of refused block %d is %v, not its dry input %v", i, b, x, in[i])
+		}
+		if !loud[b] && x == in[i] {
+			t.Fatalf("sample %d of block %d is dry: the chain's output was refused too", i, b)
+		}
+	}
+	out, stats, refused = render1(1, 100)
+	if stats.Garbage != 0 || len(refused) != 0 {
+		t.Fatalf("under a ceiling of 100: garbage %d, refused %v; want none", stats.Garbage, refused)
+	}
+	if x := out[3*frames+5]; x < 23 {
+		t.Errorf("loud sample is %v, want the chain's 1.5 × 15.85", x)
 	}
 }
