@@ -76,7 +76,63 @@ var ErrNotReady = errors.New("render: no input ready")
 // error from it ends the render at once with that error (a lane its
 // supervisor gave up will never answer, and need not be waited out).
 func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration, abort ...func() error) (Stats, error) {
+	return StreamAutomated(lane, nil, src, dst, stall, abort...)
+}
+
+// LaneAutomated is Lane with live parameter changes: each applies from the
+// input block it names, as a clock that stamped it there would have it
+// (see StreamAutomated). Rendering the changes a live run's SetParam calls
+// returned gives that run's output, bit for bit.
+func LaneAutomated(lane *shm.Lane, in []float32, changes []shm.ParamChange, stall time.Duration) ([]float32, error) {
+	ch := lane.Channels()
+	if len(in)%ch != 0 {
+		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
+	}
+	out := make([]float32, 0, len(in))
+	rest := in
+	_, err := StreamAutomated(lane, changes,
+		func(p []float32, _ bool) (int, error) {
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			n := copy(p, rest)
+			rest = rest[n:]
+			return n, nil
+		},
+		func(p []float32, _ uint32) error {
+			out = append(out, p...)
+			return nil
+		}, stall)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkAutomation refuses a list the lane could not carry: out of block
+// order, or more changes at one block than a block holds.
+func checkAutomation(changes []shm.ParamChange) error {
+	for i, c := range changes {
+		if i > 0 && c.Block < changes[i-1].Block {
+			return fmt.Errorf("render: parameter change %d (block %d) comes after one at block %d; list them in block order", i, c.Block, changes[i-1].Block)
+		}
+		if i >= shm.BlockChanges && changes[i-shm.BlockChanges].Block == c.Block {
+			return fmt.Errorf("render: more than %d parameter changes at block %d; a block carries at most %d", shm.BlockChanges, c.Block, shm.BlockChanges)
+		}
+	}
+	return nil
+}
+
+// StreamAutomated is Stream with live parameter changes, in block order
+// (the order their SetParam calls returned them): each is stamped into the
+// header of the input block it names, as the audio clock stamps them.
+// Their values are the caller's to have checked (chain.Live): a worker
+// skips one its kernel's schema refuses.
+func StreamAutomated(lane *shm.Lane, changes []shm.ParamChange, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, stall time.Duration, abort ...func() error) (Stats, error) {
 	var st Stats
+	if err := checkAutomation(changes); err != nil {
+		return st, err
+	}
 	if stall <= 0 {
 		stall = 10 * time.Second
 	}
@@ -136,6 +192,14 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 				flags, done, lastNum, lastLen = shm.BlockLast, true, pushed, n
 			}
 			b.SetHeader(pushed, frames, flags, shm.NowNS())
+			nc := 0
+			for nc < len(changes) && changes[nc].Block == pushed {
+				nc++
+			}
+			if err := b.SetChanges(changes[:nc]); err != nil {
+				return st, err
+			}
+			changes = changes[nc:]
 			prod.Publish()
 			pushed++
 			cur, nxt, n, haveNext = nxt, cur, nn, false
