@@ -154,3 +154,64 @@ func TestKernelOfAnotherABIIsRefused(t *testing.T) {
 		t.Errorf("loading a worker with an ABI-999 kernel: %v", err)
 	}
 }
+
+// A kernel of ABI 1 (before live parameters) still loads and runs, with
+// every parameter fixed: the worker never reads the fields ABI 2 added,
+// which the old struct does not have. The rewritten source sets one of
+// them anyway, to show that it is not read.
+func TestKernelOfABI1StillLoads(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "v1.c")
+	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION,", ".abi_version = 1, .live = 1u,", 1)
+	if v1 == string(code) {
+		t.Fatal("could not rewrite the example's ABI version")
+	}
+	os.WriteFile(src, []byte(v1), 0o644)
+	worker := filepath.Join(t.TempDir(), "v1-worker")
+	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+src, "OUT="+worker)
+	cat, err := catalog.Load(worker)
+	if err != nil {
+		t.Fatalf("loading a worker with an ABI-1 kernel: %v", err)
+	}
+	k, ok := cat.Lookup("softclip")
+	if !ok || len(k.Params) != 1 || k.Params[0].Live {
+		t.Fatalf("worker lists the ABI-1 softclip as %+v, want drive not live", k)
+	}
+	st, err := chain.Parse("softclip drive=12", cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := chain.Live(st[0], "drive", 6, 1, 48000); err == nil {
+		t.Error("a live change of an ABI-1 kernel's parameter was accepted")
+	}
+	lc, err := chain.LaneConfig(st, 1, 64, 48000, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, 64*100)
+	for i := range in {
+		in[i] = float32(math.Sin(float64(i)*0.01)) * 1.5
+	}
+	out, err := render.Lane(s.Region().Lane(0), in, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := drive(12)
+	for i, x := range in {
+		v := x * d
+		if want := v / (1 + float32(math.Abs(float64(v)))); math.Float32bits(out[i]) != math.Float32bits(want) {
+			t.Fatalf("sample %d: %g, want %g", i, out[i], want)
+		}
+	}
+}
