@@ -169,3 +169,55 @@ func TestParamsRefuse(t *testing.T) {
 		t.Error("Params accepted a chain with other values than the lane's")
 	}
 }
+
+// What a live change costs the worker: one block to a worker running a
+// lowpass and back (spin path, as BenchmarkRingRoundTrip), with no change,
+// and with a cutoff change in every block (the kernel's update designs the
+// filter again).
+func BenchmarkParamChangeRoundTrip(b *testing.B) {
+	for _, every := range []bool{false, true} {
+		name := map[bool]string{false: "none", true: "every-block"}[every]
+		b.Run(name, func(b *testing.B) {
+			st, err := chain.Parse("lowpass f=1000", testCatalog(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			lc, err := chain.LaneConfig(st, 1, 64, 48000, "auto")
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := New(Config{Worker: testWorker(b), Lanes: []shm.LaneConfig{lc}, WorkerCPU: 1, SpinMicros: 200})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			if err := s.Start(nil); err != nil {
+				b.Fatal(err)
+			}
+			lane := s.Region().Lane(0)
+			pinToCPU0(b)
+			prod := shm.NewProducer(lane.In())
+			cons := shm.NewConsumer(lane.Out())
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				blk, _ := prod.Peek()
+				blk.SetHeader(uint64(i), 64, 0, 0)
+				if every {
+					blk.SetChanges([]shm.ParamChange{{Kernel: 0, Param: 0, Value: float32(500 + i%1000)}})
+				}
+				prod.Publish()
+				var o *shm.Block
+				for o == nil {
+					cons.Wait(200*time.Microsecond, time.Second)
+					o, _ = cons.Peek()
+				}
+				cons.Release()
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			reportPercentiles(b, lat)
+		})
+	}
+}
