@@ -221,3 +221,47 @@ func BenchmarkParamChangeRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// A parameter vector no host wrote (an owner's scribble: NaN for the gain)
+// is not trusted by the next owner. The scribbling owner runs the gain on
+// it and hangs (its dB-to-linear conversion loops 2^31 times on NaN) or
+// outputs garbage, and is killed; its successor starts again from the
+// host's values instead of dying on the same ones, so the lane goes on
+// after one failover.
+func TestScribbledParamsAreNotTrusted(t *testing.T) {
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 800, rt: true})
+		r.play()
+		r.waitPeriods(200)
+		_, pid := r.sup.Owner(0)
+		tr.target(pid)
+		lane := r.sup.Region().Lane(0)
+		for i := 0; i < 2; i++ {
+			lane.ParamVector(i)[1*shm.MaxParams+0] = float32(math.NaN()) // kernel 1 (gain), db
+		}
+		r.finishFor(EvFailover, pid)
+		if err := r.sup.LaneFailed(0); err != nil {
+			tr.errorf("the lane was given up: %v", err)
+		}
+		fos := r.eventsOf(EvFailover)
+		if len(fos) != 1 {
+			tr.errorf("%d failovers, want 1", len(fos))
+		}
+		// The end of the run is the chain's own, finite output.
+		for b := blocks(r) - 100; b < blocks(r); b++ {
+			if r.flags[0][b]&shm.BlockBypassed != 0 {
+				tr.errorf("block %d is the fallback", b)
+				break
+			}
+		}
+		for _, x := range r.out[0][(blocks(r)-100)*r.frames:] {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				tr.errorf("non-finite output at the end")
+				break
+			}
+		}
+		return r
+	})
+}
+
+func blocks(r *rig) int { return len(r.flags[0]) }

@@ -5,7 +5,10 @@ package shm
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Live parameter limits, from the C headers.
 const (
@@ -59,4 +62,13 @@ func (b *Block) Changes() []ParamChange {
 		out[i] = ParamChange{Block: b.Number(), Kernel: int(c.kernel), Param: int(c.param), Value: float32(c.value)}
 	}
 	return out
+}
+
+// ParamVector is state buffer i's (0 or 1) parameter vector, chain[k]'s
+// values at [k*MaxParams:], at the host's own offsets. It is shared memory
+// the lane's owner writes: for tests and tools, never trusted.
+func (l *Lane) ParamVector(i int) []float32 {
+	off := uintptr(l.image.state_off) + uintptr(i&1)*uintptr(l.image.state_stride) +
+		uintptr(l.image.state_stride) - ParamBytes
+	return unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(l.sh), off)), MaxChain*MaxParams)
 }
