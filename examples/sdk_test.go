@@ -137,19 +137,8 @@ func TestSoftclipWorkerBuiltBothWays(t *testing.T) {
 
 // A kernel built for another ABI version is refused with a clear error.
 func TestKernelOfAnotherABIIsRefused(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "old.c")
-	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION", ".abi_version = 999", 1)
-	if old == string(code) {
-		t.Fatal("could not rewrite the example's ABI version")
-	}
-	os.WriteFile(src, []byte(old), 0o644)
-	worker := filepath.Join(t.TempDir(), "old-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+src, "OUT="+worker)
-	_, err = catalog.Load(worker)
+	worker := softclipAs(t, ".abi_version = 999,")
+	_, err := catalog.Load(worker)
 	if err == nil || !strings.Contains(err.Error(), "softclip was built for ABI 999") {
 		t.Errorf("loading a worker with an ABI-999 kernel: %v", err)
 	}
@@ -160,18 +149,7 @@ func TestKernelOfAnotherABIIsRefused(t *testing.T) {
 // which the old struct does not have. The rewritten source sets one of
 // them anyway, to show that it is not read.
 func TestKernelOfABI1StillLoads(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "v1.c")
-	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION,", ".abi_version = 1, .live = 1u,", 1)
-	if v1 == string(code) {
-		t.Fatal("could not rewrite the example's ABI version")
-	}
-	os.WriteFile(src, []byte(v1), 0o644)
-	worker := filepath.Join(t.TempDir(), "v1-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+src, "OUT="+worker)
+	worker := softclipAs(t, ".abi_version = 1, .live = 1u,")
 	cat, err := catalog.Load(worker)
 	if err != nil {
 		t.Fatalf("loading a worker with an ABI-1 kernel: %v", err)
@@ -214,4 +192,23 @@ func TestKernelOfABI1StillLoads(t *testing.T) {
 			t.Fatalf("sample %d: %g, want %g", i, out[i], want)
 		}
 	}
+}
+
+// softclipAs builds a worker carrying the softclip example with its
+// `.abi_version = US_KERNEL_ABI_VERSION,` line replaced by abi.
+func softclipAs(t *testing.T, abi string) string {
+	t.Helper()
+	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION,", abi, 1)
+	if src == string(code) {
+		t.Fatal("could not rewrite the example's ABI version")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "k.c"), []byte(src), 0o644)
+	worker := filepath.Join(dir, "worker")
+	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+filepath.Join(dir, "k.c"), "OUT="+worker)
+	return worker
 }

@@ -25,14 +25,7 @@ func TestAutomationSurvivesKillsBitExact(t *testing.T) {
 	const blocks, kills, firstKill, every = 1000, 6, 150, 120
 	underNoise(t, func(tr *trial) *rig {
 		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: blocks, rt: true, restartLimit: -1})
-		st, err := chain.Parse(rigChain, testCatalog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := r.sup.Params(r.clk, [][]chain.Stage{st})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := rigParams(t, r)
 		r.play()
 
 		var wg sync.WaitGroup
@@ -105,6 +98,19 @@ func TestAutomationSurvivesKillsBitExact(t *testing.T) {
 	})
 }
 
+// rigParams is live control of the rig's one lane.
+func rigParams(t *testing.T, r *rig) *Params {
+	st, err := chain.Parse(rigChain, testCatalog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.sup.Params(r.clk, [][]chain.Stage{st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // automatedReference renders the rig's input with the changes through a
 // fault-free worker.
 func automatedReference(r *rig, log []shm.ParamChange) []float32 {
@@ -128,14 +134,7 @@ func automatedReference(r *rig, log []shm.ParamChange) []float32 {
 // nothing: not the values in force, not the log.
 func TestParamsRefuse(t *testing.T) {
 	r := newRig(t, rigConfig{lanes: 1, spares: 0, blocks: 10})
-	st, err := chain.Parse(rigChain, testCatalog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.sup.Params(r.clk, [][]chain.Stage{st})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := rigParams(t, r)
 	for _, c := range []struct {
 		lane, kernel int
 		name         string
@@ -194,30 +193,14 @@ func BenchmarkParamChangeRoundTrip(b *testing.B) {
 			if err := s.Start(nil); err != nil {
 				b.Fatal(err)
 			}
-			lane := s.Region().Lane(0)
 			pinToCPU0(b)
-			prod := shm.NewProducer(lane.In())
-			cons := shm.NewConsumer(lane.Out())
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				t0 := time.Now()
-				blk, _ := prod.Peek()
-				blk.SetHeader(uint64(i), 64, 0, 0)
-				if every {
+			var head func(*shm.Block, int)
+			if every {
+				head = func(blk *shm.Block, i int) {
 					blk.SetChanges([]shm.ParamChange{{Kernel: 0, Param: 0, Value: float32(500 + i%1000)}})
 				}
-				prod.Publish()
-				var o *shm.Block
-				for o == nil {
-					cons.Wait(200*time.Microsecond, time.Second)
-					o, _ = cons.Peek()
-				}
-				cons.Release()
-				lat = append(lat, time.Since(t0))
 			}
-			b.StopTimer()
-			reportPercentiles(b, lat)
+			roundTrips(b, s.Region().Lane(0), 200*time.Microsecond, head)
 		})
 	}
 }

@@ -2,32 +2,14 @@ package chain
 
 import (
 	"fmt"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/understudy-rt/understudy/runtime/catalog"
-	"github.com/understudy-rt/understudy/runtime/shm"
 )
-
-func storedCatalog(t *testing.T) *catalog.Catalog {
-	data, err := os.ReadFile("testdata/catalog.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = regexp.MustCompile(`"layout":\s*\d+`).ReplaceAll(data, []byte(fmt.Sprintf(`"layout":%d`, shm.LayoutVersion)))
-	cat, err := catalog.Parse("testdata", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cat
-}
 
 // A live change is checked as a chain's own value is, and refused, in one
 // line, where the kernel cannot take it while it runs.
 func TestLive(t *testing.T) {
-	cat := storedCatalog(t)
+	cat := testCatalog(t)
 	st, err := Parse("lowpass f=1000 | gain db=-6 | fir taps=63 | peaking f=500 db=3", cat)
 	if err != nil {
 		t.Fatal(err)

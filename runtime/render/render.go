@@ -20,29 +20,7 @@ var ErrStalled = errors.New("render: lane stalled")
 // Blocks are numbered from 0; the last one is zero-padded and flagged.
 // stall bounds how long it waits for any one block (0: 10 s).
 func Lane(lane *shm.Lane, in []float32, stall time.Duration) ([]float32, error) {
-	ch := lane.Channels()
-	if len(in)%ch != 0 {
-		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
-	}
-	out := make([]float32, 0, len(in))
-	rest := in
-	_, err := Stream(lane,
-		func(p []float32, _ bool) (int, error) {
-			if len(rest) == 0 {
-				return 0, io.EOF
-			}
-			n := copy(p, rest)
-			rest = rest[n:]
-			return n, nil
-		},
-		func(p []float32, _ uint32) error {
-			out = append(out, p...)
-			return nil
-		}, stall)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return LaneAutomated(lane, in, nil, stall)
 }
 
 // MaxListed is how many bypassed block numbers Stats keeps; the count goes on.
