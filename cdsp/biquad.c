@@ -18,10 +18,12 @@
  * The cost, 16 bytes per section per channel, is 2 KiB at 8 sections x 16
  * channels, within a lane's 64 KiB.
  *
- * Coefficients are computed once, in double, in init, and live in the state:
- * process needs neither params nor libm, and a spare resuming from committed
- * state cannot compute them differently. The f, q, db and sections passed to
- * process are therefore ignored; new values take a new init.
+ * Coefficients are computed in double, in init and in update (a live change
+ * of f, q or db), and live in the state: process needs neither params nor
+ * libm, and a spare resuming from committed state cannot compute them
+ * differently. The params passed to process are therefore ignored. update
+ * keeps the history (DF-I, above); `sections` is not live, since it changes
+ * which history is in use.
  *
  * The SIMD variants (simd_x86.c, simd_neon.c) run 4 or 8 channels per vector
  * and all sections at once as a wavefront (us_simd_tmpl.h); avx2 runs one or
@@ -52,14 +54,14 @@ static size_t bq_state_bytes(uint32_t channels) {
     return sizeof(us_bq_state) + (size_t)channels * US_BQ_MAX_SECTIONS * 4 * sizeof(float);
 }
 
-static int bq_init(void *state, uint32_t channels, float rate, enum bq_design d,
-                   float f, float q, float db, float sections) {
-    /* Written as negated comparisons so that NaN is refused too. */
-    if (channels == 0 || !(rate > 0.0f) || !(f > 0.0f) || !((double)f < 0.5 * (double)rate) ||
-        !(q > 0.0f) || !(db >= -48.0f && db <= 48.0f) ||
-        !(sections >= 1.0f && sections <= (float)US_BQ_MAX_SECTIONS) ||
-        (float)(uint32_t)sections != sections)
-        return -1;
+/* Whether the design's values can be realised; written as negated
+ * comparisons so that NaN is refused too. */
+static int bq_valid(float rate, float f, float q, float db) {
+    return rate > 0.0f && f > 0.0f && (double)f < 0.5 * (double)rate && q > 0.0f && db >= -48.0f && db <= 48.0f;
+}
+
+/* Writes the coefficients of design d into st; nothing else. */
+static void bq_design(us_bq_state *st, float rate, enum bq_design d, float f, float q, float db) {
 
     double sn, cs;
     us_sincos((US_TWO_PI * (double)f) / (double)rate, &sn, &cs);
@@ -105,21 +107,37 @@ static int bq_init(void *state, uint32_t channels, float rate, enum bq_design d,
         a2 = (ap1 - am1 * cs) - twoSqrtAalpha;
         break;
     default:
-        return -1;
+        return;
     }
+    st->b0 = (float)(b0 / a0);
+    st->b1 = (float)(b1 / a0);
+    st->b2 = (float)(b2 / a0);
+    st->a1 = (float)(a1 / a0);
+    st->a2 = (float)(a2 / a0);
+}
 
+static int bq_init(void *state, uint32_t channels, float rate, enum bq_design d,
+                   float f, float q, float db, float sections) {
+    if (channels == 0 || !bq_valid(rate, f, q, db) ||
+        !(sections >= 1.0f && sections <= (float)US_BQ_MAX_SECTIONS) ||
+        (float)(uint32_t)sections != sections)
+        return -1;
     us_bq_state *st = state;
     /* Every byte, padding and unused sections included, is defined: states are
      * compared and copied as bytes. */
     memset(st, 0, bq_state_bytes(channels));
     st->channels = channels;
     st->sections = (uint32_t)sections;
-    st->b0 = (float)(b0 / a0);
-    st->b1 = (float)(b1 / a0);
-    st->b2 = (float)(b2 / a0);
-    st->a1 = (float)(a1 / a0);
-    st->a2 = (float)(a2 / a0);
+    bq_design(st, rate, d, f, q, db);
     return 0;
+}
+
+/* A live change: new coefficients over the same history. A value that
+ * cannot be realised (a cutoff at Nyquist: the host refuses it for the
+ * built-ins) keeps the coefficients in force. */
+static void bq_update(void *state, uint32_t channels, float rate, enum bq_design d, float f, float q, float db) {
+    (void)channels;
+    if (bq_valid(rate, f, q, db)) bq_design(state, rate, d, f, q, db);
 }
 
 static void bq_process(void *state, const float *params, float *buf,
@@ -159,20 +177,38 @@ static void bq_process(void *state, const float *params, float *buf,
 static int lowpass_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_LOWPASS, p[0], p[1], 0.0f, p[2]);
 }
+static void lowpass_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_LOWPASS, p[0], p[1], 0.0f);
+}
 static int highpass_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_HIGHPASS, p[0], p[1], 0.0f, p[2]);
+}
+static void highpass_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_HIGHPASS, p[0], p[1], 0.0f);
 }
 static int bandpass_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_BANDPASS, p[0], p[1], 0.0f, p[2]);
 }
+static void bandpass_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_BANDPASS, p[0], p[1], 0.0f);
+}
 static int peaking_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_PEAKING, p[0], p[1], p[2], p[3]);
+}
+static void peaking_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_PEAKING, p[0], p[1], p[2]);
 }
 static int lowshelf_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_LOWSHELF, p[0], p[1], p[2], p[3]);
 }
+static void lowshelf_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_LOWSHELF, p[0], p[1], p[2]);
+}
 static int highshelf_init(void *s, const float *p, uint32_t ch, float rate) {
     return bq_init(s, ch, rate, BQ_HIGHSHELF, p[0], p[1], p[2], p[3]);
+}
+static void highshelf_update(void *s, const float *p, uint32_t ch, float rate) {
+    bq_update(s, ch, rate, BQ_HIGHSHELF, p[0], p[1], p[2]);
 }
 
 #define BQ_KERNEL_VARIANT(kname, sym, var, proc, plist, summ) \
@@ -186,6 +222,9 @@ static int highshelf_init(void *s, const float *p, uint32_t ch, float rate) {
         .state_bytes = bq_state_bytes,                         \
         .init = kname##_init,                                  \
         .process = proc,                                       \
+        /* all but sections, the last */                       \
+        .live = (1u << (sizeof plist / sizeof plist[0] - 1)) - 1u, \
+        .update = kname##_update,                              \
     }
 
 #if defined(__x86_64__)

@@ -1,6 +1,6 @@
 /* gain.c — a level control that never clicks.
  *
- * The host may rewrite `db` between any two blocks. Jumping to the new level
+ * `db` changes live (the host may rewrite it between any two blocks). Jumping to the new level
  * would put a step into the waveform, so a change starts a linear ramp over
  * US_GAIN_RAMP samples from the gain in force (even mid-ramp) to the new one.
  * Everything the ramp needs is in the state, so a spare that takes over in
@@ -57,6 +57,7 @@ static void gain_process(void *state, const float *params, float *buf,
         .state_bytes = gain_state_bytes,                              \
         .init = gain_init,                                            \
         .process = proc,                                              \
+        .live = 1u, /* db: process ramps to it, no update needed */    \
     }
 
 GAIN_KERNEL(us_kernel_gain, "scalar", gain_process);

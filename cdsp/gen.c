@@ -89,6 +89,7 @@ const us_kernel us_kernel_sine = {
     .state_bytes = sine_state_bytes,
     .init = sine_init,
     .process = sine_process,
+    .live = 3u, /* f and db: process reads both each block */
 };
 
 /* ---- noise ----
@@ -173,4 +174,5 @@ const us_kernel us_kernel_noise = {
     .state_bytes = noise_state_bytes,
     .init = noise_init,
     .process = noise_process,
+    .live = 2u, /* db; the seed only starts the generator */
 };

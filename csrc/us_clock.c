@@ -84,6 +84,24 @@ static void ext_scatter(float *const *out, const float *src, uint32_t ch, uint32
     }
 }
 
+/* Stamps the queued parameter changes due at block k (and any a late
+ * request asked for earlier) into input block ib: no lock, no allocation,
+ * the queue is host-private. */
+static void stamp_changes(us_clock_lane *cl, us_block *ib, uint64_t k) {
+    uint64_t r = cl->pq_read, w = US_LOAD_ACQ(&cl->pq_write);
+    uint32_t n = 0;
+    if (w - r > US_PARAM_QUEUE) w = r; /* cannot happen: SetParam bounds it */
+    for (; r < w && n < US_BLOCK_CHANGES; r++, n++) {
+        const us_param_req *q = &cl->pq[r & (US_PARAM_QUEUE - 1)];
+        if (q->at_block > k) break;
+        if (q->at_block < k) US_STORE_RLX(&cl->param_late, cl->param_late + 1);
+        ib->changes[n] = q->c;
+        US_STORE_RLX(&cl->pq_applied[r & (US_PARAM_QUEUE - 1)], k);
+    }
+    ib->n_changes = n;
+    if (r != cl->pq_read) US_STORE_REL(&cl->pq_read, r);
+}
+
 /* in: the external driver's buffers for this lane, or NULL for the source ring. */
 static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now, const float *const *in) {
     size_t n = (size_t)c->frames * cl->channels;
@@ -127,6 +145,9 @@ static void push_input(us_clock *c, us_clock_lane *cl, uint64_t k, uint64_t now,
     ib->frames = frames;
     ib->flags = flags;
     ib->t_push_ns = now;
+    /* Consumed only with a block that reaches the lane: a change due at a
+     * block that never does rides with the next one. */
+    stamp_changes(cl, ib, k);
     /* in_write goes up before the lane's own index: the monitor reads the
      * owner's commit first and in_write second, and a commit can then never
      * look ahead of what the host pushed. */
@@ -301,6 +322,11 @@ void us_clock_prepare(us_clock *c, uint64_t start_ns) {
 void us_clock_period(us_clock *c, uint64_t due_ns, uint64_t now_ns, const us_clock_ext *io) {
     /* Only this thread stores c->period, so its own load needs no ordering. */
     uint64_t k = US_LOAD_RLX(&c->period);
+    /* Orders the store of `period` that ended the last period before the
+     * loads of the parameter queues below: SetParam stores a queue's write
+     * index and then loads `period`, so either it sees that this period has
+     * not begun (and we see its request) or it waits for our answer. */
+    US_FENCE();
     record_lateness(c, now_ns > due_ns ? now_ns - due_ns : 0);
     for (uint32_t i = 0; i < c->n_lanes; i++) push_input(c, &c->lanes[i], k, now_ns, io ? io->in[i] : NULL);
     if (k >= c->latency) {

@@ -12,7 +12,10 @@
  *
  * The clock owns: lane.in.write (producer), lane.out.read (consumer), the
  * source rings' read index, the sink rings' write index and every field below
- * marked "clock". The owner's indices it reads are bounds-checked; a violation
+ * marked "clock". Live parameter changes ride with the input: the clock
+ * stamps the ones due into the input block's header (us_block.changes), so a
+ * spare that re-reads the block applies them as its predecessor did. The
+ * owner's indices it reads are bounds-checked; a violation
  * marks the lane corrupt, rings the doorbell and is never followed. */
 #ifndef US_CLOCK_H
 #define US_CLOCK_H
@@ -26,6 +29,13 @@
 #define US_IO_SLOTS 256   /* blocks per source or sink ring; power of two */
 #define US_DRY_BLOCKS 64  /* input history kept for the dry fallback */
 #define US_EPOCH_SPAN 32  /* hand-overs remembered: more than an output ring can hold blocks of */
+#define US_PARAM_QUEUE 64 /* live parameter changes queued per lane; power of two */
+
+/* A live parameter change the host asks for at an input block. */
+typedef struct us_param_req {
+    uint64_t at_block;
+    us_param_change c;
+} us_param_req;
 
 enum us_fallback { US_FALLBACK_SILENCE = 0, US_FALLBACK_DRY = 1 };
 
@@ -79,6 +89,16 @@ typedef struct us_clock_lane {
      * and nothing a fenced owner publishes after does. */
     US_LINE uint64_t epoch;
     uint64_t epoch_from[US_EPOCH_SPAN];
+    /* live parameter changes: a queue from the host's SetParam (one Go
+     * writer at a time, under its lock) to the clock, which stamps each into
+     * the header of the input block it asks for (or, late, the first block
+     * it pushes after), at most US_BLOCK_CHANGES a block, in queue order */
+    US_LINE uint64_t pq_write;                /* requests queued (Go, release) */
+    US_LINE uint64_t pq_read;                 /* requests stamped (clock, release) */
+    uint64_t param_late;                      /* requests stamped after the block they asked for */
+    us_param_req pq[US_PARAM_QUEUE];          /* Go writes [pq_write & mask] before pq_write passes it */
+    uint64_t pq_applied[US_PARAM_QUEUE];      /* clock: the block request i went into, at [i & mask],
+                                               * stored before pq_read passes i */
     US_LINE uint64_t xruns;                   /* output blocks replaced by the fallback */
     uint64_t stale;                           /* output blocks dropped as older than wanted */
     uint64_t in_overflows;                    /* input blocks dropped: lane input ring full */

@@ -8,13 +8,13 @@
  *   - same params, state and input give the same output bits on every run, in
  *     every worker, so a spare that resumes from committed state is bit-exact.
  *
- * The worker refuses a kernel whose abi_version differs from the one it was
- * built with.
+ * The worker refuses a kernel whose abi_version is outside
+ * US_KERNEL_ABI_MIN..US_KERNEL_ABI_VERSION.
  *
  * What a kernel may and may not do (the SDK contract; README "Your own
  * kernel" says the same for users):
  *
- *   - No system calls, in any of the four functions. The worker runs its
+ *   - No system calls, in any of the kernel's functions. The worker runs its
  *     kernels under a seccomp allowlist that kills the whole worker
  *     (SIGSYS, reported as the fault path `sandbox`) on any call outside it:
  *     no files, sockets, processes, signals to others, sleeps, scheduling
@@ -51,10 +51,25 @@
  *     the first init, so subnormals read and compute as zero (us_fp.h). Do
  *     not change the floating-point environment (rounding mode, exception
  *     masks): a spare resuming the lane must compute the same bits.
- *   - Parameters are fixed for a run: `params` (n_params floats, already
- *     range-checked by the host against the schema) is the same in init
- *     and every process call, and is read-only. A change of parameters is
- *     a new run.
+ *   - Parameters may change while a lane runs (ABI 2), but only those a
+ *     kernel declares in `live` (bit j for params[j]); the host refuses the
+ *     rest with one line (a parameter that sizes the state, such as an
+ *     FIR's taps or a biquad's section count, is never live). `params`
+ *     (n_params floats, range-checked against the schema) is read-only and
+ *     lives in the lane's committed state, so a spare resumes with the
+ *     values as of its commit point. A change reaches the kernel at a block
+ *     boundary: before the block it rides in, the worker writes the new
+ *     value and, when the kernel has one, calls `update` with the whole
+ *     vector, once per block however many of its values changed. `update`
+ *     recomputes what init derived from params (a biquad's coefficients)
+ *     and keeps the history; it is pure, quick and never fails (a value it
+ *     cannot realise keeps the derived state as it was). A kernel without
+ *     `update` reads its params in `process` each block (gain ramps from
+ *     the old level to the new one there, inside its state).
+ *   - ABI versions: a worker loads kernels of ABI 1 (no `live`, no
+ *     `update`: every parameter fixed, as before) and 2. It reads the
+ *     fields after `process` only from kernels that declare ABI 2, so a
+ *     kernel object built against the old header still loads.
  *   - Naming: name and variant are 1..23 and 1..15 characters of letters,
  *     digits, '_', '-' or '.', starting with a letter; a name must not be a
  *     built-in kernel's (`understudy kernels` lists them) nor be used twice
@@ -69,7 +84,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define US_KERNEL_ABI_VERSION 1u
+#define US_KERNEL_ABI_VERSION 2u
+#define US_KERNEL_ABI_MIN 1u /* the oldest ABI a worker still loads */
 
 #define US_KERNEL_MAX_PARAMS 16 /* params per kernel in a chain */
 #define US_KERNEL_NAME_MAX 24   /* bytes, including the NUL */
@@ -100,7 +116,29 @@ typedef struct us_kernel {
     /* Processes one block in place. Must not fail, allocate, lock or block. */
     void (*process)(void *state, const float *params, float *buf,
                     uint32_t frames, uint32_t channels);
+    /* ---- ABI 2: read only from a kernel whose abi_version is 2 or more ---- */
+    /* Parameters that may change while the lane runs: bit j for params[j]. */
+    uint32_t live;
+    /* Optional: live params changed (params is the new vector); recompute
+     * what init derived from them, keeping every bit of history. */
+    void (*update)(void *state, const float *params, uint32_t channels, float rate);
 } us_kernel;
+
+/* Whether a worker can run a kernel of this ABI at all. */
+static inline int us_kernel_abi_ok(const us_kernel *k) {
+    return k->abi_version >= US_KERNEL_ABI_MIN && k->abi_version <= US_KERNEL_ABI_VERSION;
+}
+/* The live mask, 0 for an ABI-1 kernel (whose struct ends at process) or
+ * one of an ABI this worker does not speak. */
+static inline uint32_t us_kernel_live(const us_kernel *k) {
+    if (k->abi_version < 2 || k->abi_version > US_KERNEL_ABI_VERSION) return 0;
+    uint32_t m = k->live;
+    return k->n_params >= 32 ? m : m & ((1u << k->n_params) - 1u);
+}
+/* The update hook, NULL for an ABI-1 kernel. */
+static inline void (*us_kernel_update(const us_kernel *k))(void *, const float *, uint32_t, float) {
+    return k->abi_version < 2 || k->abi_version > US_KERNEL_ABI_VERSION ? NULL : k->update;
+}
 
 /* The built-in kernels a worker carries, terminated by a NULL entry. */
 extern const us_kernel *const us_builtin_kernels[];

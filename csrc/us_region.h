@@ -62,7 +62,8 @@
  *     bypass_block                                                     tools
  *   lane.commit_block, commit_ns,       owner                         host: reports only
  *     commits, commit_epoch                                            (commit_epoch: the monitor)
- *   lane.in.write, in blocks            clock (producer)              owner
+ *   lane.in.write, in blocks (their     clock (producer)              owner (changes are checked
+ *     live parameter changes too)                                        against the kernel's schema)
  *   lane.in.read (the commit point)     owner (consumer)              clock, monitor
  *   lane.out.write, out blocks,         owner (producer)              clock
  *     state[]
@@ -103,7 +104,7 @@
 #include "us_kernel.h"
 
 #define US_REGION_MAGIC 0x4e4f494745525355ull /* "USREGION" little-endian */
-#define US_LAYOUT_VERSION 4u
+#define US_LAYOUT_VERSION 5u
 
 #define US_CACHELINE 64
 #define US_MAX_LANES 16         /* lanes per supervisor */
@@ -114,6 +115,11 @@
 #define US_MAX_CHANNELS 16      /* channels per lane */
 #define US_MAX_CHAIN 8          /* kernels per lane */
 #define US_LANE_STATE_BYTES 65536 /* most bytes of one committed state buffer for a whole chain (an FIR's delay line) */
+#define US_BLOCK_CHANGES 3      /* live parameter changes an input block carries */
+/* After the chain's states, each state buffer holds the parameter vector in
+ * force, chain[i]'s at [i * US_KERNEL_MAX_PARAMS]: committed with the rest,
+ * so a spare resumes with the values as of its commit point. */
+#define US_LANE_PARAM_BYTES (US_MAX_CHAIN * US_KERNEL_MAX_PARAMS * 4)
 
 #ifndef US_TEST_DROP_ORDERING
 #define US_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -170,6 +176,14 @@ typedef struct us_ring_ctl {
     uint32_t _pad_c;
 } us_ring_ctl;
 
+/* One live parameter change: chain[kernel].params[param] = value. */
+typedef struct us_param_change {
+    uint8_t kernel;
+    uint8_t param;
+    uint16_t _pad;
+    float value;
+} us_param_change;
+
 /* One audio block. The header shares the first line; data starts on the next
  * so a reader of the header does not drag audio lines with it. In a lane's
  * rings a block is only as long as the lane needs (block_stride bytes:
@@ -181,6 +195,12 @@ typedef struct us_block {
     uint32_t frames;                 /* valid frames, <= lane frames */
     uint32_t flags;                  /* US_BLOCK_* */
     uint64_t epoch;                  /* output blocks: the owner epoch of the worker that wrote it */
+    /* input blocks: live parameter changes to apply before this block, in
+     * order, written by the producer with the rest of the header (the clock
+     * from its queue, an offline render from its automation list) */
+    uint32_t n_changes;              /* <= US_BLOCK_CHANGES; more is a scribble: none apply */
+    uint32_t _pad_chg;
+    us_param_change changes[US_BLOCK_CHANGES];
     US_LINE float data[US_SLOT_SAMPLES];
 } us_block;
 
@@ -204,7 +224,7 @@ typedef struct us_lane_cfg {
     uint32_t rate;
     uint32_t chain_len;
     uint32_t state_bytes;            /* sum over the chain, <= US_LANE_STATE_BYTES */
-    uint32_t state_stride;           /* one state buffer: state_bytes in whole lines */
+    uint32_t state_stride;           /* one state buffer: state_bytes in whole lines, then the parameter vector (US_LANE_PARAM_BYTES) */
     uint32_t block_stride;           /* one ring block: a header line and frames * channels floats, in whole lines */
     uint32_t _pad;
     uint64_t state_off;              /* from the lane mapping's start: state[0], then state[1] */
@@ -410,13 +430,18 @@ static inline int us_lane_geometry(us_lane_cfg *c) {
         (uint64_t)c->frames * c->channels > US_SLOT_SAMPLES || c->state_bytes > US_LANE_STATE_BYTES ||
         c->chain_len > US_MAX_CHAIN)
         return -1;
-    c->state_stride = (uint32_t)us_round_up(c->state_bytes, US_CACHELINE);
+    c->state_stride = (uint32_t)(us_round_up(c->state_bytes, US_CACHELINE) + US_LANE_PARAM_BYTES);
     c->block_stride = (uint32_t)(US_CACHELINE + us_round_up((uint64_t)c->frames * c->channels * sizeof(float), US_CACHELINE));
     c->state_off = sizeof(us_lane);
     c->in_off = c->state_off + 2ull * c->state_stride;
     c->out_off = c->in_off + (uint64_t)US_RING_SLOTS * c->block_stride;
     c->lane_bytes = us_round_up(c->out_off + (uint64_t)US_RING_SLOTS * c->block_stride, US_PAGE);
     return 0;
+}
+
+/* Where a state buffer's parameter vector starts. */
+static inline uint32_t us_lane_params_off(const us_lane_cfg *c) {
+    return (uint32_t)us_round_up(c->state_bytes, US_CACHELINE);
 }
 
 /* Layout invariants the Go view and the protocol rely on. */
@@ -445,6 +470,10 @@ _Static_assert(sizeof(us_header) == US_CACHELINE, "header is one line");
 _Static_assert(offsetof(us_slot_map, slot) % US_CACHELINE == 0, "slot aligned");
 _Static_assert(offsetof(us_slot_map, lanes) % 8 == 0, "lane configurations aligned");
 _Static_assert(offsetof(us_block, epoch) < US_CACHELINE, "the epoch is in the block's header line");
+_Static_assert(offsetof(us_block, changes) + sizeof(us_param_change) * US_BLOCK_CHANGES <= US_CACHELINE,
+               "parameter changes fit the block's header line");
+_Static_assert(US_MAX_CHAIN <= 256 && US_KERNEL_MAX_PARAMS <= 256, "a change names kernel and param in a byte");
+_Static_assert(US_LANE_PARAM_BYTES % US_CACHELINE == 0, "the parameter vector is whole lines");
 _Static_assert(sizeof(uint64_t) == 8 && sizeof(float) == 4, "ABI sizes");
 
 #endif

@@ -74,7 +74,7 @@ __attribute__((constructor)) static void us_check_user_kernels(void) {
     if (!us_user_kernels) return;
     for (size_t i = 0; us_user_kernels[i]; i++) {
         const us_kernel *k = us_user_kernels[i];
-        if (k->abi_version != US_KERNEL_ABI_VERSION) continue;
+        if (!us_kernel_abi_ok(k)) continue;
         const char *why = NULL;
         if (!valid_name(k->name, US_KERNEL_NAME_MAX))
             why = "has a name a chain cannot use: 1 to 23 letters, digits, '_', '-' or '.', starting with a letter";

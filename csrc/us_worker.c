@@ -143,9 +143,9 @@ static int resolve_chain(const us_lane_cfg *shared, lane_run *run) {
                     e->name, e->variant[0] ? e->variant : "scalar");
             return -1;
         }
-        if (k->abi_version != US_KERNEL_ABI_VERSION) {
-            fprintf(stderr, "understudy-worker: kernel %s has ABI %u, this worker speaks %u: rebuild it\n",
-                    e->name, k->abi_version, US_KERNEL_ABI_VERSION);
+        if (!us_kernel_abi_ok(k)) {
+            fprintf(stderr, "understudy-worker: kernel %s has ABI %u, this worker speaks %u..%u: rebuild it\n",
+                    e->name, k->abi_version, US_KERNEL_ABI_MIN, US_KERNEL_ABI_VERSION);
             return -1;
         }
         if (e->state_offset + k->state_bytes(l->channels) > l->state_bytes) return -1;
@@ -221,6 +221,65 @@ static us_block *peek_input(us_consumer *in) {
     return b;
 }
 
+/* Whether v is a value params[j] of k may hold: what the host checked
+ * (range, whole number) checked again, since everything in the lane could
+ * have been written by a dead owner. */
+static int param_ok(const us_kernel *k, uint32_t j, float v) {
+    const us_param_spec *p = &k->params[j];
+    if (!(v >= p->min && v <= p->max)) return 0; /* NaN fails too */
+    return !p->integer || (float)(int64_t)v == v;
+}
+
+/* Checks a committed parameter vector: every value in its range, and every
+ * value that cannot change live still the host's. A vector that fails was
+ * written by no host: the lane restarts from the host's values. */
+static int params_ok(const lane_run *run, const float *pv) {
+    for (uint32_t i = 0; i < run->n; i++) {
+        const us_chain_entry *e = &run->cfg.chain[i];
+        const us_kernel *k = run->k[i];
+        uint32_t live = us_kernel_live(k);
+        for (uint32_t j = 0; j < e->n_params && j < k->n_params; j++) {
+            float v = pv[i * US_KERNEL_MAX_PARAMS + j];
+            if (!param_ok(k, j, v)) return 0;
+            if (!(live >> j & 1u) && memcmp(&v, &e->params[j], sizeof v) != 0) return 0;
+        }
+    }
+    return 1;
+}
+
+static void params_from_cfg(const lane_run *run, float *pv) {
+    memset(pv, 0, US_LANE_PARAM_BYTES);
+    for (uint32_t i = 0; i < run->n; i++)
+        memcpy(pv + i * US_KERNEL_MAX_PARAMS, run->cfg.chain[i].params, run->cfg.chain[i].n_params * sizeof(float));
+}
+
+/* Applies the live parameter changes block ib carries to pv (the next state's
+ * vector) and lets each kernel whose values changed update its derived
+ * state, once. A change the schema refuses (a scribble: the host checked
+ * what it queued) is skipped, the same way by every owner. */
+static void apply_changes(const lane_run *run, const us_block *ib, float *pv, uint8_t *st) {
+    uint32_t n = US_LOAD_RLX(&ib->n_changes);
+    if (n == 0 || n > US_BLOCK_CHANGES) return;
+    uint32_t dirty = 0;
+    for (uint32_t c = 0; c < n; c++) {
+        us_param_change ch;
+        memcpy(&ch, &ib->changes[c], sizeof ch);
+        if (ch.kernel >= run->n) continue;
+        const us_kernel *k = run->k[ch.kernel];
+        if (ch.param >= k->n_params || ch.param >= run->cfg.chain[ch.kernel].n_params ||
+            !(us_kernel_live(k) >> ch.param & 1u) || !param_ok(k, ch.param, ch.value))
+            continue;
+        pv[ch.kernel * US_KERNEL_MAX_PARAMS + ch.param] = ch.value;
+        dirty |= 1u << ch.kernel;
+    }
+    for (uint32_t i = 0; i < run->n; i++) {
+        void (*update)(void *, const float *, uint32_t, float) = us_kernel_update(run->k[i]);
+        if ((dirty >> i & 1u) && update)
+            update(st + run->cfg.chain[i].state_offset, pv + i * US_KERNEL_MAX_PARAMS, run->cfg.channels,
+                   (float)run->cfg.rate);
+    }
+}
+
 /* Runs the lane until the host sends another command. Returns on a command. */
 static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     us_lane *l = run->lane;
@@ -230,22 +289,34 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
     us_consumer_init(&in, us_lane_in(l, cfg));
     us_producer_init(&out, us_lane_out(l, cfg));
     const uint32_t ch = cfg->channels;
-    const size_t sbytes = cfg->state_bytes;
+    const size_t sbytes = cfg->state_stride; /* the chain's states and the parameter vector */
+    const uint32_t poff = us_lane_params_off(cfg);
     uint8_t *state[2] = {(uint8_t *)l + cfg->state_off, (uint8_t *)l + cfg->state_off + cfg->state_stride};
     uint64_t epoch = run->epoch;
     const uint64_t period_ns = cfg->rate ? (uint64_t)cfg->frames * 1000000000ull / cfg->rate : UINT64_MAX;
     int first = 1;
 
-    if (in.read == 0 || run->reinit) {
+    /* The parameters in force come with the committed state. Nothing
+     * committed yet, or a vector no host wrote: the host's own values. */
+    int fresh = in.read == 0 || run->reinit;
+    {
+        float *pv = (float *)(state[in.read & 1] + poff);
+        if (in.read == 0 || !params_ok(run, pv)) {
+            params_from_cfg(run, pv);
+            fresh = 1;
+        }
+    }
+    if (fresh) {
         /* Nothing committed yet (the initial state is state[0]), or the host
          * asks for a fresh start because the committed state made garbage:
-         * init writes the committed buffer itself. That is idempotent, so
-         * an owner that dies here leaves nothing to undo; the host asks its
-         * successor again. */
+         * init writes the committed buffer itself, from the parameters in
+         * force. That is idempotent, so an owner that dies here leaves
+         * nothing to undo; the host asks its successor again. */
         uint8_t *st = state[in.read & 1];
+        const float *pv = (const float *)(st + poff);
         for (uint32_t i = 0; i < run->n; i++) {
             const us_chain_entry *e = &cfg->chain[i];
-            if (run->k[i]->init(st + e->state_offset, e->params, ch, (float)cfg->rate) != 0) {
+            if (run->k[i]->init(st + e->state_offset, pv + i * US_KERNEL_MAX_PARAMS, ch, (float)cfg->rate) != 0) {
                 fprintf(stderr, "understudy-worker: kernel %s refused its parameters\n", e->name);
                 exit(EXIT_KERNEL);
             }
@@ -325,13 +396,17 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
 
         size_t n = (size_t)frames * ch;
         memcpy(ob->data, ib->data, n * sizeof(float));
+        /* Changes apply on a bypassed block too: the automation is the
+         * host's, whatever became of this block's audio. */
+        float *pv = (float *)(next + poff);
+        apply_changes(run, ib, pv, next);
         uint32_t flags = 0;
         if (block == US_LOAD_ACQ(&l->bypass_block)) {
             flags = US_BLOCK_BYPASSED; /* poison input: the dry signal, state carried over */
         } else {
             for (uint32_t i = 0; i < run->n; i++) {
                 const us_chain_entry *e = &cfg->chain[i];
-                run->k[i]->process(next + e->state_offset, e->params, ob->data, frames, ch);
+                run->k[i]->process(next + e->state_offset, pv + i * US_KERNEL_MAX_PARAMS, ob->data, frames, ch);
             }
         }
         uint64_t now = us_now_ns();
@@ -398,8 +473,8 @@ static int list_kernels(void) {
             json_string(p->name);
             printf(",\"unit\":");
             json_string(p->unit);
-            printf(",\"min\":%.9g,\"max\":%.9g,\"default\":%.9g,\"integer\":%s}", p->min, p->max, p->def,
-                   p->integer ? "true" : "false");
+            printf(",\"min\":%.9g,\"max\":%.9g,\"default\":%.9g,\"integer\":%s,\"live\":%s}", p->min, p->max,
+                   p->def, p->integer ? "true" : "false", us_kernel_live(k) >> j & 1u ? "true" : "false");
         }
         printf("],\"state_bytes\":[");
         for (uint32_t ch = 1; ch <= US_MAX_CHANNELS; ch++)

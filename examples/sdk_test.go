@@ -137,20 +137,78 @@ func TestSoftclipWorkerBuiltBothWays(t *testing.T) {
 
 // A kernel built for another ABI version is refused with a clear error.
 func TestKernelOfAnotherABIIsRefused(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "old.c")
+	worker := softclipAs(t, ".abi_version = 999,")
+	_, err := catalog.Load(worker)
+	if err == nil || !strings.Contains(err.Error(), "softclip was built for ABI 999") {
+		t.Errorf("loading a worker with an ABI-999 kernel: %v", err)
+	}
+}
+
+// A kernel of ABI 1 (before live parameters) still loads and runs, with
+// every parameter fixed: the worker never reads the fields ABI 2 added,
+// which the old struct does not have. The rewritten source sets one of
+// them anyway, to show that it is not read.
+func TestKernelOfABI1StillLoads(t *testing.T) {
+	worker := softclipAs(t, ".abi_version = 1, .live = 1u,")
+	cat, err := catalog.Load(worker)
+	if err != nil {
+		t.Fatalf("loading a worker with an ABI-1 kernel: %v", err)
+	}
+	k, ok := cat.Lookup("softclip")
+	if !ok || len(k.Params) != 1 || k.Params[0].Live {
+		t.Fatalf("worker lists the ABI-1 softclip as %+v, want drive not live", k)
+	}
+	st, err := chain.Parse("softclip drive=12", cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := chain.Live(st[0], "drive", 6, 1, 48000); err == nil {
+		t.Error("a live change of an ABI-1 kernel's parameter was accepted")
+	}
+	lc, err := chain.LaneConfig(st, 1, 64, 48000, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, 64*100)
+	for i := range in {
+		in[i] = float32(math.Sin(float64(i)*0.01)) * 1.5
+	}
+	out, err := render.Lane(s.Region().Lane(0), in, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := drive(12)
+	for i, x := range in {
+		v := x * d
+		if want := v / (1 + float32(math.Abs(float64(v)))); math.Float32bits(out[i]) != math.Float32bits(want) {
+			t.Fatalf("sample %d: %g, want %g", i, out[i], want)
+		}
+	}
+}
+
+// softclipAs builds a worker carrying the softclip example with its
+// `.abi_version = US_KERNEL_ABI_VERSION,` line replaced by abi.
+func softclipAs(t *testing.T, abi string) string {
+	t.Helper()
 	code, err := os.ReadFile(filepath.Join(root(t), "examples/softclip/softclip.c"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION", ".abi_version = 999", 1)
-	if old == string(code) {
+	src := strings.Replace(string(code), ".abi_version = US_KERNEL_ABI_VERSION,", abi, 1)
+	if src == string(code) {
 		t.Fatal("could not rewrite the example's ABI version")
 	}
-	os.WriteFile(src, []byte(old), 0o644)
-	worker := filepath.Join(t.TempDir(), "old-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+src, "OUT="+worker)
-	_, err = catalog.Load(worker)
-	if err == nil || !strings.Contains(err.Error(), "softclip was built for ABI 999") {
-		t.Errorf("loading a worker with an ABI-999 kernel: %v", err)
-	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "k.c"), []byte(src), 0o644)
+	worker := filepath.Join(dir, "worker")
+	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+filepath.Join(dir, "k.c"), "OUT="+worker)
+	return worker
 }

@@ -31,27 +31,37 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 			// the worker gets CPU 1, this goroutine's thread CPU 0.
 			_, lane := unityLaneOn(b, 64, mode.workerSpin, 1)
 			pinToCPU0(b)
-			prod := shm.NewProducer(lane.In())
-			cons := shm.NewConsumer(lane.Out())
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				t0 := time.Now()
-				blk, _ := prod.Peek()
-				blk.SetHeader(uint64(i), 64, 0, 0)
-				prod.Publish()
-				var o *shm.Block
-				for o == nil {
-					cons.Wait(mode.hostSpin, time.Second)
-					o, _ = cons.Peek()
-				}
-				cons.Release()
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
-			reportPercentiles(b, lat)
+			roundTrips(b, lane, mode.hostSpin, nil)
 		})
 	}
+}
+
+// roundTrips sends b.N blocks of 64 frames through lane one at a time,
+// each filled in by head (if not nil) after its header, and reports the
+// round trips' percentiles.
+func roundTrips(b *testing.B, lane *shm.Lane, hostSpin time.Duration, head func(blk *shm.Block, i int)) {
+	prod := shm.NewProducer(lane.In())
+	cons := shm.NewConsumer(lane.Out())
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		blk, _ := prod.Peek()
+		blk.SetHeader(uint64(i), 64, 0, 0)
+		if head != nil {
+			head(blk, i)
+		}
+		prod.Publish()
+		var o *shm.Block
+		for o == nil {
+			cons.Wait(hostSpin, time.Second)
+			o, _ = cons.Peek()
+		}
+		cons.Release()
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
 }
 
 // SIGKILL of a lane's owner to the monitor's decision, and on to the new

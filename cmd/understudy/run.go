@@ -44,7 +44,7 @@ The block (--block) must divide the server's period; the server's period
 must be at most --latency blocks. Workers are set one priority below the
 JACK callback thread, the monitor above it.
 
-` + chainHelp + `
+` + chainHelp + "\n" + controlHelp + `
 Flags:
 `
 
@@ -358,6 +358,7 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	fmt.Fprintf(stderr, "understudy: JACK client %s, %d lanes × %d channels, %d Hz, server period %d, block %d, added latency %d frames\n",
 		rep.Client, c.Lanes, c.Channels, rep.SampleRate, rep.ServerPeriod, c.Block, cli.LatencyFrames())
 	defer sdnotify.Serve(clk.Periods, stderr)()
+	defer startControl(os.Stdin, stderr, sup, clk, cat, c.LaneChains)() // control.go: live parameters
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -126,6 +126,8 @@ type Clock struct {
 	nextRdr     int
 	unRegions   []func() // registrations with the lanes' regions
 	locked      atomic.Uint64
+	paramMu     sync.Mutex  // SetParam's: one queue writer at a time, never the C thread's
+	paramAt     []paramSlot // per lane, under paramMu
 	stackAt     C.uintptr_t // the thread's locked stack top, under life
 	stackLen    C.size_t
 }
@@ -192,7 +194,7 @@ func New(cfg Config) (*Clock, error) {
 	for i := 0; i < len(mem); i += 4096 {
 		mem[i] = 0
 	}
-	k := &Clock{mem: mem, cfg: cfg}
+	k := &Clock{mem: mem, cfg: cfg, paramAt: make([]paramSlot, len(cfg.Lanes))}
 	if unix.Mlock(mem) == nil {
 		k.locked.Store(uint64(len(mem)))
 	}

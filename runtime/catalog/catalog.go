@@ -33,6 +33,9 @@ type Param struct {
 	Max     float32 `json:"max"`
 	Default float32 `json:"default"`
 	Integer bool    `json:"integer"`
+	// Live: the value may change while a lane runs (the kernel says so;
+	// never for one that sizes its state, nor for an ABI-1 kernel).
+	Live bool `json:"live"`
 }
 
 // Variant is one compiled implementation of a kernel.
@@ -295,8 +298,8 @@ func Parse(worker string, data []byte) (*Catalog, error) {
 	seen := map[[2]string]bool{}
 	last := ""
 	for _, e := range l.Kernels {
-		if e.ABI != shm.KernelABI {
-			return nil, fmt.Errorf("worker %s: kernel %s was built for ABI %d, this host speaks %d; rebuild it with `make`", worker, e.Name, e.ABI, shm.KernelABI)
+		if e.ABI < shm.KernelABIMin || e.ABI > shm.KernelABI {
+			return nil, fmt.Errorf("worker %s: kernel %s was built for ABI %d, this host speaks %d..%d; rebuild it with `make`", worker, e.Name, e.ABI, shm.KernelABIMin, shm.KernelABI)
 		}
 		if err := checkKernel(e.Name, e.Variant, e.Params, e.StateBytes); err != nil {
 			return nil, fmt.Errorf("worker %s: %v", worker, err)

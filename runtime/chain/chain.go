@@ -85,12 +85,8 @@ func Parse(s string, cat *catalog.Catalog) ([]Stage, error) {
 			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s wants a number, got %q", name, val)}
 			}
-			sp := specs[idx]
-			if v < float64(sp.Min) || v > float64(sp.Max) {
-				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s=%g is out of range %g..%g%s", name, v, sp.Min, sp.Max, unitSuffix(sp.Unit))}
-			}
-			if sp.Integer && v != math.Trunc(v) {
-				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: fmt.Sprintf("%s must be a whole number", name)}
+			if msg := checkValue(specs[idx], v); msg != "" {
+				return nil, &Error{Chain: s, Word: w, Offset: off, Msg: msg}
 			}
 			vals[idx] = float32(v)
 			set[idx] = true
@@ -101,6 +97,58 @@ func Parse(s string, cat *catalog.Catalog) ([]Stage, error) {
 		return nil, &Error{Chain: s, Offset: -1, Msg: fmt.Sprintf("%d stages; a lane runs at most %d", len(stages), shm.MaxChain)}
 	}
 	return stages, nil
+}
+
+// checkValue is the schema's word on one value: "" or why not.
+func checkValue(sp catalog.Param, v float64) string {
+	if math.IsNaN(v) || v < float64(sp.Min) || v > float64(sp.Max) {
+		return fmt.Sprintf("%s=%g is out of range %g..%g%s", sp.Name, v, sp.Min, sp.Max, unitSuffix(sp.Unit))
+	}
+	if sp.Integer && v != math.Trunc(v) {
+		return fmt.Sprintf("%s must be a whole number", sp.Name)
+	}
+	return ""
+}
+
+// Live checks a change of st's parameter name to value while its lane runs
+// (channels, rate): the value as Parse checks a chain's own, and the
+// parameter one the kernel lets change live. A built-in kernel is also
+// initialised in-process with the new vector, to refuse what it cannot
+// realise (a cutoff above Nyquist), as LaneConfig does. It returns the
+// parameter's index and the value as the lane carries it; st is unchanged.
+// Errors are one line, naming the kernel and the parameter.
+func Live(st Stage, name string, value float64, channels, rate int) (param int, v float32, err error) {
+	k := st.Kernel
+	param = -1
+	for i, sp := range k.Params {
+		if sp.Name == name {
+			param = i
+		}
+	}
+	if param < 0 {
+		return -1, 0, fmt.Errorf("%s has no parameter %q; it takes %s", k.Name, name, paramNames(k.Params))
+	}
+	sp := k.Params[param]
+	if !sp.Live {
+		return -1, 0, fmt.Errorf("%s: %s cannot change while the lane runs (the kernel fixes it at init); start a new run with %s=%g", k.Name, name, name, value)
+	}
+	if math.IsInf(value, 0) {
+		return -1, 0, fmt.Errorf("%s: %s wants a number, got %g", k.Name, name, value)
+	}
+	if msg := checkValue(sp, value); msg != "" {
+		return -1, 0, fmt.Errorf("%s: %s", k.Name, msg)
+	}
+	v = float32(value)
+	if ck, err := cdsp.Lookup(k.Name); err == nil && len(st.Params) == len(k.Params) {
+		p := append([]float32(nil), st.Params...)
+		p[param] = v
+		inst, err := ck.New(p, channels, float64(rate))
+		if err != nil {
+			return -1, 0, fmt.Errorf("%s: %s=%g: %w", k.Name, name, value, err)
+		}
+		inst.Free()
+	}
+	return param, v, nil
 }
 
 // LaneConfig turns stages into a lane's configuration. variant is "auto"

@@ -20,29 +20,7 @@ var ErrStalled = errors.New("render: lane stalled")
 // Blocks are numbered from 0; the last one is zero-padded and flagged.
 // stall bounds how long it waits for any one block (0: 10 s).
 func Lane(lane *shm.Lane, in []float32, stall time.Duration) ([]float32, error) {
-	ch := lane.Channels()
-	if len(in)%ch != 0 {
-		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
-	}
-	out := make([]float32, 0, len(in))
-	rest := in
-	_, err := Stream(lane,
-		func(p []float32, _ bool) (int, error) {
-			if len(rest) == 0 {
-				return 0, io.EOF
-			}
-			n := copy(p, rest)
-			rest = rest[n:]
-			return n, nil
-		},
-		func(p []float32, _ uint32) error {
-			out = append(out, p...)
-			return nil
-		}, Options{Stall: stall})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return LaneAutomated(lane, in, nil, stall)
 }
 
 // MaxListed is how many bypassed block numbers Stats keeps; the count goes on.
@@ -84,6 +62,12 @@ type Options struct {
 	// made the garbage renders nothing more ahead while it is replaced:
 	// garbage costs at most the blocks in flight.
 	Epoch func() uint64
+	// Changes are live parameter changes, in block order (the order their
+	// SetParam calls returned them): each is stamped into the header of the
+	// input block it names, as the audio clock stamps them. Their values
+	// are the caller's to have checked (chain.Live): a worker skips one its
+	// kernel's schema refuses.
+	Changes []shm.ParamChange
 }
 
 // DefaultCeiling is +24 dBFS, the real-time clock's default too: a chain
@@ -108,6 +92,10 @@ const DefaultCeiling = 15.848932
 // flight.
 func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst func(p []float32, flags uint32) error, opt Options) (Stats, error) {
 	var st Stats
+	changes := opt.Changes
+	if err := checkAutomation(changes); err != nil {
+		return st, err
+	}
 	stall := opt.Stall
 	if stall <= 0 {
 		stall = 10 * time.Second
@@ -181,6 +169,14 @@ func Stream(lane *shm.Lane, src func(p []float32, wait bool) (int, error), dst f
 				flags, done, lastNum, lastLen = shm.BlockLast, true, pushed, n
 			}
 			b.SetHeader(pushed, frames, flags, shm.NowNS())
+			nc := 0
+			for nc < len(changes) && changes[nc].Block == pushed {
+				nc++
+			}
+			if err := b.SetChanges(changes[:nc]); err != nil {
+				return st, err
+			}
+			changes = changes[nc:]
 			prod.Publish()
 			pushed++
 			cur, nxt, n, haveNext = nxt, cur, nn, false
@@ -280,6 +276,50 @@ func garbage(p []float32, ceiling float32) bool {
 		}
 	}
 	return false
+}
+
+// LaneAutomated is Lane with live parameter changes: each applies from the
+// input block it names, as a clock that stamped it there would have it
+// (see Options.Changes). Rendering the changes a live run's SetParam calls
+// returned gives that run's output, bit for bit.
+func LaneAutomated(lane *shm.Lane, in []float32, changes []shm.ParamChange, stall time.Duration) ([]float32, error) {
+	ch := lane.Channels()
+	if len(in)%ch != 0 {
+		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
+	}
+	out := make([]float32, 0, len(in))
+	rest := in
+	_, err := Stream(lane,
+		func(p []float32, _ bool) (int, error) {
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			n := copy(p, rest)
+			rest = rest[n:]
+			return n, nil
+		},
+		func(p []float32, _ uint32) error {
+			out = append(out, p...)
+			return nil
+		}, Options{Stall: stall, Changes: changes})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkAutomation refuses a list the lane could not carry: out of block
+// order, or more changes at one block than a block holds.
+func checkAutomation(changes []shm.ParamChange) error {
+	for i, c := range changes {
+		if i > 0 && c.Block < changes[i-1].Block {
+			return fmt.Errorf("render: parameter change %d (block %d) comes after one at block %d; list them in block order", i, c.Block, changes[i-1].Block)
+		}
+		if i >= shm.BlockChanges && changes[i-shm.BlockChanges].Block == c.Block {
+			return fmt.Errorf("render: more than %d parameter changes at block %d; a block carries at most %d", shm.BlockChanges, c.Block, shm.BlockChanges)
+		}
+	}
+	return nil
 }
 
 // fill reads from src until p is full or the signal ends, keeping whole

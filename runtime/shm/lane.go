@@ -102,12 +102,12 @@ func buildImage(cfg LaneConfig) (laneCfg, error) {
 	return img, nil
 }
 
-// setGeometry lays a lane out: its state buffers and rings sized to its
-// configuration (the same rule as us_lane_geometry, which a test compares).
+// setGeometry lays a lane out: its state buffers (the chain's states, then
+// the parameter vector in force) and rings sized to its configuration (the same rule as us_lane_geometry, which a test compares).
 func setGeometry(c *laneCfg) {
 	const line = C.US_CACHELINE
 	up := func(n, to uint64) uint64 { return (n + to - 1) / to * to }
-	c.state_stride = C.uint32_t(up(uint64(c.state_bytes), line))
+	c.state_stride = C.uint32_t(up(uint64(c.state_bytes), line) + C.US_LANE_PARAM_BYTES)
 	c.block_stride = C.uint32_t(line + up(uint64(c.frames)*uint64(c.channels)*4, line))
 	c.state_off = C.uint64_t(unsafe.Sizeof(laneShm{}))
 	c.in_off = c.state_off + 2*C.uint64_t(c.state_stride)

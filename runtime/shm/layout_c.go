@@ -92,6 +92,8 @@ static size_t us_layout(int i) {
 	case 81: return offsetof(us_slot_map, lanes);
 	case 82: return offsetof(us_attach_msg, lane);
 	case 83: return offsetof(us_attach_msg, epoch);
+	case 84: return offsetof(us_block, n_changes);
+	case 85: return offsetof(us_block, changes);
 	}
 	return (size_t)-1;
 }

@@ -111,6 +111,8 @@ func TestLayoutMatchesC(t *testing.T) {
 		{"slot_map.lanes", unsafe.Sizeof(sm)},
 		{"attach_msg.lane", unsafe.Offsetof(am.lane)},
 		{"attach_msg.epoch", unsafe.Offsetof(am.epoch)},
+		{"block.n_changes", unsafe.Offsetof(b.n_changes)},
+		{"block.changes", unsafe.Offsetof(b.changes)},
 	}
 	for i, g := range goView {
 		if c := cLayout(i); c != g.v {

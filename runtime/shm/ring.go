@@ -196,6 +196,9 @@ func (b *Block) SetHeader(number uint64, frames int, flags uint32, pushNS uint64
 	b.frames = C.uint32_t(frames)
 	b.flags = C.uint32_t(flags)
 	b.t_push_ns = C.uint64_t(pushNS)
+	// A ring's blocks are reused: changes a block carried last lap must not
+	// apply again. SetChanges after SetHeader adds this block's.
+	b.n_changes = 0
 }
 
 // Epoch is the owner epoch an output block was written at (untrusted).
