@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -124,6 +125,9 @@ func New(cfg Config) (s *Session, err error) {
 			Doorbell: s.sup.Doorbell(), Lanes: refs}
 		if cfg.Backend == Timer {
 			ccfg.Periods, ccfg.Feed, ccfg.Drain = cfg.Periods, cfg.Feed, cfg.Drain
+			if ccfg.Periods == 0 {
+				ccfg.Periods = math.MaxUint64 // until Stop
+			}
 		}
 		cfg.Output.apply(&ccfg)
 		if s.clk, err = audioclock.New(ccfg); err != nil {
