@@ -62,22 +62,14 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// workers lists this process's children.
-func workers() []int {
-	var out []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := os.Getpid()
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if ppid, _ := strconv.Atoi(f[1]); ppid == me && f[0] != "Z" {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			out = append(out, pid)
-		}
+// workers lists this process's children, as the kernel keeps them per
+// thread (zombies too: an unreaped worker is a leak as well).
+func workers() []string {
+	var out []string
+	lists, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, l := range lists {
+		b, _ := os.ReadFile(l)
+		out = append(out, strings.Fields(string(b))...)
 	}
 	return out
 }
@@ -97,9 +89,9 @@ func TestCloseInAnyOrderStress(t *testing.T) {
 	if testing.Short() {
 		iterations = 16
 	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("UNDERSTUDY_STRESS_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
+	seed, err := strconv.ParseUint(os.Getenv("UNDERSTUDY_STRESS_SEED"), 10, 64)
+	if err != nil {
+		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seed %d (UNDERSTUDY_STRESS_SEED reruns it)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -126,36 +118,33 @@ func TestCloseInAnyOrderStress(t *testing.T) {
 			require.NoError(t, s.Start())
 			time.Sleep(time.Duration(rng.IntN(20000)) * time.Microsecond)
 		}
+		// Readers, as a status line would, and a fault injector, racing
+		// the stops below.
 		done := make(chan struct{})
 		var watchers sync.WaitGroup
-		watchers.Add(2)
-		go func() {
-			defer watchers.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
+		hammer := func(every time.Duration, f func(k int)) {
+			watchers.Add(1)
+			go func() {
+				defer watchers.Done()
+				for k := 0; ; k++ {
+					select {
+					case <-done:
+						return
+					case <-time.After(every):
+					}
+					f(k)
 				}
-				s.Periods()
-				s.LaneStats(1)
-				s.Tally()
-				s.Running()
-				s.Supervisor().Counts()
-				s.Clock().Lateness()
-			}
-		}()
-		go func() {
-			defer watchers.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-done:
-					return
-				case <-time.After(time.Millisecond):
-				}
-				s.InjectFault(k%2, supervisor.FaultKill, 0)
-			}
-		}()
+			}()
+		}
+		hammer(0, func(int) {
+			s.Periods()
+			s.LaneStats(1)
+			s.Tally()
+			s.Running()
+			s.Supervisor().Counts()
+			s.Clock().Lateness()
+		})
+		hammer(time.Millisecond, func(k int) { s.InjectFault(k%2, supervisor.FaultKill, 0) })
 		// Stop parts in a random order, all at once every third time.
 		order := rng.Perm(len(stops))
 		stopped := make(chan struct{})
