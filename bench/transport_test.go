@@ -24,8 +24,8 @@ import (
 	"github.com/understudy-rt/understudy/cdsp"
 	"github.com/understudy-rt/understudy/cdsp/gotwin"
 	"github.com/understudy-rt/understudy/engine"
+	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/internal/workerbin"
-	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
@@ -118,7 +118,7 @@ func BenchmarkTransport(b *testing.B) {
 				// Worker on CPU 1, this goroutine on CPU 0: two spinners on
 				// one core would wait out each other's spin.
 				lane := supervisedLane(b, frames, mode.workerSpin)
-				pinToCPU0(b)
+				rttest.PinToCPU0(b)
 				prod, cons := shm.NewProducer(lane.In()), shm.NewConsumer(lane.Out())
 				in := signal(frames)
 				lat := make([]time.Duration, 0, b.N)
@@ -258,17 +258,4 @@ func buildC(b *testing.B, name string, srcs ...string) string {
 		b.Fatalf("gcc %s: %v\n%s", name, err, out)
 	}
 	return bin
-}
-
-// pinToCPU0 locks the benchmark goroutine to its thread on CPU 0 until the
-// benchmark ends.
-func pinToCPU0(b *testing.B) {
-	runtime.LockOSThread()
-	if err := rt.SetThreadAffinity([]int{0}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		rt.SetThreadAffinity([]int{0, 1})
-		runtime.UnlockOSThread()
-	})
 }
