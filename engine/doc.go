@@ -21,7 +21,9 @@
 //	defer s.Close()
 //	s.Start()                  // audio moves; Stop or Periods ends it
 //
-// New checks everything (numbers, the worker, every chain) before any audio
+// For JACK, set Backend: engine.JACK and JACK: engine.JACKConfig{ConnectIn:
+// []string{"system:capture_"}}; the rate is the server's and Start opens the
+// client. New checks everything (numbers, the worker, every chain) before any audio
 // runs; Check does the same without starting anything. Feed and Drain run on
 // the clock's own goroutines and must not keep the slices they are handed.
 // Close stops the audio, the workers and every goroutine that touches the

@@ -25,6 +25,7 @@ import (
 )
 
 const runUsage = `Usage: understudy run --backend jack [flags]
+       understudy run --config session.json [flags]
 
 Runs lanes of C kernels live, as a JACK client, until SIGINT or SIGTERM (or
 --duration): per lane, as many input and output ports as it has channels.
@@ -40,6 +41,12 @@ lane (I from 0) for different chains. A chain that starts with a generator
 The block (--block) must divide the server's period; the server's period
 must be at most --latency blocks. Workers are set one priority below the
 JACK callback thread, the monitor above it.
+
+--config FILE: one JSON object keyed by these flags' names, e.g.
+  {"backend": "jack", "lane": ["lowpass f=1000", "fir taps=512"],
+   "connect": ["system:capture_"], "latency": 4, "duration": "10m"}
+("lane" an array of chains, lane 0 first). Flags given too win; the file and
+the flags are checked together before any audio runs.
 
 ` + chainHelp + `
 Flags:
