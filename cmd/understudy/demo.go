@@ -198,11 +198,8 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		if a.Rate != c.Rate {
 			return usagef("--in %s is %d Hz but --rate is %d: pass --rate %d, or resample the file", c.In, a.Rate, c.Rate, a.Rate)
 		}
-		if a.Channels%c.Lanes != 0 {
-			return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", c.In, a.Channels, c.Lanes, a.Channels)
-		}
-		if a.Frames() == 0 {
-			return usagef("--in %s holds no audio", c.In)
+		if err := checkInput(c.In, a.Channels, int64(a.Frames()), c.Lanes); err != nil {
+			return err
 		}
 		channels, frames = a.Channels, a.Frames()
 		laneIn = splitLanes(a.Samples, channels, c.Lanes)

@@ -144,12 +144,9 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	if in == "-" {
 		name = "standard input"
 	}
-	if r.Frames() == 0 {
-		return usagef("--in %s holds no audio", name)
-	}
 	channels, rate := r.Channels, r.Rate
-	if lanes >= 1 && channels%lanes != 0 {
-		return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", name, channels, lanes, channels)
+	if err := checkInput(name, channels, r.Frames(), lanes); err != nil {
+		return err
 	}
 	per := channels / max(lanes, 1)
 	if block == 0 && per > 0 {
@@ -288,6 +285,18 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	fmt.Fprintf(stdout, "understudy process: %s → %s: %.2f s of %d-channel audio at %d Hz through %s in %v (%.0fx real time), %d failovers\n",
 		name, dest, secs, channels, rate, strings.Join(used, " | "), elapsed.Round(time.Millisecond), secs/elapsed.Seconds(), tally.failovers)
+	return nil
+}
+
+// checkInput says what keeps an input of channels and frames (negative:
+// not known yet, a stream) from splitting over lanes.
+func checkInput(name string, channels int, frames int64, lanes int) error {
+	switch {
+	case frames == 0:
+		return usagef("--in %s holds no audio", name)
+	case lanes >= 1 && channels%lanes != 0:
+		return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", name, channels, lanes, channels)
+	}
 	return nil
 }
 
