@@ -106,8 +106,11 @@ type Config struct {
 	EventLog io.Writer
 	// Warn is told what degrades the run (no real-time privilege, a
 	// detection path missing) when it is found; nil: it is only in Warnings.
-	Warn        func(string)
-	LockMemory  bool // lock all the host's memory while the session runs (mlockall; Timer)
+	Warn func(string)
+	// LockMemory locks all the program's memory (mlockall) from New to
+	// Close, when the privilege allows: process-wide, so for one session
+	// at a time.
+	LockMemory  bool
 	DeepIdle    bool // let idle CPUs halt (supervisor.Config.DeepIdle)
 	Unsandboxed bool // workers without their sandbox, to debug a kernel
 	// Catalog is the worker's kernels, if already loaded; Context bounds
@@ -134,8 +137,6 @@ func (e *ConfigError) Error() string {
 		return e.Detail
 	case e.Lane >= 0:
 		return fmt.Sprintf("lane %d: %s", e.Lane, e.Detail)
-	case strings.HasPrefix(e.Detail, ":"):
-		return e.Field + e.Detail
 	}
 	return e.Field + " " + e.Detail
 }

@@ -63,7 +63,8 @@ type Tally struct {
 
 // New checks cfg (see Check), creates the lanes, starts their workers and
 // spares and sets up the clock; audio moves from Start. On error nothing
-// is left running.
+// is left running. A Timer or JACK session raises GOMAXPROCS to at least 8:
+// the monitor needs a free P the moment it wakes, and idle Ps cost nothing.
 func New(cfg Config) (s *Session, err error) {
 	if cfg, err = Check(cfg); err != nil {
 		return nil, err
@@ -107,6 +108,7 @@ func New(cfg Config) (s *Session, err error) {
 	defer func() {
 		if err != nil {
 			s.Close()
+			s = nil
 		}
 	}()
 	if s.sup, err = supervisor.New(scfg); err != nil {
