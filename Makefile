@@ -76,7 +76,7 @@ test: all deps $(BIN)/testsum
 	@set -o pipefail; { \
 	  UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -json -p 1 -count=1 -timeout 30m ./...; s1=$$?; \
 	  UNDERSTUDY_WORKER=$(abspath $(BIN)/understudy-worker) $(GO) test -json -race -count=1 -timeout 10m \
-	    -run 'TestCloseInAnyOrderStress|TestFreeClockBeforeClose|TestCloseStopsTheClock' ./supervisor; s2=$$?; \
+	    -run 'TestCloseInAnyOrderStress|TestFreeClockBeforeClose|TestCloseStopsTheClock' ./supervisor ./engine; s2=$$?; \
 	  exit $$((s1 | s2)); } 2>&1 | $(BIN)/testsum
 
 $(BIN)/testsum: internal/testsum/main.go

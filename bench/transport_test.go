@@ -23,10 +23,9 @@ import (
 
 	"github.com/understudy-rt/understudy/cdsp"
 	"github.com/understudy-rt/understudy/cdsp/gotwin"
+	"github.com/understudy-rt/understudy/engine"
+	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/internal/workerbin"
-	"github.com/understudy-rt/understudy/rt"
-	"github.com/understudy-rt/understudy/runtime/catalog"
-	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
@@ -119,7 +118,7 @@ func BenchmarkTransport(b *testing.B) {
 				// Worker on CPU 1, this goroutine on CPU 0: two spinners on
 				// one core would wait out each other's spin.
 				lane := supervisedLane(b, frames, mode.workerSpin)
-				pinToCPU0(b)
+				rttest.PinToCPU0(b)
 				prod, cons := shm.NewProducer(lane.In()), shm.NewConsumer(lane.Out())
 				in := signal(frames)
 				lat := make([]time.Duration, 0, b.N)
@@ -203,32 +202,21 @@ func BenchmarkFutexPingPong(b *testing.B) {
 	b.ReportMetric(p99, "ns-p99")
 }
 
+// supervisedLane is one offline engine session's lane, its worker pinned
+// to CPU 1 and spinning spin µs before it sleeps.
 func supervisedLane(b *testing.B, frames, spin int) *shm.Lane {
 	w, err := workerbin.Path()
 	if err != nil {
 		b.Fatal(err)
 	}
-	cat, err := catalog.Load(w)
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := chain.Parse(kernelChain, cat)
-	if err != nil {
-		b.Fatal(err)
-	}
-	lc, err := chain.LaneConfig(st, 1, frames, 48000, "scalar")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc}, WorkerCPU: 1, SpinMicros: spin})
+	s, err := engine.New(engine.Config{Backend: engine.Offline, Worker: w, Rate: 48000, Block: frames, Variant: "scalar",
+		Lanes: []engine.Lane{{Chain: kernelChain, Channels: 1}},
+		Tune:  func(c *supervisor.Config) { c.WorkerCPU, c.SpinMicros = 1, spin }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	if err := s.Start(nil); err != nil {
-		b.Fatal(err)
-	}
-	return s.Region().Lane(0)
+	return s.Lane(0)
 }
 
 func pipeWorker(b *testing.B) string {
@@ -270,17 +258,4 @@ func buildC(b *testing.B, name string, srcs ...string) string {
 		b.Fatalf("gcc %s: %v\n%s", name, err, out)
 	}
 	return bin
-}
-
-// pinToCPU0 locks the benchmark goroutine to its thread on CPU 0 until the
-// benchmark ends.
-func pinToCPU0(b *testing.B) {
-	runtime.LockOSThread()
-	if err := rt.SetThreadAffinity([]int{0}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		rt.SetThreadAffinity([]int{0, 1})
-		runtime.UnlockOSThread()
-	})
 }

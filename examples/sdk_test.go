@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/internal/workerbin"
 	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
-	"github.com/understudy-rt/understudy/runtime/render"
-	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
 
@@ -80,25 +79,15 @@ func TestSoftclipWorkerBuiltBothWays(t *testing.T) {
 			if _, ok := cat.Lookup("lowpass"); !ok {
 				t.Error("a user worker should still carry the built-in kernels")
 			}
-			st, err := chain.Parse("softclip drive=12", cat)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if _, err := chain.Parse("softclip drive=99", cat); err == nil || !strings.Contains(err.Error(), "out of range") {
 				t.Errorf("drive=99: %v", err)
 			}
-			lc, err := chain.LaneConfig(st, 2, 128, 48000, "auto")
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: []shm.LaneConfig{lc}, Spares: 1, WorkerCPU: -1})
+			s, err := engine.New(engine.Config{Backend: engine.Offline, Worker: worker, Catalog: cat, Spares: 1,
+				Lanes: []engine.Lane{{Chain: "softclip drive=12", Channels: 2}}, Rate: 48000, Block: 128})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if err := s.Start(nil); err != nil {
-				t.Fatal(err)
-			}
 			in := make([]float32, 2*128*20000)
 			for i := range in {
 				in[i] = float32(math.Sin(float64(i)*0.003)) * 1.5
@@ -108,9 +97,9 @@ func TestSoftclipWorkerBuiltBothWays(t *testing.T) {
 			var rerr error
 			go func() {
 				defer close(done)
-				out, rerr = render.Lane(s.Region().Lane(0), in, 0)
+				out, rerr = s.Render(0, in)
 			}()
-			for s.Region().Lane(0).Committed() < 500 {
+			for s.Lane(0).Committed() < 500 {
 				time.Sleep(50 * time.Microsecond)
 			}
 			if _, err := s.InjectFault(0, supervisor.FaultKill, 0); err != nil {
@@ -165,23 +154,20 @@ func TestKernelOfABI1StillLoads(t *testing.T) {
 	if _, _, err := chain.Live(st[0], "drive", 6, 1, 48000); err == nil {
 		t.Error("a live change of an ABI-1 kernel's parameter was accepted")
 	}
-	lc, err := chain.LaneConfig(st, 1, 64, 48000, "auto")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1})
+	s, err := engine.New(engine.Config{Backend: engine.Offline, Worker: worker, Catalog: cat,
+		Lanes: []engine.Lane{{Chain: "softclip drive=12", Channels: 1}}, Rate: 48000, Block: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Start(nil); err != nil {
+	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	in := make([]float32, 64*100)
 	for i := range in {
 		in[i] = float32(math.Sin(float64(i)*0.01)) * 1.5
 	}
-	out, err := render.Lane(s.Region().Lane(0), in, 0)
+	out, err := s.Render(0, in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"syscall"
@@ -30,7 +29,7 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 			// Two spinners sharing a core would wait out each other's spin:
 			// the worker gets CPU 1, this goroutine's thread CPU 0.
 			_, lane := unityLaneOn(b, 64, mode.workerSpin, 1)
-			pinToCPU0(b)
+			rttest.PinToCPU0(b)
 			roundTrips(b, lane, mode.hostSpin, nil)
 		})
 	}
@@ -251,17 +250,4 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "ns-p50")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "ns-p99")
 	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "ns-max")
-}
-
-// pinToCPU0 locks the benchmark goroutine to its thread on CPU 0 until the
-// benchmark ends.
-func pinToCPU0(b *testing.B) {
-	runtime.LockOSThread()
-	if err := rt.SetThreadAffinity([]int{0}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		rt.SetThreadAffinity([]int{0, 1})
-		runtime.UnlockOSThread()
-	})
 }

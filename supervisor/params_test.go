@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -193,7 +194,7 @@ func BenchmarkParamChangeRoundTrip(b *testing.B) {
 			if err := s.Start(nil); err != nil {
 				b.Fatal(err)
 			}
-			pinToCPU0(b)
+			rttest.PinToCPU0(b)
 			var head func(*shm.Block, int)
 			if every {
 				head = func(blk *shm.Block, i int) {

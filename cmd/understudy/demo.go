@@ -9,19 +9,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/internal/sdnotify"
 	"github.com/understudy-rt/understudy/internal/stats"
-	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
 	"github.com/understudy-rt/understudy/runtime/catalog"
-	"github.com/understudy-rt/understudy/runtime/chain"
-	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/runtime/wav"
 	"github.com/understudy-rt/understudy/supervisor"
@@ -48,12 +45,11 @@ scheduling and says so.
 Flags:
 `
 
-// Priorities, highest first: the monitor must preempt a worker spinning at
-// its own priority, and the clock must preempt workers.
+// Priorities, highest first: the engine's (doctor and the report name them).
 const (
-	monitorPrio = 80
-	clockPrio   = 70
-	workerPrio  = 60
+	monitorPrio = engine.MonitorPrio
+	clockPrio   = engine.ClockPrio
+	workerPrio  = engine.WorkerPrio
 )
 
 type demoConfig struct {
@@ -118,16 +114,6 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 		return nil, usagef("unexpected argument %q (see understudy demo --help)", fs.Arg(0))
 	}
 	switch {
-	case c.Rate < 8000 || c.Rate > 192000:
-		return nil, usagef("--rate %d is out of range: use 8000..192000 Hz", c.Rate)
-	case c.Block < 16 || c.Block > shm.MaxFrames:
-		return nil, usagef("--block %d is out of range: use 16..%d frames", c.Block, shm.MaxFrames)
-	case c.Lanes < 1 || c.Lanes > shm.MaxLanes:
-		return nil, usagef("--lanes %d: a region holds 1..%d lanes", c.Lanes, shm.MaxLanes)
-	case c.Spares < 0 || c.Lanes+c.Spares > shm.MaxSlots/2:
-		return nil, usagef("--spares %d: lanes + spares must be at most %d", c.Spares, shm.MaxSlots/2)
-	case c.Latency < 1 || c.Latency > audioclock.MaxLatency:
-		return nil, usagef("--latency %d is out of range: use 1..%d periods", c.Latency, audioclock.MaxLatency)
 	case c.Duration <= 0 && c.In == "":
 		return nil, usagef("--duration %v must be positive", c.Duration)
 	case c.FaultEvery <= 0:
@@ -135,8 +121,11 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	case c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png"):
 		return nil, usagef("--plot %s: give a .svg or .png file", c.Plot)
 	}
-	if err := c.outputFlags.check(c.Block); err != nil {
-		return nil, err
+	// The numbers, as the engine will take them (a generated signal has
+	// one channel a lane; an input's are checked once it is read).
+	ec := c.engineConfig(1)
+	if err := ec.Validate(); err != nil {
+		return nil, demoErrs.settingError(err)
 	}
 	switch faults {
 	case "all":
@@ -156,30 +145,28 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	if len(c.Faults) > 0 && c.Spares == 0 {
 		return nil, usagef("--spares 0 with faults to inject: every fault would silence a lane; use --spares 1 or more, or --faults none")
 	}
-	period := time.Duration(int64(c.Block) * int64(time.Second) / int64(c.Rate))
-	if c.HangTimeout == 0 {
-		c.HangTimeout = max(period/2, 500*time.Microsecond)
-	}
 	if c.Worker == "" {
 		c.Worker = defaultWorker()
 	}
 	return c, nil
 }
 
-// defaultWorker looks beside the executable first, so a built tree works
-// without installing anything.
-func defaultWorker() string {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "understudy-worker")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+var demoErrs = errStyle{oneChain: true, perLane: true}
+
+// engineConfig is the demo's session, perLane channels a lane.
+func (c *demoConfig) engineConfig(perLane int) engine.Config {
+	lanes := make([]engine.Lane, c.Lanes)
+	for i := range lanes {
+		lanes[i] = engine.Lane{Chain: c.Chain, Channels: perLane}
 	}
-	if p, err := execLookPath("understudy-worker"); err == nil {
-		return p
-	}
-	return "understudy-worker"
+	o := c.Output
+	return engine.Config{Backend: engine.Timer, Worker: c.Worker, Lanes: lanes, Rate: c.Rate, Block: c.Block,
+		Latency: c.Latency, Spares: c.Spares, HangTimeout: c.HangTimeout, Variant: c.Variant, Output: &o,
+		DeepIdle: c.DeepIdle, Unsandboxed: c.Unsandboxed}
 }
+
+// defaultWorker is the engine's: beside this program, then $PATH.
+func defaultWorker() string { return engine.WorkerPath() }
 
 type injected struct {
 	inj       supervisor.Injection
@@ -199,14 +186,6 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	warnUnsandboxed(c.Unsandboxed, stderr)
-	cat, err := loadCatalog(c.Worker, c.Unsandboxed)
-	if err != nil {
-		return err
-	}
-	stages, err := chain.Parse(c.Chain, cat)
-	if err != nil {
-		return usagef("--chain: %v", err)
-	}
 
 	// Input: every lane's samples, interleaved over its own channels.
 	var channels, frames int
@@ -219,11 +198,8 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		if a.Rate != c.Rate {
 			return usagef("--in %s is %d Hz but --rate is %d: pass --rate %d, or resample the file", c.In, a.Rate, c.Rate, a.Rate)
 		}
-		if a.Channels%c.Lanes != 0 {
-			return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", c.In, a.Channels, c.Lanes, a.Channels)
-		}
-		if a.Frames() == 0 {
-			return usagef("--in %s holds no audio", c.In)
+		if err := checkInput(c.In, a.Channels, int64(a.Frames()), c.Lanes); err != nil {
+			return err
 		}
 		channels, frames = a.Channels, a.Frames()
 		laneIn = splitLanes(a.Samples, channels, c.Lanes)
@@ -233,13 +209,10 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		frames = int(int64(c.Duration) * int64(c.Rate) / int64(time.Second))
 		laneIn = generateSignal(c.Lanes, frames, c.Rate)
 	}
-	perLane := channels / c.Lanes
-	if perLane > shm.MaxChannels || perLane*c.Block > shm.SlotSamples {
-		return usagef("%d channels per lane at %d frames exceed a block (%d samples, %d channels)", perLane, c.Block, shm.SlotSamples, shm.MaxChannels)
-	}
-	laneCfg, err := chain.LaneConfig(stages, perLane, c.Block, c.Rate, c.Variant)
+	// Everything the engine can check, before any file is claimed.
+	ec, err := engine.Check(c.engineConfig(channels / c.Lanes))
 	if err != nil {
-		return usagef("--chain: %v", err)
+		return demoErrs.settingError(err)
 	}
 
 	// Claim the outputs first, so an unwritable path fails before any audio.
@@ -269,51 +242,14 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}
 
-	// The monitor is a goroutine: when epoll_wait returns it needs a free P
-	// before it can act, and with one P per core a P can sit for up to a
-	// sysmon tick (10 ms) with a goroutine that blocked in a syscall. Spare
-	// Ps cost nothing while idle and let it in at once.
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))
-	// Ask for the memlock this run will lock: its region and clock besides
-	// what rt locks (docs/design.md §7).
-	chans := make([]int, c.Lanes)
-	for i := range chans {
-		chans[i] = perLane
-	}
-	hostLanes := make([]shm.LaneConfig, c.Lanes)
-	for i := range hostLanes {
-		hostLanes[i] = laneCfg
-	}
-	priv := rt.ProbeLock(rt.FIFOMin, uint64(shm.HostBytes(hostLanes))+audioclock.MemBytes(c.Block, chans))
-	privileged := priv.FIFO && priv.MemLock
-	if w := priv.Warning(); w != "" {
-		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
-	}
-	if priv.MemLock {
-		if err := rt.LockMemory(); err != nil {
-			fmt.Fprintf(stderr, "understudy: warning: %v\n", err)
-		}
-		defer rt.UnlockMemory()
-	}
-	prio := func(p int) int {
-		if priv.FIFO {
-			return p
-		}
-		return 0
-	}
-
-	lanes := make([]shm.LaneConfig, c.Lanes)
-	for i := range lanes {
-		lanes[i] = laneCfg
-	}
-	rtRes, err := realtimeRun(c, lanes, laneIn, prio, stdout, stderr)
+	rtRes, privileged, err := realtimeRun(c, ec, laneIn, stdout, stderr)
 	if err != nil {
-		return err
+		return demoErrs.settingError(err)
 	}
 
 	// The reference: the same input, kernels and block size, in a worker
 	// that suffers no fault, as fast as it goes.
-	ref, err := referenceRun(c, lanes, laneIn)
+	ref, err := referenceRun(ec, laneIn)
 	if err != nil {
 		return fmt.Errorf("reference run: %w", err)
 	}
@@ -364,32 +300,23 @@ type rtResult struct {
 	startNS    uint64
 }
 
-func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio func(int) int, stdout, stderr io.Writer) (*rtResult, error) {
-	sup, err := supervisor.New(supervisor.Config{
-		Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
-		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1, DeepIdle: c.DeepIdle,
-		Unsandboxed: c.Unsandboxed,
-	})
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer sup.Close()
-	nBlocks := (len(laneIn[0])/lanes[0].Channels + c.Block - 1) / c.Block
-	laneRefs := make([]*shm.Lane, len(lanes))
-	for i := range laneRefs {
-		laneRefs[i] = sup.Region().Lane(i)
-	}
+// realtimeRun plays laneIn through an engine session on its own timer,
+// injecting faults, and gathers what the report needs.
+func realtimeRun(c *demoConfig, ec engine.Config, laneIn [][]float32, stdout, stderr io.Writer) (*rtResult, bool, error) {
+	per := ec.Lanes[0].Channels
+	nBlocks := (len(laneIn[0])/per + c.Block - 1) / c.Block
 	// The clock's pumps feed and drain it: input from laneIn, output into
 	// res.out, each lane's blocks in order on its own goroutine.
 	res := &rtResult{}
-	res.out = make([][]float32, len(lanes))
-	res.blockFlags = make([][]uint32, len(lanes))
-	received := make([]int, len(lanes)) // per lane: one drainer writes each
-	for l := range lanes {
+	res.out = make([][]float32, c.Lanes)
+	res.blockFlags = make([][]uint32, c.Lanes)
+	received := make([]int, c.Lanes) // per lane: one drainer writes each
+	for l := range res.out {
 		res.out[l] = make([]float32, len(laneIn[l]))
 		res.blockFlags[l] = make([]uint32, nBlocks)
 	}
-	feed := func(l int, n uint64, d []float32) (uint32, bool) {
+	ec.Periods = uint64(nBlocks + c.Latency)
+	ec.Feed = func(l int, n uint64, d []float32) (uint32, bool) {
 		if n >= uint64(nBlocks) {
 			return 0, false
 		}
@@ -401,7 +328,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		}
 		return 0, true
 	}
-	drain := func(l int, n uint64, flags uint32, d []float32) {
+	ec.Drain = func(l int, n uint64, flags uint32, d []float32) {
 		if n < uint64(nBlocks) {
 			lo := n * uint64(len(d))
 			copy(res.out[l][lo:min(lo+uint64(len(d)), uint64(len(res.out[l])))], d)
@@ -409,54 +336,25 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		}
 		received[l]++
 	}
-	ccfg := audioclock.Config{
-		Rate: c.Rate, Frames: c.Block, Latency: c.Latency, Periods: uint64(nBlocks + c.Latency),
-		Prio: prio(clockPrio), CPU: -1, Doorbell: sup.Doorbell(), Lanes: laneRefs,
-		Feed: feed, Drain: drain,
-	}
-	c.outputFlags.apply(&ccfg)
-	clk, err := audioclock.New(ccfg)
-	if err != nil {
-		return nil, err
-	}
-	defer clk.Free()
-
-	// Collect events from before Start, so spares' start-up is seen too.
 	var evMu sync.Mutex
-	evDone := make(chan struct{})
-	go func() {
-		defer close(evDone)
-		for e := range sup.Events() {
-			evMu.Lock()
-			res.events = append(res.events, e)
-			evMu.Unlock()
-		}
-	}()
-	if err := sup.Start(clk); err != nil {
-		return nil, classify(err)
+	ec.OnEvent = func(e supervisor.Event) {
+		evMu.Lock()
+		res.events = append(res.events, e)
+		evMu.Unlock()
 	}
-	if w := sup.DeathWordWarning(); w != "" {
-		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
-		res.rtWarnings = append(res.rtWarnings, "detection: "+w)
+	ec.LockMemory = true
+	ec.Warn = warner(stderr)
+	s, err := engine.New(ec)
+	if err != nil {
+		return nil, false, err
 	}
-	if w := sup.RTWarning(); w != nil {
-		res.rtWarnings = append(res.rtWarnings, "monitor: "+w.Error())
-	} else if w := sup.WakeHoldErr(); w != nil {
-		res.rtWarnings = append(res.rtWarnings, "idle CPUs may halt: "+w.Error())
-	}
-	if w := sup.WorkerRTWarning(); w != nil {
-		res.rtWarnings = append(res.rtWarnings, "workers: "+w.Error())
-	}
-
-	if err := clk.Start(); err != nil {
-		if errors.Is(err, audioclock.ErrNoRT) {
-			res.rtWarnings = append(res.rtWarnings, "clock: "+err.Error())
-		} else {
-			return nil, err
-		}
+	defer s.Close()
+	c.HangTimeout = s.Config().HangTimeout
+	if err := s.Start(); err != nil {
+		return nil, false, err
 	}
 	// Under systemd (Type=notify): ready now, watchdog fed while periods advance.
-	defer sdnotify.Serve(clk.Periods, stderr)()
+	defer sdnotify.Serve(s.Periods, stderr)()
 
 	// Inject faults, cycling kinds and lanes, until shortly before the end so
 	// the last failover completes while the clock still runs.
@@ -474,19 +372,19 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		}
 		tick := time.NewTicker(c.FaultEvery)
 		defer tick.Stop()
-		lastAllowed := uint64(nBlocks) - uint64(max(int(100*time.Millisecond/clk.Period()), 8))
+		lastAllowed := uint64(nBlocks) - uint64(max(int(100*time.Millisecond/s.Period()), 8))
 		for i := 0; ; i++ {
 			select {
 			case <-stopInject:
 				return
 			case <-tick.C:
 			}
-			now := clk.Periods()
+			now := s.Periods()
 			if now >= lastAllowed || uint64(nBlocks) < 16 {
 				return
 			}
 			f := kinds[i%len(kinds)]
-			inj, err := sup.InjectFault(i%len(laneIn), f, now+2)
+			inj, err := s.InjectFault(i%len(laneIn), f, now+2)
 			if err != nil {
 				continue // the lane is between owners: try the next tick
 			}
@@ -495,43 +393,36 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	}()
 
 	// One live status line while it plays.
-	tty := isTTY(stderr)
+	st := newStatus(stderr)
 	statusEvery := time.Second
-	if tty {
+	if st.tty {
 		statusEvery = 200 * time.Millisecond
 	}
-	status := time.NewTicker(statusEvery)
-	for clk.Running() {
+	tick := time.NewTicker(statusEvery)
+	for s.Running() {
 		select {
-		case <-status.C:
+		case <-tick.C:
 			evMu.Lock()
 			fo := countKind(res.events, supervisor.EvFailover)
 			evMu.Unlock()
 			xr, delivered := uint64(0), uint64(0)
-			for l := range lanes {
-				st := clk.Stats(l)
-				xr += st.Xruns
-				delivered += st.Delivered
+			for l := range laneIn {
+				ls := s.LaneStats(l)
+				xr += ls.Xruns
+				delivered += ls.Delivered
 			}
 			// Blocks as the summary counts them: output delivered, of the
 			// input's; the first Latency periods deliver nothing.
-			line := fmt.Sprintf("  %5.1f s  blocks %d/%d  failovers %d  xruns %d", float64(clk.Periods())*clk.Period().Seconds(),
-				delivered, uint64(nBlocks)*uint64(len(lanes)), fo, xr)
-			if tty {
-				fmt.Fprintf(stderr, "\r%s\x1b[K", line)
-			} else {
-				fmt.Fprintln(stderr, line)
-			}
+			st.line("  %5.1f s  blocks %d/%d  failovers %d  xruns %d", float64(s.Periods())*s.Period().Seconds(),
+				delivered, uint64(nBlocks)*uint64(len(laneIn)), fo, xr)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	status.Stop()
-	if tty {
-		fmt.Fprintln(stderr)
-	}
+	tick.Stop()
+	st.end()
 	close(stopInject)
 	<-injDone
-	clk.Join() // the thread and its pumps
+	s.Wait() // the thread and its pumps
 	for _, n := range received {
 		res.received += n
 	}
@@ -548,12 +439,13 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond) // respawned spares' ready events
-	for l := range lanes {
-		res.stats = append(res.stats, clk.Stats(l))
+	sup, clk := s.Supervisor(), s.Clock()
+	for l := range laneIn {
+		res.stats = append(res.stats, s.LaneStats(l))
 	}
 	res.lateMax, res.lateHist = clk.Lateness()
 	res.monStalls = sup.MonitorStalls()
-	for l := range lanes {
+	for l := range laneIn {
 		ns, bound := sup.Deadline(l)
 		res.deadlines = append(res.deadlines, laneDeadline{Lane: l, US: float64(ns) / 1e3, Bound: bound.String()})
 	}
@@ -561,8 +453,8 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	res.earlyFence = sup.EarlyFences()
 	res.wordDeaths = sup.WordDeaths()
 	res.startNS = clk.StartNS()
-	sup.Close()
-	<-evDone
+	s.Close() // and with it every event
+	res.rtWarnings = s.Warnings()
 	// Match each injection to the failover of the worker it was aimed at.
 	for _, in := range res.injections {
 		for i := range res.events {
@@ -576,21 +468,21 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 			}
 		}
 	}
-	return res, nil
+	return res, s.Privileged(), nil
 }
 
-func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([][]float32, error) {
-	sup, err := supervisor.New(supervisor.Config{Worker: c.Worker, Lanes: lanes, Spares: 0, WorkerCPU: -1, Unsandboxed: c.Unsandboxed})
+// referenceRun renders laneIn offline through the same lanes: the output
+// a run without faults must match bit for bit.
+func referenceRun(ec engine.Config, laneIn [][]float32) ([][]float32, error) {
+	ec.Backend, ec.Spares, ec.Feed, ec.Drain, ec.OnEvent, ec.LockMemory = engine.Offline, 0, nil, nil, nil, false
+	s, err := engine.New(ec)
 	if err != nil {
 		return nil, err
 	}
-	defer sup.Close()
-	if err := sup.Start(nil); err != nil {
-		return nil, err
-	}
-	out := make([][]float32, len(lanes))
-	for l := range lanes {
-		if out[l], err = render.Lane(sup.Region().Lane(l), laneIn[l], 0); err != nil {
+	defer s.Close()
+	out := make([][]float32, len(laneIn))
+	for l := range laneIn {
+		if out[l], err = s.Render(l, laneIn[l]); err != nil {
 			return nil, err
 		}
 	}
@@ -600,19 +492,8 @@ func referenceRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32) ([]
 // loadCatalog checks the worker binary and asks it for its kernels; every
 // failure is the user's to fix (a missing or wrong worker).
 func loadCatalog(worker string, unsandboxed bool) (*catalog.Catalog, error) {
-	return loadCatalogContext(context.Background(), worker, unsandboxed)
-}
-
-// loadCatalogContext is loadCatalog that also stops when ctx is done.
-func loadCatalogContext(ctx context.Context, worker string, unsandboxed bool) (*catalog.Catalog, error) {
-	if err := supervisor.CheckWorker(worker); err != nil {
-		return nil, &usageError{err.Error()}
-	}
-	cat, err := catalog.LoadContext(ctx, worker, unsandboxed)
-	if err != nil {
-		return nil, &usageError{err.Error()}
-	}
-	return cat, nil
+	cat, err := engine.LoadCatalog(context.Background(), worker, unsandboxed)
+	return cat, errStyle{}.settingError(err)
 }
 
 // warnUnsandboxed says, once, that --unsandboxed took the workers' walls down.
@@ -620,35 +501,6 @@ func warnUnsandboxed(on bool, stderr io.Writer) {
 	if on {
 		fmt.Fprintln(stderr, "understudy: warning: --unsandboxed: workers run with this program's privileges and no seccomp filter; a kernel can reach everything it can")
 	}
-}
-
-// classify turns start-up failures the user can fix into usage errors.
-func classify(err error) error {
-	var se *supervisor.SpawnError
-	if errors.As(err, &se) {
-		if msg := kernelComplaint(se.Output); msg != "" {
-			return &usageError{fmt.Sprintf("worker %s: %s", se.Worker, msg)}
-		}
-	}
-	if errors.Is(err, supervisor.ErrWorkerBinary) || errors.As(err, &se) {
-		return &usageError{err.Error()}
-	}
-	return err
-}
-
-// kernelComplaint is the worker's last word when it is about a kernel, not
-// about the worker matching the host: then the SpawnError's advice to
-// rebuild would send the user the wrong way.
-func kernelComplaint(output string) string {
-	lines := strings.Split(strings.TrimSpace(output), "\n")
-	last := strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "understudy-worker: ")
-	switch {
-	case strings.Contains(last, "refused its parameters"):
-		return last + " (its init returned an error for these values): change them in --chain; understudy kernels lists the ranges"
-	case strings.HasPrefix(last, "user kernel "):
-		return last
-	}
-	return ""
 }
 
 func countKind(evs []supervisor.Event, k supervisor.EventKind) int {

@@ -6,6 +6,7 @@
 //	understudy process   render a WAV file through supervised workers
 //	understudy kernels   list the kernels and the variants this CPU runs
 //	understudy doctor    check the machine for real-time audio, with fixes
+//	understudy worker-path  print the worker executable it would use
 //	understudy version   print the version and the layout/ABI it speaks
 package main
 
@@ -15,7 +16,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/runtime/shm"
+	"github.com/understudy-rt/understudy/supervisor"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -30,6 +33,7 @@ Usage:
   understudy process [flags]  render a WAV file through a chain of kernels in supervised workers
   understudy kernels          list the kernels, their parameters and the variants this CPU runs
   understudy doctor [flags]   check this machine and user for real-time audio, with fixes
+  understudy worker-path      print the understudy-worker it would use, and check it
   understudy version          print version, region layout and kernel ABI
   understudy help             this text
 
@@ -66,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runKernels(args[1:], stdout)
 	case "doctor":
 		err = runDoctor(args[1:], stdout)
+	case "worker-path":
+		err = runWorkerPath(args[1:], stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "understudy %s (region layout %d, kernel ABI %d)\n", version, shm.LayoutVersion, shm.KernelABI)
 	case "help", "--help", "-h", "-help":
@@ -94,3 +100,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 var errHelp = errors.New("help shown")
+
+// runWorkerPath prints the worker a session would use ($UNDERSTUDY_WORKER,
+// beside this program, then $PATH), once it has checked it runs.
+func runWorkerPath(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usagef("worker-path takes no arguments")
+	}
+	p := engine.WorkerPath()
+	if err := supervisor.CheckWorker(p); err != nil {
+		return usagef("%v (set $%s to the worker's path, or install both with make install PREFIX=...)", err, engine.WorkerEnv)
+	}
+	fmt.Fprintln(stdout, p)
+	return nil
+}

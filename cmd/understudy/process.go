@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/understudy-rt/understudy/runtime/chain"
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/runtime/wav"
@@ -101,12 +101,6 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("unexpected argument %q (see understudy process --help)", fs.Arg(0))
 	case in == "" || out == "" || chainStr == "":
 		return usagef("--in, --out and --chain are required (see understudy process --help)")
-	case block < 0 || block > shm.MaxFrames:
-		return usagef("--block %d is out of range: use 1..%d frames", block, shm.MaxFrames)
-	case lanes < 1 || lanes > shm.MaxLanes:
-		return usagef("--lanes %d: use 1..%d", lanes, shm.MaxLanes)
-	case spares < 0 || lanes+spares > shm.MaxSlots/2:
-		return usagef("--spares %d: lanes + spares must be at most %d", spares, shm.MaxSlots/2)
 	case readTimeout <= 0:
 		return usagef("--read-timeout %v: give a positive duration, e.g. 10s", readTimeout)
 	}
@@ -142,18 +136,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		stdout = stderr
 		signal.Ignore(syscall.SIGPIPE)
 	}
-	if worker == "" {
-		worker = defaultWorker()
-	}
 	warnUnsandboxed(unsandboxed, stderr)
-	cat, err := loadCatalogContext(ctx, worker, unsandboxed)
-	if err != nil {
-		return err
-	}
-	stages, err := chain.Parse(chainStr, cat)
-	if err != nil {
-		return usagef("--chain: %v", err)
-	}
 	r, err := wav.Open(in, readTimeout)
 	if err != nil {
 		return usagef("--in: %v", err)
@@ -163,27 +146,44 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	if in == "-" {
 		name = "standard input"
 	}
-	if r.Frames() == 0 {
-		return usagef("--in %s holds no audio", name)
-	}
 	channels, rate := r.Channels, r.Rate
-	if channels%lanes != 0 {
-		return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", name, channels, lanes, channels)
+	if err := checkInput(name, channels, r.Frames(), lanes); err != nil {
+		return err
 	}
-	per := channels / lanes
+	per := channels / max(lanes, 1)
 	if block == 0 && per > 0 {
 		// Offline, bigger blocks cost nothing in latency and halve the
 		// ring's round trips per second; the output is the same bits at
 		// any block size.
 		block = min(1024, shm.SlotSamples/per)
 	}
-	if per > shm.MaxChannels || per*block > shm.SlotSamples {
-		return usagef("%d channels per lane at %d frames exceed a block (%d samples, %d channels): use more --lanes or a smaller --block",
-			per, block, shm.SlotSamples, shm.MaxChannels)
+	// Events are drained as they come: the supervisor's channel drops what
+	// nobody reads, and a long file can see more failovers than it buffers.
+	var tally evTally
+	var tallyMu sync.Mutex
+	tally.poisoned = make([]map[uint64]bool, max(lanes, 0))
+	ecfg := engine.Config{Backend: engine.Offline, Worker: worker, Rate: rate, Block: block, Spares: spares,
+		Variant: variant, Unsandboxed: unsandboxed, Context: ctx,
+		OnEvent: func(e supervisor.Event) {
+			tallyMu.Lock()
+			defer tallyMu.Unlock()
+			if e.Kind == supervisor.EvFailover {
+				tally.failovers++
+			}
+			if (e.Kind == supervisor.EvFailover || e.Kind == supervisor.EvNoSpare) && e.Poisoned && e.Lane >= 0 && e.Lane < lanes {
+				if tally.poisoned[e.Lane] == nil {
+					tally.poisoned[e.Lane] = map[uint64]bool{}
+				}
+				if len(tally.poisoned[e.Lane]) < render.MaxListed {
+					tally.poisoned[e.Lane][e.Block] = true
+				}
+			}
+		}}
+	for range max(lanes, 0) {
+		ecfg.Lanes = append(ecfg.Lanes, engine.Lane{Chain: chainStr, Channels: per})
 	}
-	lc, err := chain.LaneConfig(stages, per, block, rate, variant)
-	if err != nil {
-		return usagef("--chain: %v", err)
+	if ecfg, err = engine.Check(ecfg); err != nil {
+		return processErrs.settingError(err)
 	}
 	// The first block is read before anything starts, so an empty stream
 	// is bad input, not a run of nothing.
@@ -211,46 +211,16 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}()
 
-	cfgs := make([]shm.LaneConfig, lanes)
-	for i := range cfgs {
-		cfgs[i] = lc
-	}
-	sup, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: cfgs, Spares: spares, WorkerCPU: -1, Unsandboxed: unsandboxed})
+	sess, err := engine.New(ecfg)
 	if err != nil {
-		return classify(err)
+		return processErrs.settingError(err)
 	}
-	defer sup.Close()
-	if err := sup.Start(nil); err != nil {
-		return classify(err)
-	}
-	// Events are drained as they come: the channel drops what nobody reads,
-	// and a long file can see more failovers than it buffers.
-	evDone := make(chan evTally)
-	go func() {
-		var t evTally
-		t.poisoned = make([]map[uint64]bool, lanes)
-		for e := range sup.Events() {
-			if e.Kind == supervisor.EvFailover {
-				t.failovers++
-			}
-			if e.Kind == supervisor.EvFailover || e.Kind == supervisor.EvNoSpare {
-				if e.Poisoned && e.Lane >= 0 && e.Lane < lanes {
-					if t.poisoned[e.Lane] == nil {
-						t.poisoned[e.Lane] = map[uint64]bool{}
-					}
-					if len(t.poisoned[e.Lane]) < render.MaxListed {
-						t.poisoned[e.Lane][e.Block] = true
-					}
-				}
-			}
-		}
-		evDone <- t
-	}()
+	defer sess.Close()
+	lc := sess.LaneConfigs()[0]
 	start := time.Now()
-	stats, frames, err := renderStream(ctx, sup, r, first[:n], w, lanes, channels, block)
+	stats, frames, err := renderStream(ctx, sess, r, first[:n], w, lanes, channels, block)
 	elapsed := time.Since(start)
-	sup.Close()
-	tally := <-evDone
+	sess.Close() // and with it every event
 	if err != nil {
 		return err // after a signal, the deferred interrupted() says so instead
 	}
@@ -328,6 +298,20 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	return nil
 }
 
+// checkInput says what keeps an input of channels and frames (negative:
+// not known yet, a stream) from splitting over lanes.
+func checkInput(name string, channels int, frames int64, lanes int) error {
+	switch {
+	case frames == 0:
+		return usagef("--in %s holds no audio", name)
+	case lanes >= 1 && channels%lanes != 0:
+		return usagef("--in %s has %d channels, which %d lanes cannot split evenly: use --lanes with a divisor of %d", name, channels, lanes, channels)
+	}
+	return nil
+}
+
+var processErrs = errStyle{oneChain: true, perLane: true}
+
 type evTally struct {
 	failovers int
 	poisoned  []map[uint64]bool // by lane: blocks the monitor bypassed
@@ -369,7 +353,7 @@ func readBlock(r *wav.Reader, p []float32) (int, error) {
 // it holds blocks whose output is due. So the writer, waiting on a lane,
 // always waits on output that is coming, and the reader, blocked on a full
 // lane, is blocked on one that the writer is draining.
-func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Reader, first []float32, w *wav.Writer, lanes, channels, block int) ([]render.Stats, int64, error) {
+func renderStream(parent context.Context, sup *engine.Session, r *wav.Reader, first []float32, w *wav.Writer, lanes, channels, block int) ([]render.Stats, int64, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	var once sync.Once
@@ -477,7 +461,7 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 					return false
 				}
 			}
-			st, err := render.Stream(sup.Region().Lane(l),
+			st, err := render.Stream(sup.Lane(l),
 				func(p []float32, wait bool) (int, error) {
 					if inAt == len(in) && !inDone {
 						if in != nil {
@@ -524,11 +508,7 @@ func renderStream(parent context.Context, sup *supervisor.Supervisor, r *wav.Rea
 						return context.Cause(ctx)
 					}
 					return nil
-				}, render.Options{
-					Abort:  func() error { return sup.LaneFailed(l) },
-					Refuse: func(b, epoch uint64) { sup.RefuseOutput(l, b, epoch) },
-					Epoch:  func() uint64 { return sup.OwnerEpoch(l) },
-				})
+				}, sup.RenderOptions(l))
 			stats[l] = st
 			if err == nil && !flush() {
 				err = context.Cause(ctx)

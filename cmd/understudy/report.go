@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -384,8 +383,6 @@ func writeJSON(path string, v any) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
-
-func execLookPath(name string) (string, error) { return exec.LookPath(name) }
 
 func isTerminalFD(fd int) bool {
 	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)

@@ -8,26 +8,24 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/internal/metrics"
 	"github.com/understudy-rt/understudy/internal/sdnotify"
 	"github.com/understudy-rt/understudy/internal/stats"
-	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
-	"github.com/understudy-rt/understudy/runtime/chain"
-	"github.com/understudy-rt/understudy/runtime/jack"
 	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
 
 const runUsage = `Usage: understudy run --backend jack [flags]
+       understudy run --config session.json [flags]
 
 Runs lanes of C kernels live, as a JACK client, until SIGINT or SIGTERM (or
 --duration): per lane, as many input and output ports as it has channels.
@@ -43,6 +41,12 @@ lane (I from 0) for different chains. A chain that starts with a generator
 The block (--block) must divide the server's period; the server's period
 must be at most --latency blocks. Workers are set one priority below the
 JACK callback thread, the monitor above it.
+
+--config FILE: one JSON object keyed by these flags' names, e.g.
+  {"backend": "jack", "lane": ["lowpass f=1000", "fir taps=512"],
+   "connect": ["system:capture_"], "latency": 4, "duration": "10m"}
+("lane" an array of chains, lane 0 first). Flags given too win; the file and
+the flags are checked together before any audio runs.
 
 ` + chainHelp + "\n" + controlHelp + `
 Flags:
@@ -77,12 +81,14 @@ type runConfig struct {
 	Unsandboxed bool          `json:"unsandboxed,omitempty"`
 }
 
-func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
+func parseRunFlags(args []string, stdout io.Writer) (*runConfig, *errStyle, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	c := &runConfig{}
 	var lanes, connIn, connOut laneFlags
+	var config string
+	fs.StringVar(&config, "config", "", "JSON file of settings, keyed by these flags' names (flags given too win)")
 	fs.StringVar(&c.Backend, "backend", "", "audio backend: jack (required)")
 	fs.StringVar(&c.Name, "name", "understudy", "JACK client name")
 	fs.StringVar(&c.Server, "server", "", "JACK server name (default: $JACK_DEFAULT_SERVER, else JACK's default)")
@@ -109,29 +115,34 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 			fmt.Fprint(stdout, runUsage)
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
-			return nil, errHelp
+			return nil, nil, errHelp
 		}
-		return nil, usagef("%v (see understudy run --help)", err)
+		return nil, nil, usagef("%v (see understudy run --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, usagef("unexpected argument %q (see understudy run --help)", fs.Arg(0))
+	}
+	st := &errStyle{file: config, fromFile: map[string]bool{}}
+	if config != "" {
+		if err := applyConfigFile(fs, config, st.fromFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	// where names a setting as the user gave it: a flag, or a key of the file.
+	where := func(name string) string {
+		if st.fromFile[name] {
+			return config + ": " + name
+		}
+		return "--" + name
 	}
 	c.ConnectIn, c.ConnectOut = connIn, connOut
 	switch {
-	case fs.NArg() > 0:
-		return nil, usagef("unexpected argument %q (see understudy run --help)", fs.Arg(0))
 	case c.Backend == "":
-		return nil, usagef("--backend is required: understudy run --backend jack")
+		return nil, nil, usagef("--backend is required: understudy run --backend jack")
 	case c.Backend != "jack":
-		return nil, usagef("--backend %q: the one backend is jack", c.Backend)
-	case c.Block < 16 || c.Block > shm.MaxFrames:
-		return nil, usagef("--block %d is out of range: use 16..%d frames", c.Block, shm.MaxFrames)
-	case c.Channels < 1 || c.Channels > shm.MaxChannels || c.Channels*c.Block > shm.SlotSamples:
-		return nil, usagef("--channels %d at --block %d: use 1..%d channels, at most %d samples a block", c.Channels, c.Block, shm.MaxChannels, shm.SlotSamples)
-	case c.Latency < 1 || c.Latency > audioclock.MaxLatency:
-		return nil, usagef("--latency %d is out of range: use 1..%d blocks", c.Latency, audioclock.MaxLatency)
+		return nil, nil, usagef("%s %q: the one backend is jack", where("backend"), c.Backend)
 	case c.Duration < 0:
-		return nil, usagef("--duration %v must be positive", c.Duration)
-	}
-	if err := c.outputFlags.check(c.Block); err != nil {
-		return nil, err
+		return nil, nil, usagef("%s %v must be positive", where("duration"), c.Duration)
 	}
 	if len(lanes) > 0 {
 		c.LaneChains = make([]string, len(lanes))
@@ -139,29 +150,115 @@ func parseRunFlags(args []string, stdout io.Writer) (*runConfig, error) {
 			i, ch, ok := strings.Cut(l, "=")
 			n, err := strconv.Atoi(strings.TrimSpace(i))
 			if !ok || err != nil || n < 0 || n >= len(lanes) || n >= shm.MaxLanes {
-				return nil, usagef("--lane %q: write I=CHAIN with I from 0 to %d, one per lane", l, min(len(lanes), shm.MaxLanes)-1)
+				return nil, nil, usagef("%s %q: write I=CHAIN with I from 0 to %d, one per lane", where("lane"), l, min(len(lanes), shm.MaxLanes)-1)
 			}
 			if c.LaneChains[n] != "" {
-				return nil, usagef("--lane %d given twice", n)
+				return nil, nil, usagef("%s %d given twice", where("lane"), n)
 			}
 			c.LaneChains[n] = strings.TrimSpace(ch)
 		}
 		c.Lanes = len(lanes)
 	} else {
-		if c.Lanes < 1 || c.Lanes > shm.MaxLanes {
-			return nil, usagef("--lanes %d: use 1..%d", c.Lanes, shm.MaxLanes)
-		}
 		for i := 0; i < c.Lanes; i++ {
 			c.LaneChains = append(c.LaneChains, c.Chain)
 		}
 	}
-	if c.Spares < 0 || c.Lanes+c.Spares > shm.MaxSlots/2 {
-		return nil, usagef("--spares %d: lanes + spares must be at most %d", c.Spares, shm.MaxSlots/2)
-	}
 	if c.Worker == "" {
 		c.Worker = defaultWorker()
 	}
-	return c, nil
+	st.oneChain = len(lanes) == 0
+	ec := c.engineConfig()
+	if err := ec.Validate(); err != nil {
+		return nil, nil, st.settingError(err)
+	}
+	return c, st, nil
+}
+
+// engineConfig is the session a run's settings describe.
+func (c *runConfig) engineConfig() engine.Config {
+	ec := engine.Config{Backend: engine.JACK, Worker: c.Worker, Block: c.Block, Latency: c.Latency, Spares: c.Spares,
+		HangTimeout: c.HangTimeout, Variant: c.Variant, Output: &c.Output, Unsandboxed: c.Unsandboxed,
+		JACK: engine.JACKConfig{Name: c.Name, Server: c.Server, ConnectIn: c.ConnectIn, ConnectOut: c.ConnectOut}}
+	for _, ch := range c.LaneChains {
+		ec.Lanes = append(ec.Lanes, engine.Lane{Chain: ch, Channels: c.Channels})
+	}
+	return ec
+}
+
+// repeatable are the flags a config file gives as a JSON array.
+var repeatable = map[string]bool{"lane": true, "connect": true, "connect-out": true}
+
+// applyConfigFile sets every flag the file names and the command line does
+// not (the command line wins), and records which it set. The file is one
+// JSON object keyed by the flags' names; "lane" is an array of chains, lane
+// 0 first; "connect" and "connect-out" arrays of patterns; durations are
+// strings ("10s"). TOML would need a dependency; JSON needs none.
+func applyConfigFile(fs *flag.FlagSet, path string, fromFile map[string]bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("--config: %v", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + strings.Count(string(b[:min(int(se.Offset), len(b))]), "\n")
+			return usagef("%s: line %d: %v", path, line, err)
+		}
+		return usagef("%s: %v: write one JSON object keyed by run's flag names", path, err)
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		f := fs.Lookup(k)
+		switch {
+		case k == "config":
+			return usagef("%s: config: a config file cannot name another", path)
+		case f == nil:
+			return usagef("%s: unknown setting %q: the keys are run's flag names (see understudy run --help)", path, k)
+		case onCommandLine[k]:
+			continue
+		}
+		if repeatable[k] {
+			var vs []string
+			if err := json.Unmarshal(m[k], &vs); err != nil {
+				return usagef("%s: %s: give an array of strings", path, k)
+			}
+			for i, v := range vs {
+				if k == "lane" {
+					v = fmt.Sprintf("%d=%s", i, v)
+				}
+				f.Value.Set(v)
+			}
+			fromFile[k] = true
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(m[k], &v); err != nil {
+			return usagef("%s: %s: %v", path, k, err)
+		}
+		var text string
+		switch v := v.(type) {
+		case string:
+			text = v
+		case bool:
+			text = strconv.FormatBool(v)
+		case float64:
+			text = string(m[k])
+		default:
+			return usagef("%s: %s: give a string, a number or true/false", path, k)
+		}
+		if err := f.Value.Set(text); err != nil {
+			return usagef("%s: %s %s: %v", path, k, text, err)
+		}
+		fromFile[k] = true
+	}
+	return nil
 }
 
 // runReport is what a live run leaves behind.
@@ -190,164 +287,76 @@ type runReport struct {
 }
 
 func runLive(args []string, stdout, stderr io.Writer) (err error) {
-	c, err := parseRunFlags(args, stdout)
+	c, errs, err := parseRunFlags(args, stdout)
 	if err != nil {
 		return err
 	}
 	warnUnsandboxed(c.Unsandboxed, stderr)
-	cat, err := loadCatalog(c.Worker, c.Unsandboxed)
+	// Every lane's chain is checked before any audio runs, at 48 kHz here
+	// and again by New at the server's rate.
+	ec, err := engine.Check(c.engineConfig())
 	if err != nil {
-		return err
+		return errs.settingError(err)
 	}
-	// Every lane's chain is checked before any audio runs.
-	lanes := make([]shm.LaneConfig, c.Lanes)
-	for i, spec := range c.LaneChains {
-		if spec == "" {
-			return usagef("--lane %d is missing: give one --lane I=CHAIN for each lane from 0", i)
-		}
-		st, err := chain.Parse(spec, cat)
-		if err != nil {
-			return usagef("lane %d: %v", i, err)
-		}
-		// The rate is the server's; the chain's design is checked at 48 kHz
-		// here and again at the server's rate below.
-		if lanes[i], err = chain.LaneConfig(st, c.Channels, c.Block, 48000, c.Variant); err != nil {
-			return usagef("lane %d: %v", i, err)
-		}
-	}
-	var events io.Writer
 	if c.Events == "-" {
-		events = stdout
+		ec.EventLog = stdout
 	} else if c.Events != "" {
 		f, err := os.Create(c.Events)
 		if err != nil {
-			return usagef("--events: %v", err)
+			return usagef("%s: %v", errs.name("events"), err)
 		}
 		defer f.Close()
-		events = f
+		ec.EventLog = f
 	}
 	if c.Report != "" {
 		if err := checkWritable(c.Report); err != nil {
-			return usagef("--report: %v", err)
+			return usagef("%s: %v", errs.name("report"), err)
 		}
 	}
 
-	// The server's rate decides the lanes' design: ask it first, with a
-	// throwaway clock over throwaway lanes.
-	rate, err := jackRate(c, lanes)
-	if err != nil {
-		return err
-	}
-	for i, spec := range c.LaneChains {
-		st, _ := chain.Parse(spec, cat)
-		if lanes[i], err = chain.LaneConfig(st, c.Channels, c.Block, rate, c.Variant); err != nil {
-			return usagef("lane %d at the server's %d Hz: %v", i, rate, err)
-		}
-	}
-	if c.HangTimeout == 0 {
-		c.HangTimeout = max(time.Duration(int64(c.Block)*int64(time.Second)/int64(rate))/2, 500*time.Microsecond)
-	}
-
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))
-	priv := rt.Probe()
-	monPrio := 0
-	if priv.FIFO {
-		monPrio = monitorPrio
-	} else if w := priv.Warning(); w != "" {
-		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
-	}
-	sup, err := supervisor.New(supervisor.Config{Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
-		MonitorPrio: monPrio, WorkerCPU: -1, Unsandboxed: c.Unsandboxed})
-	if err != nil {
-		return classify(err)
-	}
-	defer sup.Close()
-	refs := make([]*shm.Lane, len(lanes))
-	for i := range refs {
-		refs[i] = sup.Region().Lane(i)
-	}
-	ccfg := audioclock.Config{Rate: rate, Frames: c.Block, Latency: c.Latency, CPU: -1, Doorbell: sup.Doorbell(), Lanes: refs}
-	c.outputFlags.apply(&ccfg)
-	clk, err := audioclock.New(ccfg)
-	if err != nil {
-		return err
-	}
-	defer clk.Free()
-
-	rep := &runReport{Config: c, ByPath: map[string]int{}}
-	var client atomic.Pointer[jack.Client] // for the DSP load, once open
-	met := metrics.New(metrics.Sources{Lanes: len(lanes), Lane: clk.Stats, Workers: sup.Counts,
+	rep := &runReport{Config: c}
+	var sess atomic.Pointer[engine.Session] // for the metrics' sources, once running
+	met := metrics.New(metrics.Sources{Lanes: c.Lanes,
+		Lane: func(l int) audioclock.LaneStats {
+			if s := sess.Load(); s != nil {
+				return s.LaneStats(l)
+			}
+			return audioclock.LaneStats{}
+		},
+		Workers: func() (int, int, int) {
+			if s := sess.Load(); s != nil {
+				return s.Supervisor().Counts()
+			}
+			return 0, 0, 0
+		},
 		DSPLoad: func() float64 {
-			if c := client.Load(); c != nil {
-				return c.CPULoad()
+			if s := sess.Load(); s != nil && s.JACK() != nil {
+				return s.JACK().CPULoad()
 			}
 			return 0
 		}})
 	defer met.Close()
-	// A run lasts days: what the events say is folded into counters and
-	// fixed-size histograms as they come, never kept one by one.
-	var evMu sync.Mutex
-	var detH, foH stats.Hist
-	evDone := make(chan struct{})
-	go func() {
-		defer close(evDone)
-		enc := (*json.Encoder)(nil)
-		if events != nil {
-			enc = json.NewEncoder(events)
+	ec.OnEvent = func(e supervisor.Event) {
+		met.Observe(e)
+		if e.Kind == supervisor.EvLaneFailed {
+			fmt.Fprintf(stderr, "understudy: %v\n", e.Err)
 		}
-		for e := range sup.Events() {
-			met.Observe(e)
-			evMu.Lock()
-			switch e.Kind {
-			case supervisor.EvFailover:
-				rep.Failovers++
-				rep.ByPath[e.Path.String()]++
-				if e.FaultNS != 0 {
-					detH.Add(e.Detection())
-				}
-				foH.Add(e.Failover())
-			case supervisor.EvLaneFailed:
-				rep.FailedLanes = append(rep.FailedLanes, e.Err.Error())
-			}
-			evMu.Unlock()
-			if enc != nil {
-				enc.Encode(eventJSON(e))
-			}
-			if e.Kind == supervisor.EvLaneFailed {
-				fmt.Fprintf(stderr, "understudy: %v\n", e.Err)
-			}
-		}
-	}()
-	if err := sup.Start(clk); err != nil {
-		return classify(err)
 	}
-	cli, err := jack.Open(jack.Config{Name: c.Name, Server: c.Server, Clock: clk, ConnectInputs: c.ConnectIn, ConnectOutputs: c.ConnectOut})
+	ec.Warn = warner(stderr)
+	s, err := engine.New(ec)
 	if err != nil {
-		return jackError(err)
+		return errs.settingError(err)
 	}
-	defer cli.Close()
-	if err := cli.Activate(); err != nil {
-		return jackError(err)
+	defer s.Close()
+	c.HangTimeout = s.Config().HangTimeout
+	if err := s.Start(); err != nil {
+		return errs.settingError(err)
 	}
-	// Workers below the callback thread, so a hung one cannot starve the
-	// server; the monitor above it.
-	rep.CallbackPrio = cli.RTPriority()
-	if rep.CallbackPrio > 1 && priv.FIFO {
-		rep.WorkerPrio = rep.CallbackPrio - 1
-		if err := sup.SetWorkerPriority(rep.WorkerPrio); err != nil {
-			rep.Warnings = append(rep.Warnings, err.Error())
-		}
-		if rep.CallbackPrio >= monPrio {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the JACK callback runs at FIFO %d, at or above the monitor's %d", rep.CallbackPrio, monPrio))
-		}
-	} else {
-		rep.Warnings = append(rep.Warnings, "the JACK callback is not real-time (start jackd with -R): workers run on ordinary scheduling")
-	}
-	for _, w := range rep.Warnings {
-		fmt.Fprintf(stderr, "understudy: warning: %s\n", w)
-	}
+	sess.Store(s)
+	cli := s.JACK()
+	rep.Warnings = s.Warnings()
+	rep.CallbackPrio, rep.WorkerPrio = cli.RTPriority(), s.WorkerPriority()
 	rep.Client, rep.ServerPeriod, rep.SampleRate = cli.Name(), cli.BufferSize(), cli.SampleRate()
-	client.Store(cli)
 	if c.Metrics != "" {
 		addr, err := met.Serve(c.Metrics)
 		if err != nil {
@@ -357,8 +366,8 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	fmt.Fprintf(stderr, "understudy: JACK client %s, %d lanes × %d channels, %d Hz, server period %d, block %d, added latency %d frames\n",
 		rep.Client, c.Lanes, c.Channels, rep.SampleRate, rep.ServerPeriod, c.Block, cli.LatencyFrames())
-	defer sdnotify.Serve(clk.Periods, stderr)()
-	defer startControl(os.Stdin, stderr, sup, clk, cat, c.LaneChains)() // control.go: live parameters
+	defer sdnotify.Serve(s.Periods, stderr)()
+	defer startControl(os.Stdin, stderr, s.Supervisor(), s.Clock(), s.Config().Catalog, c.LaneChains)() // control.go: live parameters
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -368,62 +377,52 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 		until = time.After(c.Duration)
 	}
 	started := time.Now()
-	tty := isTTY(stderr)
-	status := time.NewTicker(time.Second)
-	defer status.Stop()
+	st := newStatus(stderr)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	rep.Stopped = "duration"
 loop:
 	for {
 		select {
-		case s := <-sigs:
-			rep.Stopped = s.String()
+		case sig := <-sigs:
+			rep.Stopped = sig.String()
 			break loop
 		case <-until:
 			break loop
-		case <-status.C:
-			if err := cli.Err(); err != nil {
+		case <-tick.C:
+			if err := s.Err(); err != nil {
 				rep.Stopped, rep.ServerError = "server", err.Error()
 				break loop
 			}
-			evMu.Lock()
-			fo := rep.Failovers
-			evMu.Unlock()
 			var xr uint64
-			for l := range lanes {
-				xr += clk.Stats(l).Xruns
+			for l := range c.Lanes {
+				xr += s.LaneStats(l).Xruns
 			}
-			line := fmt.Sprintf("  %6.1f s  blocks %d  failovers %d  xruns %d  server xruns %d", time.Since(started).Seconds(),
-				cli.Stats().Blocks, fo, xr, cli.Stats().ServerXruns)
-			if tty {
-				fmt.Fprintf(stderr, "\r%s\x1b[K", line)
-			} else {
-				fmt.Fprintln(stderr, line)
-			}
+			st.line("  %6.1f s  blocks %d  failovers %d  xruns %d  server xruns %d", time.Since(started).Seconds(),
+				cli.Stats().Blocks, s.Tally().Failovers, xr, cli.Stats().ServerXruns)
 		}
 	}
-	if tty {
-		fmt.Fprintln(stderr)
-	}
-	if err := cli.Err(); err != nil && rep.ServerError == "" {
+	st.end()
+	if err := s.Err(); err != nil && rep.ServerError == "" {
 		rep.Stopped, rep.ServerError = "server", err.Error()
 	}
 	rep.Seconds = time.Since(started).Seconds()
-	st := cli.Stats()
+	s.Stop()
+	cs := cli.Stats()
 	hist := cli.CallbackTimes()
-	rep.CallbackUS = stats.Summary{N: int(st.Callbacks), P50: float64(hist.Quantile(0.5)) / 1e3,
-		P99: float64(hist.Quantile(0.99)) / 1e3, Max: float64(st.CallbackMax) / 1e3}
-	rep.Callbacks, rep.Blocks, rep.ServerXruns = st.Callbacks, st.Blocks, st.ServerXruns
-	cli.Close()
-	for l := range lanes {
-		rep.Lanes = append(rep.Lanes, laneReport(clk.Stats(l)))
-	}
-	sup.Close()
-	<-evDone
-	rep.DetectionUS, rep.FailoverUS = detH.Summary(), foH.Summary()
+	rep.CallbackUS = stats.Summary{N: int(cs.Callbacks), P50: float64(hist.Quantile(0.5)) / 1e3,
+		P99: float64(hist.Quantile(0.99)) / 1e3, Max: float64(cs.CallbackMax) / 1e3}
+	rep.Callbacks, rep.Blocks, rep.ServerXruns = cs.Callbacks, cs.Blocks, cs.ServerXruns
 	var xruns uint64
-	for _, l := range rep.Lanes {
-		xruns += l.Xruns
+	for l := range c.Lanes {
+		ls := s.LaneStats(l)
+		rep.Lanes = append(rep.Lanes, laneReport(ls))
+		xruns += ls.Xruns
 	}
+	s.Close() // and with it every event
+	t := s.Tally()
+	rep.Failovers, rep.ByPath, rep.FailedLanes = t.Failovers, t.ByPath, t.FailedLanes
+	rep.DetectionUS, rep.FailoverUS = t.Detection, t.Failover
 	fmt.Fprintf(stdout, "understudy run: %.1f s, %d callbacks, %d blocks per lane, %d failovers (%s), %d xruns, callback µs p50/p99/max %s; stopped by %s\n",
 		rep.Seconds, rep.Callbacks, rep.Blocks, rep.Failovers, pathCounts(rep.ByPath), xruns, triple(rep.CallbackUS), rep.Stopped)
 	if c.Report != "" {
@@ -438,60 +437,4 @@ loop:
 		return fmt.Errorf("%d lane(s) given up: %s", len(rep.FailedLanes), strings.Join(rep.FailedLanes, "; "))
 	}
 	return nil
-}
-
-// jackRate asks the server its sample rate, with a client that never
-// activates over a throwaway clock: the lanes' filters are designed for it.
-func jackRate(c *runConfig, lanes []shm.LaneConfig) (int, error) {
-	r, err := shm.Create([]shm.LaneConfig{{Channels: 1, Frames: c.Block, Rate: 48000}})
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	l := r.Lane(0)
-	clk, err := audioclock.New(audioclock.Config{Rate: 48000, Frames: c.Block, Latency: c.Latency, CPU: -1, Doorbell: -1,
-		Lanes: []*shm.Lane{l}})
-	if err != nil {
-		return 0, err
-	}
-	defer clk.Free()
-	cli, err := jack.Open(jack.Config{Name: c.Name + "-probe", Server: c.Server, Clock: clk})
-	if err != nil {
-		return 0, jackError(err)
-	}
-	defer cli.Close()
-	return cli.SampleRate(), nil
-}
-
-// jackError turns the JACK package's typed errors into one line with the
-// fix; a missing server or library is the user's to fix (exit 2).
-func jackError(err error) error {
-	var je *jack.Error
-	if errors.As(err, &je) && (errors.Is(err, jack.ErrNoLibrary) || errors.Is(err, jack.ErrNoServer) ||
-		errors.Is(err, jack.ErrBlockSize) || errors.Is(err, jack.ErrName)) {
-		return usagef("%v", err)
-	}
-	return err
-}
-
-// eventJSON is one event as a line of --events.
-func eventJSON(e supervisor.Event) map[string]any {
-	m := map[string]any{"kind": e.Kind.String(), "lane": e.Lane, "slot": e.Slot, "pid": e.PID}
-	switch e.Kind {
-	case supervisor.EvFailover, supervisor.EvNoSpare:
-		m["path"] = e.Path.String()
-		m["block"] = e.Block
-		m["detect_ns"] = e.DetectNS
-		m["new_pid"] = e.NewPID
-		if e.FaultNS != 0 { // known only for injected faults
-			m["detection_us"] = float64(e.Detection()) / 1e3
-		}
-		m["failover_us"] = float64(e.Failover()) / 1e3
-		m["poisoned"] = e.Poisoned
-	case supervisor.EvWorkerExited:
-		m["exit_code"], m["exit_signal"] = e.ExitCode, e.ExitSignal
-	case supervisor.EvSpawnFailed, supervisor.EvLaneFailed:
-		m["error"] = e.Err.Error()
-	}
-	return m
 }

@@ -7,6 +7,7 @@ package rttest
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -126,4 +127,17 @@ func UseRT(t testing.TB) bool {
 		return false
 	}
 	return true
+}
+
+// PinToCPU0 locks the calling goroutine to its thread on CPU 0 until the
+// test or benchmark ends, when the thread may run on both CPUs again.
+func PinToCPU0(t testing.TB) {
+	runtime.LockOSThread()
+	if err := rt.SetThreadAffinity([]int{0}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rt.SetThreadAffinity([]int{0, 1})
+		runtime.UnlockOSThread()
+	})
 }

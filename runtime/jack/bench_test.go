@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
-	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
 
@@ -43,9 +43,9 @@ func BenchmarkLiveTwoLanes(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer play.Close()
-	lc := laneConfig(b, "lowpass f=3000 | gain db=-6", 2)
+	lc := engine.Lane{Chain: "lowpass f=3000 | gain db=-6", Channels: 2}
 	l := startLive(b, liveConfig{
-		lanes: []shm.LaneConfig{lc, lc}, spares: 1, latency: 4, fallback: audioclock.Dry,
+		lanes: []engine.Lane{lc, lc}, spares: 1, latency: 4, fallback: audioclock.Dry,
 		connectIn:  []string{"^" + playName + ":out_", "^" + playName + ":out_"},
 		clientName: jacktest.UniqueName("understudy"), server: srv.Name, serverPriority: prio,
 	})

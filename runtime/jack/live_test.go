@@ -8,72 +8,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/engine"
 	"github.com/understudy-rt/understudy/internal/jacktest"
 	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/internal/workerbin"
-	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
-	"github.com/understudy-rt/understudy/runtime/catalog"
-	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/jack"
-	"github.com/understudy-rt/understudy/runtime/render"
-	"github.com/understudy-rt/understudy/runtime/shm"
 	"github.com/understudy-rt/understudy/supervisor"
 )
 
-const monitorPrio = 80
-
-var (
-	catOnce sync.Once
-	cat     *catalog.Catalog
-	catErr  error
-)
-
-func laneConfig(t testing.TB, spec string, channels int) shm.LaneConfig {
-	t.Helper()
-	w, err := workerbin.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	catOnce.Do(func() { cat, catErr = catalog.Load(w) })
-	if catErr != nil {
-		t.Fatal(catErr)
-	}
-	st, err := chain.Parse(spec, cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := chain.LaneConfig(st, channels, period, rate, "auto")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lc
-}
-
-// live is a supervised session whose clock JACK drives: supervisor, clock
-// and client, closed in the order the lifetimes need: the client (no
-// callback drives the clock after), the supervisor (its monitor reads the
-// clock), the clock.
+// live is an engine session whose clock JACK drives, and the events it saw.
 type live struct {
+	s      *engine.Session
 	sup    *supervisor.Supervisor
 	clk    *audioclock.Clock
 	cli    *jack.Client
 	mu     sync.Mutex
 	events []supervisor.Event
-	evDone chan struct{}
 }
 
 type liveConfig struct {
-	lanes          []shm.LaneConfig
-	spares         int
-	latency        int
-	fallback       audioclock.Fallback
-	connectIn      []string
-	connectOut     []string
-	hangTimeout    time.Duration
-	clientName     string
-	server         string
-	serverPriority int // the server's client priority: workers go below it
+	lanes       []engine.Lane
+	spares      int
+	latency     int
+	fallback    audioclock.Fallback
+	connectIn   []string
+	connectOut  []string
+	hangTimeout time.Duration
+	clientName  string
+	server      string
+	// serverPriority was the server's client priority; the engine now
+	// reads the callback thread's from the client and sets the workers
+	// below it, the monitor above. Kept so callers still compile.
+	serverPriority int
 }
 
 func startLive(t testing.TB, c liveConfig) *live {
@@ -82,66 +49,34 @@ func startLive(t testing.TB, c liveConfig) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Priorities as under JACK they must be: the monitor above the callback
-	// thread, the workers below it, so a hung worker starves neither.
-	monPrio, workPrio := 0, 0
-	if p := rt.Probe(); p.FIFO && c.serverPriority > 1 {
-		monPrio, workPrio = monitorPrio, c.serverPriority-1
-	}
 	if c.hangTimeout == 0 {
 		c.hangTimeout = 2 * time.Millisecond
 	}
-	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: c.lanes, Spares: c.spares, HangTimeout: c.hangTimeout,
-		MonitorPrio: monPrio, WorkerPrio: workPrio, WorkerCPU: -1})
-	if err != nil {
-		t.Fatal(err)
+	out := engine.Output{Fallback: "dry", CeilingDB: 24, Declick: 32}
+	if c.fallback == audioclock.Silence {
+		out.Fallback = "silence"
 	}
-	l := &live{sup: sup, evDone: make(chan struct{})}
-	go func() {
-		defer close(l.evDone)
-		for e := range sup.Events() {
+	l := &live{}
+	l.s, err = engine.New(engine.Config{Backend: engine.JACK, Worker: w, Lanes: c.lanes, Block: period,
+		Latency: c.latency, Spares: c.spares, HangTimeout: c.hangTimeout, Output: &out,
+		JACK: engine.JACKConfig{Name: c.clientName, Server: c.server, ConnectIn: c.connectIn, ConnectOut: c.connectOut},
+		OnEvent: func(e supervisor.Event) {
 			l.mu.Lock()
 			l.events = append(l.events, e)
 			l.mu.Unlock()
-		}
-	}()
-	var refs []*shm.Lane
-	for i := range c.lanes {
-		refs = append(refs, sup.Region().Lane(i))
-	}
-	l.clk, err = audioclock.New(audioclock.Config{Rate: rate, Frames: period, Latency: c.latency, CPU: -1,
-		Fallback: c.fallback, Doorbell: sup.Doorbell(), Lanes: refs})
+		}})
 	if err != nil {
-		sup.Close()
 		t.Fatal(err)
 	}
-	if err := sup.Start(l.clk); err != nil {
+	if err := l.s.Start(); err != nil {
 		l.close()
 		t.Fatal(err)
 	}
-	l.cli, err = jack.Open(jack.Config{Name: c.clientName, Server: c.server, Clock: l.clk,
-		ConnectInputs: c.connectIn, ConnectOutputs: c.connectOut})
-	if err != nil {
-		l.close()
-		t.Fatal(err)
-	}
-	if err := l.cli.Activate(); err != nil {
-		l.close()
-		t.Fatal(err)
-	}
+	l.sup, l.clk, l.cli = l.s.Supervisor(), l.s.Clock(), l.s.JACK()
 	return l
 }
 
-func (l *live) close() {
-	if l.cli != nil {
-		l.cli.Close()
-	}
-	l.sup.Close()
-	<-l.evDone
-	if l.clk != nil {
-		l.clk.Free()
-	}
-}
+func (l *live) close() { l.s.Close() }
 
 func (l *live) count(k supervisor.EventKind) int {
 	l.mu.Lock()
@@ -237,7 +172,7 @@ func TestPassThroughBitExact(t *testing.T) {
 		defer rec.Close()
 		name := jacktest.UniqueName("us")
 		l := startLive(t, liveConfig{
-			lanes: []shm.LaneConfig{laneConfig(t, "gain db=0", channels)}, latency: latency,
+			lanes: []engine.Lane{{Chain: "gain db=0", Channels: channels}}, latency: latency,
 			fallback:   audioclock.Silence, // an xrun must show as a wrong sample
 			connectIn:  []string{"^" + playName + ":out_"},
 			connectOut: []string{"^" + recName + ":in_"},
@@ -301,21 +236,18 @@ func TestPassThroughBitExact(t *testing.T) {
 }
 
 // offline renders a lane's chain with no clock and no JACK: the reference.
-func offline(t testing.TB, lc shm.LaneConfig, in []float32) []float32 {
+func offline(t testing.TB, lane engine.Lane, in []float32) []float32 {
 	t.Helper()
 	w, err := workerbin.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc}, WorkerCPU: -1})
+	s, err := engine.New(engine.Config{Backend: engine.Offline, Worker: w, Lanes: []engine.Lane{lane}, Rate: rate, Block: period})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sup.Close()
-	if err := sup.Start(nil); err != nil {
-		t.Fatal(err)
-	}
-	out, err := render.Lane(sup.Region().Lane(0), in, 0)
+	defer s.Close()
+	out, err := s.Render(0, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +266,7 @@ func TestGeneratorLiveBitExactThroughFailovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const latency, seconds = 8, 3
-	lc := laneConfig(t, "sine f=997 db=-6 | lowpass f=3000", 1)
+	lc := engine.Lane{Chain: "sine f=997 db=-6 | lowpass f=3000", Channels: 1}
 	ref := offline(t, lc, make([]float32, (seconds+3)*rate))
 	rerunIfDisturbed(t, func(n int) ([]string, string) {
 		recName := jacktest.UniqueName("rec")
@@ -344,7 +276,7 @@ func TestGeneratorLiveBitExactThroughFailovers(t *testing.T) {
 		}
 		defer rec.Close()
 		l := startLive(t, liveConfig{
-			lanes: []shm.LaneConfig{lc}, spares: 1, latency: latency, fallback: audioclock.Silence,
+			lanes: []engine.Lane{lc}, spares: 1, latency: latency, fallback: audioclock.Silence,
 			connectOut: []string{"^" + recName + ":in_"},
 			clientName: jacktest.UniqueName("us"), server: srv.Name, serverPriority: prio,
 		})
