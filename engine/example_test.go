@@ -108,3 +108,51 @@ func ExampleSession_InjectFault() {
 	// lane 0 failed over at block 40
 	// bit-exact: true
 }
+
+// Turning a knob while the lane plays: the change applies at a block
+// boundary a few blocks ahead (Set says which), ramps where the kernel
+// ramps, and a worker that dies mid-automation is replaced without a wrong
+// sample. A value the kernel's schema refuses changes nothing.
+func ExampleSession_Params() {
+	const blocks = 200
+	var last atomic.Uint32
+	s, err := engine.New(engine.Config{
+		Lanes: []engine.Lane{{Chain: "gain db=0", Channels: 1}},
+		Rate:  48000, Block: 64, Latency: 2, Spares: 1,
+		Periods: blocks + 2,
+		Feed: func(lane int, n uint64, in []float32) (uint32, bool) {
+			for i := range in {
+				in[i] = 0.5
+			}
+			return uint32(len(in)), n < blocks
+		},
+		Drain: func(lane int, n uint64, flags uint32, out []float32) {
+			last.Store(math.Float32bits(out[len(out)-1]))
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	if err := s.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := s.Params()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := p.Set(0, 0, "db", -6); err != nil { // lane 0, kernel 0 of its chain
+		fmt.Println(err)
+		return
+	}
+	_, err = p.Set(0, 0, "db", 99)
+	fmt.Println("db=99 refused:", err != nil)
+	s.Wait()
+	fmt.Printf("last sample: %.4f\n", math.Float32frombits(last.Load()))
+	// Output:
+	// db=99 refused: true
+	// last sample: 0.2506
+}

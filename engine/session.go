@@ -12,6 +12,7 @@ import (
 	"github.com/understudy-rt/understudy/internal/stats"
 	"github.com/understudy-rt/understudy/rt"
 	"github.com/understudy-rt/understudy/runtime/audioclock"
+	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/jack"
 	"github.com/understudy-rt/understudy/runtime/render"
 	"github.com/understudy-rt/understudy/runtime/shm"
@@ -37,6 +38,7 @@ type Session struct {
 	lock       bool              // memory locked, to unlock at Close
 
 	mu       sync.Mutex
+	params   *supervisor.Params
 	cli      *jack.Client
 	started  bool
 	closed   bool
@@ -533,4 +535,33 @@ func classify(err error) error {
 		return &ConfigError{Lane: -1, Detail: err.Error(), Err: err}
 	}
 	return err
+}
+
+// Params is the live parameter control of a running Timer or JACK session:
+// Set changes a kernel's parameter on a lane at a block boundary, checked
+// like the chain's own values, and failover stays bit-exact through it
+// (docs/design.md decision 8). The same *Params every call.
+func (s *Session) Params() (*supervisor.Params, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.params != nil {
+		return s.params, nil
+	}
+	if s.clk == nil {
+		return nil, errors.New("engine: live parameters need a Timer or JACK session (an Offline render takes its changes in render.Options.Changes)")
+	}
+	stages := make([][]chain.Stage, len(s.cfg.Lanes))
+	for i, l := range s.cfg.Lanes {
+		st, err := chain.Parse(l.Chain, s.cfg.Catalog)
+		if err != nil { // checked by New already
+			return nil, err
+		}
+		stages[i] = st
+	}
+	p, err := s.sup.Params(s.clk, stages)
+	if err != nil {
+		return nil, err
+	}
+	s.params = p
+	return p, nil
 }

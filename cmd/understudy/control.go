@@ -4,15 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/understudy-rt/understudy/engine"
 	"io"
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/understudy-rt/understudy/runtime/audioclock"
-	"github.com/understudy-rt/understudy/runtime/catalog"
-	"github.com/understudy-rt/understudy/runtime/chain"
-	"github.com/understudy-rt/understudy/supervisor"
 )
 
 // controlHelp is the live control's syntax, for run's usage and the
@@ -104,21 +100,11 @@ func runControl(r io.Reader, w io.Writer, set func(lane, kernel int, name string
 }
 
 // startControl reads the live control from r on a goroutine of its own,
-// changing the parameters of sup's lanes (configured from chains, parsed
-// against cat) through clk. Once the returned stop has returned, it changes
-// nothing more (a change in progress completes first); a read blocked on r
-// is left to end with the process.
-func startControl(r io.Reader, w io.Writer, sup *supervisor.Supervisor, clk *audioclock.Clock, cat *catalog.Catalog, chains []string) func() {
-	stages := make([][]chain.Stage, len(chains))
-	for i, spec := range chains {
-		st, err := chain.Parse(spec, cat)
-		if err != nil { // checked before any audio ran
-			fmt.Fprintf(w, "understudy: warning: no live control: lane %d: %v\n", i, err)
-			return func() {}
-		}
-		stages[i] = st
-	}
-	p, err := sup.Params(clk, stages)
+// changing the session's parameters. Once the returned stop has returned,
+// it changes nothing more (a change in progress completes first); a read
+// blocked on r is left to end with the process.
+func startControl(r io.Reader, w io.Writer, sess *engine.Session) func() {
+	p, err := sess.Params()
 	if err != nil {
 		fmt.Fprintf(w, "understudy: warning: no live control: %v\n", err)
 		return func() {}

@@ -367,7 +367,7 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	fmt.Fprintf(stderr, "understudy: JACK client %s, %d lanes × %d channels, %d Hz, server period %d, block %d, added latency %d frames\n",
 		rep.Client, c.Lanes, c.Channels, rep.SampleRate, rep.ServerPeriod, c.Block, cli.LatencyFrames())
 	defer sdnotify.Serve(s.Periods, stderr)()
-	defer startControl(os.Stdin, stderr, s.Supervisor(), s.Clock(), s.Config().Catalog, c.LaneChains)() // control.go: live parameters
+	defer startControl(os.Stdin, stderr, s)() // control.go: live parameters
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
