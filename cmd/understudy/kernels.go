@@ -41,7 +41,7 @@ func runKernels(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "kernels in %s (* = this CPU runs it, > = what --variant auto picks)\n\n", cat.Worker)
+	fmt.Fprintf(stdout, "kernels in %s (* = this CPU runs it, > = what --variant auto picks; live = run's stdin control can change it while the lane plays)\n\n", cat.Worker)
 	for _, k := range cat.Kernels() {
 		printKernel(stdout, k)
 	}
@@ -59,7 +59,11 @@ func printKernel(w io.Writer, k *catalog.Kernel) {
 		if p.Unit != "" {
 			unit = " " + p.Unit
 		}
-		fmt.Fprintf(w, "    %-9s %-7s %g..%g%s, default %g\n", p.Name, kind, p.Min, p.Max, unit, p.Default)
+		live := ""
+		if p.Live {
+			live = ", live"
+		}
+		fmt.Fprintf(w, "    %-9s %-7s %g..%g%s, default %g%s\n", p.Name, kind, p.Min, p.Max, unit, p.Default, live)
 	}
 	best := k.Best()
 	var vs []string

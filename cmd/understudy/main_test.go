@@ -296,7 +296,7 @@ func TestKernelsListsSchemaAndVariants(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"lowpass", "gain", "f         number  10..20000 Hz, default 1000", "sections  integer 1..8", ">*scalar"} {
+	for _, want := range []string{"lowpass", "gain", "f         number  10..20000 Hz, default 1000", "sections  integer 1..8, default 1\n", "db        number  -120..24 dB, default 0, live", ">*scalar"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kernels output lacks %q:\n%s", want, out)
 		}
