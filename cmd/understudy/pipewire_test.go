@@ -65,7 +65,7 @@ func TestRunUnderPipeWire(t *testing.T) {
 	// run whose workers never settled says why.
 	killed := 0
 	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if w := workersOf(run.Process.Pid); len(w) >= 2 {
+		if w := workersNow(run.Process.Pid); len(w) >= 2 {
 			time.Sleep(time.Second)
 			if syscall.Kill(w[0], syscall.SIGKILL) == nil {
 				killed = w[0]
