@@ -82,13 +82,7 @@ func TestRunCaptureBitExactThroughKills(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, lo, hi)
 		L := int(lo)
-		var r runResult
-		select {
-		case r = <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("understudy run did not stop after its --duration")
-		}
-		require.Equal(t, 0, r.code, "stdout %s\nstderr %s", r.stdout, r.stderr)
+		runOK(t, done)
 		got := rec.Close()
 		pl := play.Close()
 		require.Empty(t, workerPIDs(), "workers left after the run")
@@ -213,6 +207,18 @@ func afterGap(r *jacktest.Recording, i, n int) bool {
 		}
 	}
 	return false
+}
+
+// runOK waits for an `understudy run --duration` started with runAsync and
+// requires that it stopped on its own, with exit status 0.
+func runOK(t *testing.T, done chan runResult) {
+	t.Helper()
+	select {
+	case r := <-done:
+		require.Equal(t, 0, r.code, "stdout %s\nstderr %s", r.stdout, r.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("understudy run did not stop after its --duration")
+	}
 }
 
 func firstSound(x []float32) int {
