@@ -44,7 +44,8 @@ $(BIN)/understudy-worker: $(WORKER_SRC) $(C_HDRS) Makefile
 	@mkdir -p $(BIN)
 	$(CC) -std=gnu11 $(CFLAGS) $(DSPFLAGS) -Icsrc -Icdsp -o $@ $(WORKER_SRC) -lm
 
-$(BIN)/understudy: $(GO_SRC) $(wildcard csrc/*.c) $(C_HDRS) $(wildcard cdsp/*.c)
+# The cgo packages' own C files too: a change to runtime/jack/us_jack.c must rebuild it.
+$(BIN)/understudy: $(GO_SRC) $(wildcard csrc/*.c) $(C_HDRS) $(wildcard cdsp/*.c) $(wildcard runtime/*/*.c runtime/*/*.h internal/*/*.c internal/*/*.h)
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ ./cmd/understudy
 

@@ -26,7 +26,19 @@ var depsOnce sync.Once
 // never installs anything: it skips, naming the script.
 func RequireJACK(t testing.TB) {
 	t.Helper()
-	if have() {
+	require(t, have, "jackd2 (jackd, jack_wait, libjack.so.0)")
+}
+
+// RequirePipeWire is RequireJACK for PipeWire and its JACK library
+// (pipewire, pw-jack), which scripts/jack-deps installs too.
+func RequirePipeWire(t testing.TB) {
+	t.Helper()
+	require(t, func() bool { return onPath("pipewire", "pw-jack") }, "pipewire and pipewire-jack")
+}
+
+func require(t testing.TB, present func() bool, what string) {
+	t.Helper()
+	if present() {
 		return
 	}
 	depsOnce.Do(func() {
@@ -37,23 +49,30 @@ func RequireJACK(t testing.TB) {
 		if err != nil {
 			return
 		}
-		t.Logf("jackd2 missing: running scripts/jack-deps to install it")
+		t.Logf("%s missing: running scripts/jack-deps to install it", what)
 		out, err := exec.Command(filepath.Join(root, "scripts", "jack-deps")).CombinedOutput()
 		t.Logf("%s", bytes.TrimSpace(out))
 		if err != nil {
 			t.Logf("scripts/jack-deps: %v", err)
 		}
 	})
-	if !have() {
-		rttest.SkipOrFail(t, "needs jackd2 (jackd, jack_wait, libjack.so.0): run scripts/jack-deps as root")
+	if !present() {
+		rttest.SkipOrFail(t, "needs %s: run scripts/jack-deps as root", what)
 	}
 }
 
-func have() bool {
-	for _, b := range []string{"jackd", "jack_wait", "jack_lsp"} {
+func onPath(bins ...string) bool {
+	for _, b := range bins {
 		if _, err := exec.LookPath(b); err != nil {
 			return false
 		}
+	}
+	return true
+}
+
+func have() bool {
+	if !onPath("jackd", "jack_wait", "jack_lsp") {
+		return false
 	}
 	for _, d := range []string{"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"} {
 		if _, err := os.Stat(filepath.Join(d, "libjack.so.0")); err == nil {

@@ -4,6 +4,8 @@
 #include "us_jack.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -270,8 +272,23 @@ const char *us_jack_client_name(us_jack *j) { return us_jk.get_client_name(j->cl
 uint32_t us_jack_buffer_size(us_jack *j) { return us_jk.get_buffer_size(j->client); }
 uint32_t us_jack_sample_rate(us_jack *j) { return us_jk.get_sample_rate(j->client); }
 float us_jack_cpu_load(us_jack *j) { return us_jk.cpu_load(j->client); }
+/* The kernel's word first: PipeWire's libjack (0.3.65) answers -6 for a
+ * process thread it runs at SCHED_FIFO 88, which put the workers on
+ * ordinary scheduling under a real-time callback, where they missed their
+ * deadlines until the lane was given up. */
 int us_jack_rt_priority(us_jack *j) {
-    return us_jk.is_realtime(j->client) ? us_jk.client_real_time_priority(j->client) : 0;
+    if (us_jk.client_thread_id) {
+        pthread_t th = us_jk.client_thread_id(j->client);
+        int policy;
+        struct sched_param sp;
+        if (th && pthread_getschedparam(th, &policy, &sp) == 0) {
+            /* PipeWire's thread has SCHED_RESET_ON_FORK set beside its policy. */
+            policy &= ~SCHED_RESET_ON_FORK;
+            return (policy == SCHED_FIFO || policy == SCHED_RR) ? sp.sched_priority : 0;
+        }
+    }
+    int p = us_jk.is_realtime(j->client) ? us_jk.client_real_time_priority(j->client) : 0;
+    return p > 0 ? p : 0;
 }
 int us_jack_has_latency(void) { return us_jk.set_latency_callback != NULL; }
 

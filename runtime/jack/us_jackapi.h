@@ -13,6 +13,7 @@
 #define US_JACKAPI_H
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,6 +89,7 @@ struct us_jack_api {
     jack_time_t (*get_time)(void);
     int (*is_realtime)(jack_client_t *);
     int (*client_real_time_priority)(jack_client_t *);
+    pthread_t (*client_thread_id)(jack_client_t *); /* optional; jack_native_thread_t is pthread_t on Linux */
     void (*set_error_function)(void (*)(const char *));
     void (*set_info_function)(void (*)(const char *));
 };
@@ -150,6 +152,7 @@ static int us_jack_load(const char *path, char *err, size_t errlen) {
     US_SYM(get_time, "jack_get_time", 1);
     US_SYM(is_realtime, "jack_is_realtime", 1);
     US_SYM(client_real_time_priority, "jack_client_real_time_priority", 1);
+    US_SYM(client_thread_id, "jack_client_thread_id", 0);
     US_SYM(set_error_function, "jack_set_error_function", 1);
     US_SYM(set_info_function, "jack_set_info_function", 1);
 #undef US_SYM
