@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"fmt"
-	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +31,11 @@ import (
 // control plane reads it through Go's poller. The futex side of us_ring.h
 // (the waiters flags) is never used: nobody sleeps on these indices.
 //
+// What the producer wrote to Go memory before a push is visible to the
+// consumer after the pop: the ring's release store and acquire load order
+// it, and the race detector, which cannot see C atomics, counts every cgo
+// call as a synchronisation point (TestQueueAcrossGoroutines under -race).
+//
 // Neither side allocates: push and pop copy a record into or out of the
 // mapping. Costs one cgo call per peek and per publish (tens of ns), paid
 // only when something happens, never on the monitor's steady-state path.
@@ -46,12 +50,6 @@ type queue[T any] struct {
 	_    [128]byte
 	efd  int // written by the producer after each record; -1 when closed
 	one  [8]byte
-	// seq tells the race detector what the C ring's release store and
-	// acquire load already guarantee (it cannot see C atomics): what the
-	// producer wrote to Go memory before a push is visible after the pop.
-	// Written by the producer (an Add before each publish), loaded by the
-	// consumer after each peek that found a record.
-	seq atomic.Uint64
 }
 
 // newQueue maps a queue of slots records (a power of two) and its eventfd.
@@ -89,7 +87,6 @@ func (q *queue[T]) push(e *T) bool {
 		return false
 	}
 	*(*T)(unsafe.Pointer(b)) = *e
-	q.seq.Add(1)
 	C.us_producer_publish(&q.prod)
 	unix.Write(q.efd, q.one[:])
 	return true
@@ -102,7 +99,6 @@ func (q *queue[T]) pop(e *T) bool {
 	if b == nil {
 		return false
 	}
-	q.seq.Load()
 	*e = *(*T)(unsafe.Pointer(b))
 	C.us_consumer_release(&q.cons)
 	return true
