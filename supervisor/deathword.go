@@ -193,7 +193,8 @@ func (m *monitor) wordDied(i int, now uint64) {
 		if statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
 			p = PathSandbox
 		}
-		m.detected(l, i, p, 0, 0, now)
+		b, pending := m.inHand(l)
+		m.detected(l, i, p, 0, b, pending, now)
 	}
 	if act&aOrphan != 0 {
 		m.orphan(l, i)

@@ -208,7 +208,9 @@ type monitor struct {
 	// tl is the audio clock, or nil (offline, or after the clock was
 	// freed). Set by Start before the monitor runs; from then on read and
 	// cleared by the monitor alone, which clears it on cDropTL and then
-	// signals tlDropped: the clock unmaps only after that signal.
+	// signals tlDropped: the clock unmaps only after that signal. (Under
+	// Config.manualMonitor no thread is the monitor between the test's
+	// polls, and forgetTimeline clears it itself.)
 	tl        Timeline
 	tlDropped chan struct{} // buffered 1: the monitor never blocks on it
 	stopped   bool          // cStop came
@@ -547,7 +549,7 @@ func (m *monitor) scanGasps(now uint64) {
 		}
 		m.act(i, act, now)
 		if l := int(w.lane.Load()); l >= 0 && act&aDetect != 0 {
-			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), now)
+			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), false, now)
 			m.orphan(l, i)
 		}
 	}
@@ -571,7 +573,7 @@ func (m *monitor) scanCorrupt(now uint64) {
 			lr.garbageSeen = seq
 			if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
 				lr.reinit = true
-				m.kill(l, o, PathGarbage, block, now)
+				m.kill(l, o, PathGarbage, block, false, now)
 			}
 		}
 		if tl.Corrupt(l) != 1 { // audioclock.LaneCorrupt
@@ -579,7 +581,8 @@ func (m *monitor) scanCorrupt(now uint64) {
 		}
 		lr.corrupt = true
 		if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
-			m.kill(l, o, PathCorrupt, 0, now)
+			b, pending := m.inHand(l)
+			m.kill(l, o, PathCorrupt, b, pending, now)
 		}
 	}
 }
@@ -623,7 +626,8 @@ func (m *monitor) onDeath(slot int, now uint64) {
 			if killedBySandbox(fd) {
 				p = PathSandbox
 			}
-			m.detected(l, slot, p, 0, s.region.Lane(l).Committed(), now)
+			b, pending := m.inHand(l)
+			m.detected(l, slot, p, 0, b, pending, now)
 		}
 		if lr.awaiting == slot {
 			lr.awaiting = -1
@@ -635,24 +639,26 @@ func (m *monitor) onDeath(slot int, now uint64) {
 	m.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1, prev: prev})
 }
 
-// detected records the first detection of a lane's outage.
-func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint64) {
+// detected records the first detection of a lane's outage and the block
+// it blames; pending: the host had pushed that block and the owner had not
+// committed it (a death with nothing pending says nothing of the input).
+func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, pending bool, now uint64) {
 	lr := &m.s.lanes[l]
 	if lr.det.path != PathNone {
 		return
 	}
-	ss := m.s.region.Slot(slot)
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
-		block: block, faultNS: ss.FaultNS(), detectNS: now}
-	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox || p == PathDeathWord {
-		// The block in hand is the first uncommitted one, if the host had
-		// pushed it: a death with no block pending says nothing of the input.
-		lane := m.s.region.Lane(l)
-		r := lane.Committed()
-		lr.det.block = lane.InBlockNumber(r)
-		w := m.pushed(l)
-		lr.det.pending = r < w && w-r <= shm.RingSlots
-	}
+		block: block, pending: pending, faultNS: m.s.region.Slot(slot).FaultNS(), detectNS: now}
+}
+
+// inHand is the block lane l's owner had in hand, for the paths that do
+// not name one (pidfd, deadline, corrupt, exiting, sandbox, death word):
+// its first uncommitted block, and whether the host had pushed it.
+func (m *monitor) inHand(l int) (block uint64, pending bool) {
+	lane := m.s.region.Lane(l)
+	r := lane.Committed()
+	w := m.pushed(l)
+	return lane.InBlockNumber(r), r < w && w-r <= shm.RingSlots
 }
 
 // pushed is how many input blocks the host has pushed into lane l: the
@@ -710,15 +716,14 @@ func (m *monitor) orphan(l, slot int) {
 	}
 }
 
-// kill SIGKILLs lane l's owner and awaits its fence. block is the block to
-// blame where the path names one (garbage); the paths that blame the first
-// uncommitted block have detected find it.
-func (m *monitor) kill(l, slot int, p Path, block uint64, now uint64) {
+// kill SIGKILLs lane l's owner, blaming block (see detected), and awaits
+// its fence.
+func (m *monitor) kill(l, slot int, p Path, block uint64, pending bool, now uint64) {
 	_, act, ok := m.step(slot, evKill)
 	if !ok {
 		return
 	}
-	m.detected(l, slot, p, 0, block, now)
+	m.detected(l, slot, p, 0, block, pending, now)
 	m.s.lanes[l].awaiting = slot
 	m.s.lanes[l].fencePolls = 0
 	m.act(slot, act, now)
@@ -788,7 +793,8 @@ func (m *monitor) checkDeadlines(now uint64) {
 		// worker that wrote anything else is killed before it is followed.
 		if !stale && (r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots) {
 			lr.corrupt = true
-			m.kill(l, o, PathCorrupt, 0, now)
+			b, pending := m.inHand(l)
+			m.kill(l, o, PathCorrupt, b, pending, now)
 			next = min(next, now+fencePollNS) // the fence's first look
 			continue
 		}
@@ -813,14 +819,15 @@ func (m *monitor) checkDeadlines(now uint64) {
 			due = max(push, lr.attachNS, lr.progressNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
 			due += m.budget(l, o)
 			if now >= due {
+				b, pending := m.inHand(l)
 				if m.exited(o) {
 					// Dying by itself, not hung: a death the pidfd has not
 					// reported yet, and already fenced.
-					m.kill(l, o, PathExiting, 0, now)
+					m.kill(l, o, PathExiting, b, pending, now)
 					m.fenced(l, o)
 					continue
 				}
-				m.kill(l, o, PathDeadline, 0, now)
+				m.kill(l, o, PathDeadline, b, pending, now)
 				next = min(next, now+fencePollNS) // the fence's first look
 				continue
 			}

@@ -96,20 +96,28 @@ type Config struct {
 }
 
 // Supervisor owns a region, its workers and its monitor.
+//
+// Who writes what: the monitor goroutine owns the workers' and lanes'
+// real-time state (workers[i].state and .lane, lanes, deadlines, mon; see
+// monitor.go) and writes it alone; the control plane (controlPlane, the
+// spawners, Start, Close, the public methods) owns what mu guards and the
+// workers' process fields (pid, pidfds, fds). They talk through mq and cmdq
+// only. Before the monitor starts, New and Start set its initial state;
+// after it stops, Close takes over.
 type Supervisor struct {
-	cfg       Config
-	region    *shm.Region
+	cfg       Config      // set by New, read-only after
+	region    *shm.Region // mapped by New, unmapped by Close once nothing touches it
 	doorbell  int
 	workers   [shm.MaxSlots]workerRec
 	lanes     [shm.MaxLanes]laneRec
-	deadlines [shm.MaxLanes]laneDeadline
-	mq        *queue[monEvent] // monitor → control plane; the monitor is its one producer, controlPlane its one consumer
-	cmdq      *queue[ctlCmd]   // control plane → monitor; producers take cmdMu, the monitor is its one consumer
+	deadlines [shm.MaxLanes]laneDeadline // monitor writes (budget), anyone reads
+	mq        *queue[monEvent]           // monitor → control plane; the monitor is its one producer, controlPlane its one consumer
+	cmdq      *queue[ctlCmd]             // control plane → monitor; producers take cmdMu, the monitor is its one consumer
 	cmdMu     sync.Mutex
 	mon       monitor
 	sp        *spawner
 
-	evFile      *os.File // the monitor's event eventfd, read through Go's poller
+	evFile      *os.File // the monitor's event eventfd, read through Go's poller by controlPlane
 	wakeHold    *rt.WakeLatencyHold
 	wakeHoldErr error // why the hold could not be taken (see Config.DeepIdle)
 	monDone     chan struct{}
