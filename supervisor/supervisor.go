@@ -273,22 +273,24 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 		}()
 	}
 	// Every spawn answers within its handshake (or at Close). Without a
-	// monitor thread, the monitor runs here (tests that drive it).
+	// monitor thread, the monitor runs here (tests that drive it): then
+	// each wait only looks, through a channel always ready.
+	var manual chan struct{}
+	if s.cfg.manualMonitor {
+		manual = make(chan struct{})
+		close(manual)
+	}
 	for got := 0; got < n; {
-		var e error
-		if s.cfg.manualMonitor {
-			select {
-			case e = <-errs:
-			default:
-				s.mon.poll(1)
-				continue
-			}
-		} else {
-			e = <-errs
+		if manual != nil {
+			s.mon.poll(1)
 		}
-		got++
-		if e != nil && err == nil {
-			err = e
+		select {
+		case e := <-errs:
+			got++
+			if e != nil && err == nil {
+				err = e
+			}
+		case <-manual:
 		}
 	}
 	if err != nil {
@@ -297,50 +299,32 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 	// Then every lane's first owner attached, as the monitor reports it.
 	deadline := time.NewTimer(s.cfg.Handshake)
 	defer deadline.Stop()
-	for !s.allLanesUp() {
-		if s.cfg.manualMonitor {
+	for l := s.laneDown(); l >= 0; l = s.laneDown() {
+		if manual != nil {
 			s.mon.poll(1)
-			select {
-			case <-s.upNote:
-			case <-deadline.C:
-				return s.notAttached()
-			case <-s.closing:
-				return ErrClosed
-			default:
-			}
-			continue
 		}
 		select {
 		case <-s.upNote:
 		case <-deadline.C:
-			return s.notAttached()
+			return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
 		case <-s.closing:
 			return ErrClosed
+		case <-manual:
 		}
 	}
 	return nil
 }
 
-func (s *Supervisor) allLanesUp() bool {
+// laneDown is the first lane the monitor has not reported attached, or -1.
+func (s *Supervisor) laneDown() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for l := range s.cfg.Lanes {
 		if !s.lanesUp[l] {
-			return false
+			return l
 		}
 	}
-	return true
-}
-
-func (s *Supervisor) notAttached() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for l := range s.cfg.Lanes {
-		if !s.lanesUp[l] {
-			return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
-		}
-	}
-	return nil
+	return -1
 }
 
 func (s *Supervisor) openFDs() error {

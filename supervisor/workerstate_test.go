@@ -113,17 +113,8 @@ func leadsTo(from, to uint32, table [nStates][nEvents]wTransition) bool {
 // and the control plane reaped it, so the spawn does not wait out its
 // handshake timeout.
 func TestHandshakeDeathFailsTheSpawn(t *testing.T) {
-	dir := t.TempDir()
-	w := filepath.Join(dir, "failing-worker")
-	if err := os.WriteFile(w, []byte("#!/bin/sh\necho 'I am not a worker' >&2\nexit 3\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Worker: w, Lanes: testLanes(t, 1, 64, 48000), WorkerCPU: -1, Handshake: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	err = s.Start(nil)
+	s := scriptSupervisor(t, "echo 'I am not a worker' >&2\nexit 3", 30*time.Second)
+	err := s.Start(nil)
 	var se *SpawnError
 	if !errors.As(err, &se) {
 		t.Fatalf("Start: %v, want a SpawnError", err)
@@ -139,17 +130,8 @@ func TestHandshakeDeathFailsTheSpawn(t *testing.T) {
 // A worker that never says READY fails its spawn at its handshake's
 // deadline, and nothing of it is left running.
 func TestHandshakeDeadline(t *testing.T) {
-	dir := t.TempDir()
-	w := filepath.Join(dir, "silent-worker")
-	if err := os.WriteFile(w, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Worker: w, Lanes: testLanes(t, 1, 64, 48000), WorkerCPU: -1, Handshake: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	err = s.Start(nil)
+	s := scriptSupervisor(t, "exec sleep 30", 200*time.Millisecond)
+	err := s.Start(nil)
 	var se *SpawnError
 	if !errors.As(err, &se) || !strings.Contains(se.Reason, "not ready after") {
 		t.Fatalf("Start: %v, want a SpawnError for a worker not ready", err)
@@ -166,4 +148,20 @@ func TestHandshakeDeadline(t *testing.T) {
 	if alive(pid) {
 		t.Errorf("worker %d still runs after its failed handshake", pid)
 	}
+}
+
+// scriptSupervisor is a one-lane supervisor whose "worker" is a shell
+// script of body: not a worker, for the handshake's failures.
+func scriptSupervisor(t *testing.T, body string, handshake time.Duration) *Supervisor {
+	t.Helper()
+	w := filepath.Join(t.TempDir(), "not-a-worker")
+	if err := os.WriteFile(w, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Worker: w, Lanes: testLanes(t, 1, 64, 48000), WorkerCPU: -1, Handshake: handshake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
