@@ -59,7 +59,7 @@ static int g_doorbell = -1;
 static volatile uint64_t g_block = UINT64_MAX;
 
 /* Tells the host's monitor to look at our slot: a last gasp, READY, an
- * attach, a first commit. The monitor waits on events only; these are its
+ * attach it asked to hear of, a first commit. The monitor waits on events only; these are its
  * events for a worker's life. Async-signal-safe. */
 static void ring_doorbell(void) {
     uint64_t one = 1;
@@ -676,7 +676,7 @@ int main(int argc, char **argv) {
         run.reinit = US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_REINIT;
         US_STORE_RLX(&slot->attach_ns, us_now_ns());
         US_STORE_REL(&slot->status, (uint32_t)US_ST_ATTACHED);
-        ring_doorbell();
+        if (US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_NOTIFY) ring_doorbell();
         run_lane(slot, &run, seq);
     }
 }

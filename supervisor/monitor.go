@@ -128,6 +128,7 @@ type laneRec struct {
 	// that it is attached (for Start), and, for a failover, the event held
 	// until its first commit, its death, or firstCommitWait.
 	watchAttach bool
+	up          bool // reported attached once
 	watchCommit bool
 	report      monEvent
 }
@@ -505,7 +506,7 @@ func (m *monitor) checkAttach(l int, now uint64) (next uint64) {
 	lr := &m.s.lanes[l]
 	o := int(lr.owner.Load())
 	if lr.watchAttach && o >= 0 && m.s.region.Slot(o).Status() == shm.StAttached {
-		lr.watchAttach = false
+		lr.watchAttach, lr.up = false, true
 		m.push(&monEvent{kind: mAttached, lane: int16(l), newSlot: int16(o)})
 	}
 	if !lr.watchCommit {
@@ -960,9 +961,14 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		if lr.reinit {
 			flags = shm.AttachReinit
 		}
+		// Until the lane was first reported attached (Start waits for
+		// it), its owner says when it is; later ones need not.
+		lr.watchAttach = !lr.up
+		if lr.watchAttach {
+			flags |= shm.AttachNotify
+		}
 		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite, flags)
 		m.act(slot, act, now) // its death word, armed when it became ready normally: then a no-op
-		lr.watchAttach = true
 		if !lr.initial {
 			// Reported once the new owner has committed (checkAttach).
 			lr.report = monEvent{kind: mFailover, poisoned: poisoned, reinit: lr.reinit,
