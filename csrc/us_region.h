@@ -293,6 +293,10 @@ enum us_cmd {
  * it when the previous owner's output was garbage (NaN, Inf), which a
  * poisoned state would go on producing forever. */
 #define US_ATTACH_REINIT 1u
+/* NOTIFY: ring the doorbell once attached. The host asks for it only
+ * while it waits for a lane's first owner (its Start): a failover's new
+ * owner goes straight to its first block. */
+#define US_ATTACH_NOTIFY 2u
 
 /* What arrives on a worker's control socket with a lane's fd (SCM_RIGHTS),
  * just before the ATTACH command that names the same lane and epoch. */

@@ -58,6 +58,15 @@ static int g_doorbell = -1;
 /* The block in hand, for the last gasp; UINT64_MAX between blocks. */
 static volatile uint64_t g_block = UINT64_MAX;
 
+/* Tells the host's monitor to look at our slot: a last gasp, READY, an
+ * attach it asked to hear of, a first commit. The monitor waits on events only; these are its
+ * events for a worker's life. Async-signal-safe. */
+static void ring_doorbell(void) {
+    uint64_t one = 1;
+    ssize_t n = write(g_doorbell, &one, sizeof one);
+    (void)n;
+}
+
 static void last_gasp(int sig, siginfo_t *info, void *uctx) {
     (void)info;
     (void)uctx;
@@ -71,9 +80,7 @@ static void last_gasp(int sig, siginfo_t *info, void *uctx) {
     /* The release store of gasp publishes everything above and promises the
      * host that we write nothing else: it may hand our lane on at once. */
     US_STORE_REL(&g_slot->gasp, 1u);
-    uint64_t one = 1;
-    ssize_t n = write(g_doorbell, &one, sizeof one);
-    (void)n;
+    ring_doorbell();
     /* SA_RESETHAND restored the default action and the signal is blocked while
      * we run, so this stays pending and kills us as soon as we return, even
      * when the signal was sent rather than caused by a faulting instruction. */
@@ -427,6 +434,7 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
             US_STORE_RLX(&slot->first_push_ns, t_push);
             US_STORE_REL(&slot->first_commit_ns, now);
             first = 0;
+            ring_doorbell(); /* once per life: the monitor reports the failover done */
         }
         US_STORE_RLX(&slot->heartbeat, US_LOAD_RLX(&slot->heartbeat) + 1);
         /* The chain's own time, for the host's deadline: a recent peak that
@@ -690,6 +698,7 @@ int main(int argc, char **argv) {
     US_STORE_RLX(&slot->pid, (int32_t)getpid());
     US_STORE_RLX(&slot->ready_ns, us_now_ns());
     US_STORE_REL(&slot->status, (uint32_t)US_ST_READY);
+    ring_doorbell();
 
     static lane_run run;
     uint32_t seen = 0;
@@ -742,6 +751,7 @@ int main(int argc, char **argv) {
         run.reinit = US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_REINIT;
         US_STORE_RLX(&slot->attach_ns, us_now_ns());
         US_STORE_REL(&slot->status, (uint32_t)US_ST_ATTACHED);
+        if (US_LOAD_RLX(&slot->cmd_flags) & US_ATTACH_NOTIFY) ring_doorbell();
         run_lane(slot, &run, seq);
     }
 }

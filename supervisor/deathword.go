@@ -75,20 +75,6 @@ func (s *Supervisor) DeathWordWarning() string { return s.mon.ringWarn }
 // WordDeaths counts worker deaths the monitor learnt from a death word.
 func (s *Supervisor) WordDeaths() uint64 { return s.mon.wordDeaths.Load() }
 
-// armWords arms the word of every ready worker not yet armed: called when
-// the control plane rings (a spare finished its handshake).
-func (m *monitor) armWords(now uint64) {
-	if m.ring == nil {
-		return
-	}
-	for i := range m.s.workers {
-		if st := m.s.workers[i].state.Load(); st == wSpare || st == wOwner {
-			m.armWord(i, now)
-		}
-	}
-	m.ring.Submit()
-}
-
 // armWord sets FUTEX_WAITERS on slot i's word (so the kernel wakes someone
 // when it marks it) and queues a wait for exactly that value; the caller
 // submits. A word without a TID (the worker could not register it) or of
@@ -189,32 +175,34 @@ func (m *monitor) wordDied(i int, now uint64) {
 		m.wordUnconfirmed.Add(1)
 		return
 	}
-	switch st {
-	case wOwner:
-		if !w.state.CompareAndSwap(wOwner, wDying) {
-			return
-		}
+	_, act, ok := m.step(i, evWord)
+	if !ok {
+		return
+	}
+	if st != wKilled {
 		m.wordDeaths.Add(1)
-		if l := int(w.lane.Load()); l >= 0 {
-			// The stat line exited() just read says how it died: a
-			// seccomp kill (SIGSYS) is the sandbox's fault path.
-			p := PathDeathWord
-			if statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
-				p = PathSandbox
-			}
-			m.detected(l, i, p, 0, 0, now)
-			m.orphan(l, i)
+	}
+	l := int(w.lane.Load())
+	if l < 0 {
+		return
+	}
+	if act&aDetect != 0 {
+		// The stat line exited() just read says how it died: a seccomp
+		// kill (SIGSYS) is the sandbox's fault path.
+		p := PathDeathWord
+		if statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
+			p = PathSandbox
 		}
-	case wSpare:
-		if w.state.CompareAndSwap(wSpare, wDying) { // never hand it a lane
-			m.wordDeaths.Add(1)
-		}
-	case wKilled:
-		// A hung owner we killed: the word is its fence, sooner than the
-		// exit-flag polls.
-		if l := int(w.lane.Load()); l >= 0 && m.s.lanes[l].awaiting == i {
-			m.fenced(l, i)
-		}
+		b, pending := m.inHand(l)
+		m.detected(l, i, p, 0, b, pending, now)
+	}
+	if act&aOrphan != 0 {
+		m.orphan(l, i)
+	}
+	// A hung owner we killed: the word is its fence, sooner than the
+	// exit-flag polls.
+	if act&aFence != 0 && m.s.lanes[l].awaiting == i {
+		m.fenced(l, i)
 	}
 }
 

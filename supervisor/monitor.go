@@ -13,12 +13,18 @@ import (
 
 // The monitor is one goroutine locked to its OS thread and raised to
 // SCHED_FIFO above the clock and the workers. It blocks in epoll_wait on every
-// worker's pidfd, the doorbell that dying workers (and the clock, on a
-// corrupted ring) ring, a timerfd armed at the next block deadline, a
-// control eventfd, and an io_uring of futex waits on the workers' death
-// words (deathword.go). It decides failovers and never forks, execs, allocates or
-// takes a lock that non-real-time code holds: what it learns goes to the
-// control plane through an SPSC queue of fixed records.
+// worker's pidfd, the doorbell that workers ring (a last gasp, READY, an
+// attach, a first commit) and the clock rings (a corrupted ring), a timerfd
+// armed at the next deadline, the control queue's eventfd, and an io_uring
+// of futex waits on the workers' death words (deathword.go). It decides
+// failovers and never forks, execs, allocates or takes a lock that
+// non-real-time code holds.
+//
+// It owns the workers' and lanes' real-time state (workerRec.state and
+// lane, laneRec): it alone writes them, and every change of a worker's
+// state goes through the transition table in workerstate.go. The control
+// plane (spawns, reaps, events, the spare pool) talks to it only through two
+// queues of fixed records (ctlqueue.go): ctlCmd in, monEvent out.
 
 // epoll tags, in EpollEvent.Fd; the slot rides in Pad.
 const (
@@ -29,41 +35,52 @@ const (
 	tagRing     = 5 // the death-word io_uring: completions are queued
 )
 
-// Host-side worker states; transitions by CAS. The control plane moves
-// free→spawning→spare and dead→free; the monitor does everything else.
-const (
-	wFree uint32 = iota
-	wSpawning
-	wSpare
-	wOwner
-	wKilled // hung or corrupt: SIGKILL sent, pidfd awaited before its lane moves
-	wDying  // rang its last gasp: fenced, its lane may move at once
-	wDead   // pidfd fired; the control plane reaps it
-	wFailed // died during its handshake and was reaped; its spawner frees the slot
-)
-
 type workerRec struct {
+	// Written by the monitor alone, through step (workerstate.go); after
+	// the monitor has stopped (monDone closed), by Close. Loaded by anyone
+	// (Counts, Overruns, SetWorkerPriority, tests) for a recent view; no
+	// reader off the monitor relies on its ordering with other fields.
 	state atomic.Uint32
+	// The lane owned, -1 for none. Written by the monitor alone, stored
+	// before the lane's owner (assign) and reset after it is taken back
+	// (orphan); loaded by anyone.
+	lane atomic.Int32
+
+	// The process, written by the control plane alone: the spawner before
+	// it queues cSpawned, reap and Close when they release them (after the
+	// monitor reported its death, or stopped). The monitor reads them only
+	// between cSpawned and its report of the death, so the queue's release
+	// and acquire order them; atomics because Owner, InjectFault and
+	// SetWorkerPriority load them from other goroutines at any time.
 	pid   atomic.Int32
 	pidfd atomic.Int32
 	// /proc/<pid>/stat, opened at spawn and closed at reap: the monitor's
 	// fence reads the process's exit flag from it without opening anything.
 	statFD atomic.Int32
 	// The host's end of the worker's control socket: the monitor sends the
-	// lane's fd on it at attach. Opened at spawn, closed at reap.
-	ctl  atomic.Int32
-	lane atomic.Int32 // lane owned, -1 for none (monitor writes)
-	gen  uint32       // control plane
-	// monitor only
-	gaspSeen    bool
-	handshaking atomic.Bool  // between fork and READY: a death fails the spawn
-	exitStatus  atomic.Int32 // wait status summary of the last reaped process
-	// control plane only
-	spawnNS uint64
-	tail    *outputTail
-	reaped  chan struct{} // closed by reap when a handshaking worker died
+	// lane's fd on it at attach.
+	ctl atomic.Int32
+	gen uint32 // the slot's generation for this process (spawner, before cSpawned)
+
+	// Monitor only.
+	gaspSeen bool // reset at cSpawned
+
+	// Control plane only, under Supervisor.mu.
+	busy     bool           // claimed by a spawn, until reaped
+	spawning bool           // claimed and not yet READY (or failed)
+	spawnNS  uint64         // when the process was started
+	tail     *outputTail    // its captured output
+	hs       chan handshake // its spawner's answer: READY, or the death that ended the handshake
 }
 
+// handshake is how a spawn ended: the control plane sends it to the
+// spawner when the monitor reports the worker READY (ok) or dead.
+type handshake struct {
+	ok        bool
+	code, sig int // the dead process's exit status
+}
+
+// detection is a lane's outage as first seen. Monitor only.
 type detection struct {
 	path     Path
 	slot     int
@@ -76,8 +93,12 @@ type detection struct {
 }
 
 type laneRec struct {
-	owner atomic.Int32 // slot, -1 while none (monitor writes)
-	// monitor only
+	// The owner's slot, -1 while none. Written by the monitor alone,
+	// stored after workerRec.lane (assign) and reset before it (orphan);
+	// loaded by anyone (Owner, InjectFault, tests).
+	owner atomic.Int32
+	// Everything below is the monitor's alone, but for the fields Start
+	// and New set before the monitor runs (initial, needOwner, rights).
 	epoch      uint64
 	needOwner  bool
 	initial    bool // the first attach is not a failover
@@ -103,85 +124,109 @@ type laneRec struct {
 	reinit      bool   // the next owner re-initialises the chain (garbage: the state may be poisoned)
 	resumeIn    uint64 // the commit point the current owner resumed from
 	rights      []byte // SCM_RIGHTS control message carrying the lane's fd (built by New)
+	// What the monitor still has to say about the current owner's attach:
+	// that it is attached (for Start), and, for a failover, the event held
+	// until its first commit, its death, or firstCommitWait.
+	watchAttach bool
+	up          bool // reported attached once
+	watchCommit bool
+	report      monEvent
 }
+
+// firstCommitWait bounds how long a failover's report waits for the new
+// owner's first commit (a lane nobody feeds commits nothing).
+const firstCommitWait = 2 * time.Second
 
 // monEvent is what the monitor tells the control plane.
 type monEvent struct {
-	kind     uint8 // mDeath, mFailover, mNoSpare
+	kind     uint8 // mReady, mDeath, mAttached, mFailover, mNoSpare, mLaneFailed
 	initial  bool
 	poisoned bool
 	reinit   bool
 	lane     int16
-	slot     int16
+	slot     int16 // mReady, mDeath: the worker
 	newSlot  int16
-	streak   int16 // mLaneFailed: owners that died in a row
+	streak   int16  // mLaneFailed: owners that died in a row
+	prev     uint32 // mDeath: the state it died in (wSpawning: its handshake failed)
+	newPID   int32
 	det      detection
 	attachNS uint64
+	// mFailover: the new owner's first commit (0: it died first, or none
+	// came within firstCommitWait) and the push of the block it committed.
+	firstCommitNS, firstPushNS uint64
 }
 
 const (
-	mDeath = iota + 1
+	mReady = iota + 1
+	mDeath
+	mAttached
 	mFailover
 	mNoSpare
 	mLaneFailed
 )
 
-const monQueueLen = 256
-
-// monQueue is the SPSC queue monitor → control plane: fixed records, two
-// atomic indices, an eventfd to wake the reader.
-type monQueue struct {
-	buf     [monQueueLen]monEvent
-	head    atomic.Uint64 // written by the control plane
-	tail    atomic.Uint64 // written by the monitor
-	dropped atomic.Uint64
-	efd     int
-	one     [8]byte
+// ctlCmd is what the control plane tells the monitor.
+type ctlCmd struct {
+	kind uint8 // cSpawned, cReaped, cDropTL, cStop, cRefused
+	slot int16
 }
 
-func (q *monQueue) push(e *monEvent) {
-	t := q.tail.Load()
-	if t-q.head.Load() >= monQueueLen {
-		q.dropped.Add(1)
-		return
-	}
-	q.buf[t%monQueueLen] = *e
-	q.tail.Store(t + 1)
-	unix.Write(q.efd, q.one[:])
-}
+const (
+	cSpawned = iota + 1 // a worker process was started in slot (its fields are set)
+	cReaped             // slot's dead process was collected and its fds closed
+	cDropTL             // stop reading the timeline; answer on tlDropped
+	cStop               // leave run
+	cRefused            // a lane's output was refused (RefuseOutput): read the refusal records
+)
 
-func (q *monQueue) pop(e *monEvent) bool {
-	h := q.head.Load()
-	if h == q.tail.Load() {
-		return false
+// Queue sizes. The monitor's events are few per worker life; the control
+// plane's commands are at most two outstanding per slot (its reap, then
+// its next spawn: a slot is claimed again only after its reap) plus one
+// cDropTL, one cStop and one cRefused (RefuseOutput queues one only when
+// none is pending), so cmdQueueLen can never fill.
+const (
+	monQueueLen = 256
+	cmdQueueLen = 128
+)
+
+var _ [cmdQueueLen - 2*shm.MaxSlots - 3]struct{} // cmdQueueLen holds every command that can be outstanding
+
+// push queues e for the control plane; a full queue drops it and counts.
+func (m *monitor) push(e *monEvent) {
+	if !m.s.mq.push(e) {
+		m.dropped.Add(1)
 	}
-	*e = q.buf[h%monQueueLen]
-	q.head.Store(h + 1)
-	return true
 }
 
 // maxStallRun is how many consecutive late wake-ups may each restart the
 // deadlines; a hang is then detected at most this many stalls late.
 const maxStallRun = 3
 
+// The monitor's fields are its own (written and read by the monitor
+// goroutine only) unless their comment names another writer. The atomics
+// are counters it alone adds to, loaded by anyone with no ordering relied
+// on.
 type monitor struct {
 	s *Supervisor
 	// tl is the audio clock, or nil (offline, or after the clock was
 	// freed). Set by Start before the monitor runs; from then on read and
-	// cleared by the monitor alone, which clears it when dropTL asks and
-	// then signals tlDropped: the clock unmaps only after that signal.
+	// cleared by the monitor alone, which clears it on cDropTL and then
+	// signals tlDropped: the clock unmaps only after that signal. (Under
+	// Config.manualMonitor no thread is the monitor between the test's
+	// polls, and forgetTimeline clears it itself.)
 	tl        Timeline
-	dropTL    atomic.Bool
 	tlDropped chan struct{} // buffered 1: the monitor never blocks on it
-	epfd      int
+	stopped   bool          // cStop came
+	epfd      int           // these four: opened by New, closed by Close after the monitor stopped
 	timerfd   int
-	ctlfd     int
+	ctlfd     int // the command queue's eventfd
 	events    [64]unix.EpollEvent
+	cmd       ctlCmd
 	scratch   [8]byte
 	timer     unix.ItimerSpec
 	armedNS   uint64
-	stop      atomic.Bool
 	wakes     atomic.Uint64 // epoll returns, for the hot-path tests
+	dropped   atomic.Uint64 // events the control plane's queue had no room for
 	hangNS    uint64
 	graceNS   uint64        // when the monitor last killed a hung worker
 	stallNS   uint64        // when it last woke from a machine stall (0: none counts now)
@@ -200,7 +245,7 @@ type monitor struct {
 	sendFailed atomic.Uint64 // attaches abandoned: the lane's fd could not be sent
 
 	// death words (deathword.go)
-	ring            *uring.Ring // nil: none here; ringWarn says why
+	ring            *uring.Ring // nil: none here; ringWarn says why (openRing, before the monitor runs)
 	ringWarn        string
 	cqe             uring.CQE
 	words           [shm.MaxSlots]wordRec
@@ -321,7 +366,7 @@ func statExited(b []byte) bool {
 
 // run is the monitor goroutine's body; the caller locked the thread.
 func (m *monitor) run() {
-	for !m.stop.Load() {
+	for !m.stopped {
 		m.poll(-1)
 	}
 }
@@ -334,14 +379,6 @@ func (m *monitor) poll(msec int) {
 		return
 	}
 	m.wakes.Add(1)
-	if m.dropTL.Load() {
-		m.tl = nil
-		m.dropTL.Store(false)
-		select {
-		case m.tlDropped <- struct{}{}:
-		default:
-		}
-	}
 	now := shm.NowNS()
 	// The timer should have woken this FIFO thread at armedNS. Waking far
 	// later means the whole machine (or this vCPU) was frozen: no worker
@@ -371,12 +408,12 @@ func (m *monitor) poll(msec int) {
 			unix.Read(m.s.doorbell, m.scratch[:])
 			m.scanGasps(now)
 			m.scanCorrupt(now)
+			m.scanSlots(now)
 		case tagTimer:
 			unix.Read(m.timerfd, m.scratch[:])
 		case tagCtl:
 			unix.Read(m.ctlfd, m.scratch[:])
-			m.armWords(now) // a spare may have become ready
-			m.scanRefused(now)
+			m.commands(now)
 		case tagPidfd:
 			m.onDeath(int(ev.Pad), now)
 		}
@@ -387,12 +424,121 @@ func (m *monitor) poll(msec int) {
 	}
 }
 
+// commands handles everything the control plane queued.
+func (m *monitor) commands(now uint64) {
+	c := &m.cmd
+	for m.s.cmdq.pop(c) {
+		slot := int(c.slot)
+		switch c.kind {
+		case cSpawned:
+			if _, act, ok := m.step(slot, evSpawned); ok {
+				m.act(slot, act, now)
+				m.checkReady(slot, now) // it may have said READY before we watched
+			}
+		case cReaped:
+			m.step(slot, evReaped)
+		case cDropTL:
+			m.tl = nil
+			select {
+			case m.tlDropped <- struct{}{}:
+			default:
+			}
+		case cStop:
+			m.stopped = true
+		case cRefused:
+			// Cleared before the records are read: a refusal made after
+			// this queues its own command.
+			m.s.refusePending.Store(false)
+			m.scanRefused(now)
+		}
+	}
+}
+
+// act does a transition's bookkeeping that is the same whatever caused it
+// (aWatch, aArm, aKill, aReport); aDetect, aOrphan and aFence depend on
+// the lane and the path, and their callers do them.
+func (m *monitor) act(slot int, act wAction, now uint64) {
+	w := &m.s.workers[slot]
+	if act&aWatch != 0 {
+		w.gaspSeen = false
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagPidfd, Pad: int32(slot)}
+		if unix.EpollCtl(m.epfd, unix.EPOLL_CTL_ADD, int(w.pidfd.Load()), &ev) != nil {
+			// Unwatched, it could never be reported dead: kill it, and
+			// let the control plane reap it as if its pidfd had fired.
+			unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+			if prev, _, ok := m.step(slot, evPidfd); ok {
+				m.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1, prev: prev})
+			}
+			return
+		}
+	}
+	if act&aArm != 0 && m.ring != nil {
+		m.armWord(slot, now)
+		m.ring.Submit()
+	}
+	if act&aKill != 0 {
+		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+	}
+}
+
+// scanSlots looks at what workers said through the doorbell besides a
+// gasp: READY at the end of a handshake, ATTACHED, a first commit.
+func (m *monitor) scanSlots(now uint64) {
+	s := m.s
+	for i := range s.workers {
+		if s.workers[i].state.Load() == wSpawning {
+			m.checkReady(i, now)
+		}
+	}
+	for l := 0; l < s.region.Lanes(); l++ {
+		m.checkAttach(l, now)
+	}
+}
+
+// checkReady moves a spawning worker whose slot says READY to the spares.
+func (m *monitor) checkReady(slot int, now uint64) {
+	if m.s.region.Slot(slot).Status() != shm.StReady {
+		return
+	}
+	if _, act, ok := m.step(slot, evReady); ok {
+		m.act(slot, act, now)
+		m.push(&monEvent{kind: mReady, slot: int16(slot), lane: -1})
+	}
+}
+
+// checkAttach reports lane l's new owner attached, and a failover once its
+// new owner has committed a block (or died first, or firstCommitWait
+// passed). It says when it must look again at the latest (^0: never).
+func (m *monitor) checkAttach(l int, now uint64) (next uint64) {
+	lr := &m.s.lanes[l]
+	o := int(lr.owner.Load())
+	if lr.watchAttach && o >= 0 && m.s.region.Slot(o).Status() == shm.StAttached {
+		lr.watchAttach, lr.up = false, true
+		m.push(&monEvent{kind: mAttached, lane: int16(l), newSlot: int16(o)})
+	}
+	if !lr.watchCommit {
+		return ^uint64(0)
+	}
+	r := &lr.report
+	ss := m.s.region.Slot(int(r.newSlot))
+	ns := ss.FirstCommitNS()
+	if ns == 0 && o == int(r.newSlot) && now < r.attachNS+uint64(firstCommitWait) {
+		return r.attachNS + uint64(firstCommitWait)
+	}
+	r.firstCommitNS, r.firstPushNS = ns, ss.FirstPushNS()
+	lr.watchCommit = false
+	m.push(r)
+	return ^uint64(0)
+}
+
 func (m *monitor) scanGasps(now uint64) {
 	s := m.s
 	for i := range s.workers {
 		w := &s.workers[i]
-		st := w.state.Load()
-		if w.gaspSeen || (st != wOwner && st != wSpare) {
+		if w.gaspSeen {
+			continue
+		}
+		if st := w.state.Load(); st != wOwner && st != wSpare {
 			continue
 		}
 		ok, sig, block, _ := s.region.Slot(i).Gasp()
@@ -400,17 +546,18 @@ func (m *monitor) scanGasps(now uint64) {
 			continue
 		}
 		w.gaspSeen = true
-		if !w.state.CompareAndSwap(st, wDying) {
+		// It is dying by its own hand; make sure of it (aKill). A worker
+		// maps only its own slot, so a gasp can only accuse its writer; a
+		// kernel can still forge its own worker's, and the kill bounds
+		// what that can do to microseconds (the block it names is checked
+		// in gaspBlock).
+		_, act, ok := m.step(i, evGasp)
+		if !ok {
 			continue
 		}
-		// It is dying by its own hand; make sure of it. A worker maps only
-		// its own slot, so a gasp can only accuse its writer; a kernel can
-		// still forge its own worker's, and the kill bounds what that can
-		// do to microseconds (the block it names is checked in gaspBlock).
-		unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
-		if st == wOwner {
-			l := int(w.lane.Load())
-			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), now)
+		m.act(i, act, now)
+		if l := int(w.lane.Load()); l >= 0 && act&aDetect != 0 {
+			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), false, now)
 			m.orphan(l, i)
 		}
 	}
@@ -439,7 +586,8 @@ func (m *monitor) scanCorrupt(now uint64) {
 		}
 		lr.corrupt = true
 		if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
-			m.kill(l, o, PathCorrupt, 0, now)
+			b, pending := m.inHand(l)
+			m.kill(l, o, PathCorrupt, b, pending, now)
 		}
 	}
 }
@@ -469,44 +617,53 @@ func (m *monitor) onDeath(slot int, now uint64) {
 	fd := int(w.pidfd.Load())
 	unix.EpollCtl(m.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	m.flushWord(slot)
-	// A death its word reported first left it wDying: nothing more to count.
-	prev := w.state.Swap(wDead)
+	// A death its word or gasp reported first left it wDying: nothing more
+	// to count.
+	prev, act, ok := m.step(slot, evPidfd)
+	if !ok {
+		return
+	}
 	// A killed owner the fence already took its lane from has no lane.
-	if l := int(w.lane.Load()); l >= 0 && (prev == wOwner || prev == wKilled) {
+	if l := int(w.lane.Load()); l >= 0 {
 		lr := &s.lanes[l]
-		if prev == wOwner {
+		if act&aDetect != 0 {
 			p := PathPidfd
 			if killedBySandbox(fd) {
 				p = PathSandbox
 			}
-			m.detected(l, slot, p, 0, s.region.Lane(l).Committed(), now)
+			b, pending := m.inHand(l)
+			m.detected(l, slot, p, 0, b, pending, now)
 		}
 		if lr.awaiting == slot {
 			lr.awaiting = -1
 		}
-		m.orphan(l, slot)
+		if act&aOrphan != 0 {
+			m.orphan(l, slot)
+		}
 	}
-	s.mq.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1})
+	m.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1, prev: prev})
 }
 
-// detected records the first detection of a lane's outage.
-func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, now uint64) {
+// detected records the first detection of a lane's outage and the block
+// it blames; pending: the host had pushed that block and the owner had not
+// committed it (a death with nothing pending says nothing of the input).
+func (m *monitor) detected(l, slot int, p Path, sig int, block uint64, pending bool, now uint64) {
 	lr := &m.s.lanes[l]
 	if lr.det.path != PathNone {
 		return
 	}
-	ss := m.s.region.Slot(slot)
 	lr.det = detection{path: p, slot: slot, pid: int(m.s.workers[slot].pid.Load()), signal: sig,
-		block: block, faultNS: ss.FaultNS(), detectNS: now}
-	if p == PathPidfd || p == PathDeadline || p == PathCorrupt || p == PathExiting || p == PathSandbox || p == PathDeathWord {
-		// The block in hand is the first uncommitted one, if the host had
-		// pushed it: a death with no block pending says nothing of the input.
-		lane := m.s.region.Lane(l)
-		r := lane.Committed()
-		lr.det.block = lane.InBlockNumber(r)
-		w := m.pushed(l)
-		lr.det.pending = r < w && w-r <= shm.RingSlots
-	}
+		block: block, pending: pending, faultNS: m.s.region.Slot(slot).FaultNS(), detectNS: now}
+}
+
+// inHand is the block lane l's owner had in hand, for the paths that do
+// not name one (pidfd, deadline, corrupt, exiting, sandbox, death word):
+// its first uncommitted block, and whether the host had pushed it.
+func (m *monitor) inHand(l int) (block uint64, pending bool) {
+	lane := m.s.region.Lane(l)
+	r := lane.Committed()
+	w := m.pushed(l)
+	return lane.InBlockNumber(r), r < w && w-r <= shm.RingSlots
 }
 
 // pushed is how many input blocks the host has pushed into lane l: the
@@ -528,6 +685,10 @@ func (m *monitor) orphan(l, slot int) {
 	}
 	lr.owner.Store(-1)
 	m.s.workers[slot].lane.Store(-1)
+	lr.watchAttach = false
+	if lr.watchCommit {
+		m.checkAttach(l, shm.NowNS()) // its owner is gone: the failover's report goes now
+	}
 	// Its measure of the lane's speed outlives it (bounded: a worker's own
 	// word, so at most it lengthens its successor's deadline to the
 	// headroom, which bounds every deadline anyway).
@@ -560,18 +721,17 @@ func (m *monitor) orphan(l, slot int) {
 	}
 }
 
-// kill SIGKILLs lane l's owner and awaits its fence. block is the block to
-// blame where the path names one (garbage); the paths that blame the first
-// uncommitted block have detected find it.
-func (m *monitor) kill(l, slot int, p Path, block uint64, now uint64) {
-	w := &m.s.workers[slot]
-	if !w.state.CompareAndSwap(wOwner, wKilled) {
+// kill SIGKILLs lane l's owner, blaming block (see detected), and awaits
+// its fence.
+func (m *monitor) kill(l, slot int, p Path, block uint64, pending bool, now uint64) {
+	_, act, ok := m.step(slot, evKill)
+	if !ok {
 		return
 	}
-	m.detected(l, slot, p, 0, block, now)
+	m.detected(l, slot, p, 0, block, pending, now)
 	m.s.lanes[l].awaiting = slot
 	m.s.lanes[l].fencePolls = 0
-	unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+	m.act(slot, act, now)
 	// A hung worker spins at the workers' priority and can starve the
 	// other lanes' workers on its CPU until now: judge their pending blocks
 	// from this moment, not from their push, or one hang kills them all.
@@ -591,8 +751,12 @@ func (m *monitor) checkDeadlines(now uint64) {
 		// still needs its hand-over on time.
 		next := ^uint64(0)
 		for l := 0; l < s.region.Lanes(); l++ {
-			if lr := &s.lanes[l]; lr.needOwner && !lr.failed && lr.notBefore > now {
+			lr := &s.lanes[l]
+			if lr.needOwner && !lr.failed && lr.notBefore > now {
 				next = min(next, lr.notBefore)
+			}
+			if lr.watchAttach || lr.watchCommit {
+				next = min(next, m.checkAttach(l, now))
 			}
 		}
 		if next != ^uint64(0) {
@@ -603,6 +767,9 @@ func (m *monitor) checkDeadlines(now uint64) {
 	next := ^uint64(0)
 	for l := 0; l < s.region.Lanes(); l++ {
 		lr := &s.lanes[l]
+		if lr.watchAttach || lr.watchCommit {
+			next = min(next, m.checkAttach(l, now))
+		}
 		o := int(lr.owner.Load())
 		if lr.awaiting >= 0 {
 			next = min(next, m.fence(l, now))
@@ -631,7 +798,8 @@ func (m *monitor) checkDeadlines(now uint64) {
 		// worker that wrote anything else is killed before it is followed.
 		if !stale && (r > w || w-r > shm.RingSlots || ow < or || ow-or > shm.RingSlots) {
 			lr.corrupt = true
-			m.kill(l, o, PathCorrupt, 0, now)
+			b, pending := m.inHand(l)
+			m.kill(l, o, PathCorrupt, b, pending, now)
 			next = min(next, now+fencePollNS) // the fence's first look
 			continue
 		}
@@ -656,14 +824,15 @@ func (m *monitor) checkDeadlines(now uint64) {
 			due = max(push, lr.attachNS, lr.progressNS, m.graceNS, min(m.stallNS, push+maxStallRun*m.hangNS))
 			due += m.budget(l, o)
 			if now >= due {
+				b, pending := m.inHand(l)
 				if m.exited(o) {
 					// Dying by itself, not hung: a death the pidfd has not
 					// reported yet, and already fenced.
-					m.kill(l, o, PathExiting, 0, now)
+					m.kill(l, o, PathExiting, b, pending, now)
 					m.fenced(l, o)
 					continue
 				}
-				m.kill(l, o, PathDeadline, 0, now)
+				m.kill(l, o, PathDeadline, b, pending, now)
 				next = min(next, now+fencePollNS) // the fence's first look
 				continue
 			}
@@ -731,7 +900,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		}
 		slot := -1
 		for i := range s.workers {
-			if s.workers[i].state.CompareAndSwap(wSpare, wOwner) {
+			if s.workers[i].state.Load() == wSpare {
 				slot = i
 				break
 			}
@@ -739,7 +908,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		if slot < 0 {
 			if !lr.noSpare && !lr.initial {
 				lr.noSpare = true
-				s.mq.push(&monEvent{kind: mNoSpare, lane: int16(l), det: lr.det})
+				m.push(&monEvent{kind: mNoSpare, lane: int16(l), det: lr.det})
 			}
 			continue
 		}
@@ -776,11 +945,13 @@ func (m *monitor) assign(now uint64) (attached bool) {
 			// Its control socket failed: this spare cannot be handed a
 			// lane. Kill it (its pidfd reaps it) and try the next.
 			m.sendFailed.Add(1)
-			s.workers[slot].state.Store(wKilled)
-			unix.PidfdSendSignal(int(s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0)
+			if _, act, ok := m.step(slot, evAttachFailed); ok {
+				m.act(slot, act, now)
+			}
 			l-- // this lane again, with another spare
 			continue
 		}
+		_, act, _ := m.step(slot, evAttach) // a spare: the table allows it
 		lr.epoch = epoch
 		s.refused[l].ownerEpoch.Store(epoch)
 		lr.needOwner = false
@@ -795,13 +966,21 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		if lr.reinit {
 			flags = shm.AttachReinit
 		}
-		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite, flags)
-		if m.ring != nil { // armed when it became ready, normally: then a no-op
-			m.armWord(slot, now)
-			m.ring.Submit()
+		// Until the lane was first reported attached (Start waits for
+		// it), its owner says when it is; later ones need not.
+		lr.watchAttach = !lr.up
+		if lr.watchAttach {
+			flags |= shm.AttachNotify
 		}
-		s.mq.push(&monEvent{kind: mFailover, initial: lr.initial, poisoned: poisoned, reinit: lr.reinit,
-			lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), det: lr.det, attachNS: lr.attachNS})
+		s.region.Slot(slot).Command(shm.CmdAttach, uint32(l), lr.epoch, inRead, outWrite, flags)
+		m.act(slot, act, now) // its death word, armed when it became ready normally: then a no-op
+		if !lr.initial {
+			// Reported once the new owner has committed (checkAttach).
+			lr.report = monEvent{kind: mFailover, poisoned: poisoned, reinit: lr.reinit,
+				lane: int16(l), slot: int16(lr.det.slot), newSlot: int16(slot), newPID: s.workers[slot].pid.Load(),
+				det: lr.det, attachNS: lr.attachNS}
+			lr.watchCommit = true
+		}
 		lr.initial = false
 		lr.reinit = false
 		lr.det = detection{}

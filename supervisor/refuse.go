@@ -11,9 +11,9 @@ import (
 type refusal struct {
 	// Written by the lane's one reader (RefuseOutput) in the order block,
 	// epoch, seq; the monitor reads seq, the pair, and seq again, and
-	// takes the pair only when seq did not move (a seqlock: the writer
-	// rings the monitor after every refusal, so one it skips is read at its
-	// next wake).
+	// takes the pair only when seq did not move (a seqlock: a writer that
+	// moved it queues a cRefused, or finds one pending that the monitor
+	// has not yet begun, so a pair it skips is read at its next command).
 	seq   atomic.Uint64
 	block atomic.Uint64
 	epoch atomic.Uint64
@@ -46,7 +46,9 @@ func (s *Supervisor) RefuseOutput(l int, block, epoch uint64) error {
 	r.block.Store(block)
 	r.epoch.Store(epoch)
 	r.seq.Add(1)
-	s.wakeMonitor()
+	if s.refusePending.CompareAndSwap(false, true) {
+		s.command(cRefused, -1)
+	}
 	return nil
 }
 
@@ -76,7 +78,7 @@ func (m *monitor) refuse(l int, block uint64, now uint64) {
 	lr := &m.s.lanes[l]
 	if o := int(lr.owner.Load()); o >= 0 && lr.awaiting < 0 {
 		lr.reinit = true
-		m.kill(l, o, PathGarbage, block, now)
+		m.kill(l, o, PathGarbage, block, false, now)
 	}
 }
 

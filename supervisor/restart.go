@@ -39,7 +39,7 @@ func (m *monitor) restartPolicy(l int) {
 	}
 	if lr.streak > limit {
 		lr.failed = true
-		m.s.mq.push(&monEvent{kind: mLaneFailed, lane: int16(l), det: lr.det, streak: int16(lr.streak)})
+		m.push(&monEvent{kind: mLaneFailed, lane: int16(l), det: lr.det, streak: int16(lr.streak)})
 		return
 	}
 	if lr.streak > 2 {

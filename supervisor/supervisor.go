@@ -96,19 +96,30 @@ type Config struct {
 }
 
 // Supervisor owns a region, its workers and its monitor.
+//
+// Who writes what: the monitor goroutine owns the workers' and lanes'
+// real-time state (workers[i].state and .lane, lanes, deadlines, mon; see
+// monitor.go) and writes it alone; the control plane (controlPlane, the
+// spawners, Start, Close, the public methods) owns what mu guards and the
+// workers' process fields (pid, pidfds, fds). They talk through mq and cmdq
+// only. Before the monitor starts, New and Start set its initial state;
+// after it stops, Close takes over.
 type Supervisor struct {
-	cfg       Config
-	region    *shm.Region
-	doorbell  int
-	workers   [shm.MaxSlots]workerRec
-	lanes     [shm.MaxLanes]laneRec
-	refused   [shm.MaxLanes]refusal
-	deadlines [shm.MaxLanes]laneDeadline
-	mq        monQueue
-	mon       monitor
-	sp        *spawner
+	cfg           Config      // set by New, read-only after
+	region        *shm.Region // mapped by New, unmapped by Close once nothing touches it
+	doorbell      int
+	workers       [shm.MaxSlots]workerRec
+	lanes         [shm.MaxLanes]laneRec
+	refused       [shm.MaxLanes]refusal      // RefuseOutput: see refuse.go for who writes what
+	refusePending atomic.Bool                // a cRefused is queued and not yet begun: set by RefuseOutput (CAS), cleared by the monitor
+	deadlines     [shm.MaxLanes]laneDeadline // monitor writes (budget), anyone reads
+	mq            *queue[monEvent]           // monitor → control plane; the monitor is its one producer, controlPlane its one consumer
+	cmdq          *queue[ctlCmd]             // control plane → monitor; producers take cmdMu, the monitor is its one consumer
+	cmdMu         sync.Mutex
+	mon           monitor
+	sp            *spawner
 
-	evFile      *os.File // the monitor's event eventfd, read through Go's poller
+	evFile      *os.File // the monitor's event eventfd, read through Go's poller by controlPlane
 	wakeHold    *rt.WakeLatencyHold
 	wakeHoldErr error // why the hold could not be taken (see Config.DeepIdle)
 	monDone     chan struct{}
@@ -117,8 +128,9 @@ type Supervisor struct {
 	spawns      sync.WaitGroup
 	untimeline  func() // takes back the registration with the timeline
 	events      chan Event
-	mu          sync.Mutex // guards what follows: control plane state
-	pending     []monEvent // failovers waiting for the new owner's first commit
+	mu          sync.Mutex         // guards what follows: control plane state
+	lanesUp     [shm.MaxLanes]bool // lanes whose owner the monitor reported attached (Start waits for them)
+	upNote      chan struct{}      // buffered 1: a lane came up
 	closed      bool
 	started     bool
 	failedLanes map[int16]error // lanes the restart policy gave up, and why
@@ -162,7 +174,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s := &Supervisor{cfg: cfg, region: region, events: make(chan Event, 4096), closing: make(chan struct{}), untimeline: func() {},
-		failedLanes: map[int16]error{}}
+		failedLanes: map[int16]error{}, upNote: make(chan struct{}, 1)}
 	s.workerPrio.Store(int32(cfg.WorkerPrio))
 	for i := range s.workers {
 		s.workers[i].lane.Store(-1)
@@ -262,42 +274,71 @@ func (s *Supervisor) Start(tl Timeline) (err error) {
 			errs <- s.spawnSpare(slot)
 		}()
 	}
-	for i := 0; i < n; i++ {
-		if e := <-errs; e != nil && err == nil {
-			err = e
+	// Every spawn answers within its handshake (or at Close). Without a
+	// monitor thread, the monitor runs here (tests that drive it): then
+	// each wait only looks, through a channel always ready.
+	var manual chan struct{}
+	if s.cfg.manualMonitor {
+		manual = make(chan struct{})
+		close(manual)
+	}
+	for got := 0; got < n; {
+		if manual != nil {
+			s.mon.poll(1)
+		}
+		select {
+		case e := <-errs:
+			got++
+			if e != nil && err == nil {
+				err = e
+			}
+		case <-manual:
 		}
 	}
 	if err != nil {
 		return err
 	}
-	s.wakeMonitor()
-	deadline := time.Now().Add(s.cfg.Handshake)
-	for l := range s.cfg.Lanes {
-		for {
-			o := int(s.lanes[l].owner.Load())
-			if o >= 0 && s.region.Slot(o).Status() == shm.StAttached {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
-			}
-			select {
-			case <-s.closing:
-				return ErrClosed
-			default:
-			}
-			if s.cfg.manualMonitor {
-				s.mon.poll(0)
-			}
-			time.Sleep(200 * time.Microsecond)
+	// Then every lane's first owner attached, as the monitor reports it.
+	deadline := time.NewTimer(s.cfg.Handshake)
+	defer deadline.Stop()
+	for l := s.laneDown(); l >= 0; l = s.laneDown() {
+		if manual != nil {
+			s.mon.poll(1)
+		}
+		select {
+		case <-s.upNote:
+		case <-deadline.C:
+			return fmt.Errorf("supervisor: lane %d has no attached worker after %v", l, s.cfg.Handshake)
+		case <-s.closing:
+			return ErrClosed
+		case <-manual:
 		}
 	}
 	return nil
 }
 
+// laneDown is the first lane the monitor has not reported attached, or -1.
+func (s *Supervisor) laneDown() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.cfg.Lanes {
+		if !s.lanesUp[l] {
+			return l
+		}
+	}
+	return -1
+}
+
 func (s *Supervisor) openFDs() error {
 	var err error
-	s.doorbell, s.mon.epfd, s.mon.timerfd, s.mon.ctlfd, s.mq.efd = -1, -1, -1, -1, -1
+	s.doorbell, s.mon.epfd, s.mon.timerfd, s.mon.ctlfd = -1, -1, -1, -1
+	if s.mq, err = newQueue[monEvent](monQueueLen); err != nil {
+		return err
+	}
+	if s.cmdq, err = newQueue[ctlCmd](cmdQueueLen); err != nil {
+		return err
+	}
+	s.mon.ctlfd = s.cmdq.efd
 	if s.doorbell, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("supervisor: doorbell eventfd: %w", err)
 	}
@@ -307,13 +348,6 @@ func (s *Supervisor) openFDs() error {
 	if s.mon.timerfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
 		return fmt.Errorf("supervisor: timerfd: %w", err)
 	}
-	if s.mon.ctlfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("supervisor: control eventfd: %w", err)
-	}
-	if s.mq.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("supervisor: event eventfd: %w", err)
-	}
-	s.mq.one[0] = 1
 	for _, f := range []struct{ fd, tag int }{{s.doorbell, tagDoorbell}, {s.mon.timerfd, tagTimer}, {s.mon.ctlfd, tagCtl}} {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f.tag)}
 		if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, f.fd, &ev); err != nil {
@@ -326,12 +360,19 @@ func (s *Supervisor) openFDs() error {
 
 func (s *Supervisor) closeFDs() {
 	s.mon.closeRing()
-	for _, fd := range []*int{&s.doorbell, &s.mon.epfd, &s.mon.timerfd, &s.mon.ctlfd, &s.mq.efd} {
+	for _, fd := range []*int{&s.doorbell, &s.mon.epfd, &s.mon.timerfd} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
 		}
 	}
+	s.cmdMu.Lock()
+	s.cmdq.close(true)
+	s.mon.ctlfd = -1
+	s.cmdMu.Unlock()
+	// The event queue's eventfd is the control plane's *os.File once Start
+	// made it one, closed by Close.
+	s.mq.close(s.evFile == nil)
 }
 
 func (s *Supervisor) runMonitor(ready chan<- error) {
@@ -349,7 +390,7 @@ func (s *Supervisor) runMonitor(ready chan<- error) {
 
 // forgetTimeline makes the monitor stop reading the timeline, and returns
 // once it has: the timeline's owner is about to unmap it. The monitor drops
-// it at its next wake-up, which the control eventfd causes at once.
+// it as it handles the command, at once.
 func (s *Supervisor) forgetTimeline() {
 	s.mu.Lock()
 	if s.monDone == nil || s.cfg.manualMonitor {
@@ -358,9 +399,8 @@ func (s *Supervisor) forgetTimeline() {
 		s.mu.Unlock()
 		return
 	}
-	s.mon.dropTL.Store(true)
-	if !s.fdsClosed { // Close may have closed ctlfd: its number could be reused
-		s.wakeMonitor()
+	if !s.fdsClosed { // Close has stopped the monitor and closed its queue
+		s.command(cDropTL, -1)
 	}
 	s.mu.Unlock()
 	select {
@@ -369,48 +409,70 @@ func (s *Supervisor) forgetTimeline() {
 	}
 }
 
-func (s *Supervisor) wakeMonitor() {
-	var one = [8]byte{1}
-	unix.Write(s.mon.ctlfd, one[:])
+// command queues a command for the monitor and wakes it. Any control-plane
+// goroutine may call it: cmdMu makes them one producer.
+func (s *Supervisor) command(kind uint8, slot int) {
+	s.cmdMu.Lock()
+	defer s.cmdMu.Unlock()
+	if s.mon.ctlfd < 0 {
+		return // closed
+	}
+	if !s.cmdq.push(&ctlCmd{kind: kind, slot: int16(slot)}) {
+		panic("supervisor: the monitor's command queue is full, which cmdQueueLen rules out")
+	}
 }
 
 // claimSlot reserves a free slot for a new worker, or returns -1.
 func (s *Supervisor) claimSlot() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claimSlotLocked()
+}
+
+func (s *Supervisor) claimSlotLocked() int {
 	for i := range s.workers {
-		if s.workers[i].state.CompareAndSwap(wFree, wSpawning) {
+		if w := &s.workers[i]; !w.busy {
+			w.busy, w.spawning = true, true
 			return i
 		}
 	}
 	return -1
 }
 
-// spawnSpare starts one worker in a claimed slot and waits for its handshake.
+// freeSlot gives back a claimed slot whose process never started.
+func (s *Supervisor) freeSlot(slot int) {
+	s.mu.Lock()
+	w := &s.workers[slot]
+	w.busy, w.spawning, w.hs = false, false, nil
+	s.mu.Unlock()
+}
+
+// spawnSpare starts one worker in a claimed slot and waits for its handshake:
+// the monitor's report that it is READY, or of its death, relayed by the
+// control plane, or the handshake's deadline.
 func (s *Supervisor) spawnSpare(slot int) error {
 	if slot < 0 {
 		return errors.New("supervisor: no free worker slot")
 	}
 	w := &s.workers[slot]
-	ss := s.region.Slot(slot)
 	w.gen = s.region.PrepareSlot(slot)
-	w.gaspSeen = false
 	// The drain goroutine below keeps this process's tail: the slot's
 	// next worker gets a new one while this one's output may still arrive.
 	tail := &outputTail{}
-	w.tail = tail
-	// Closed by reap when this process dies during its handshake; set
-	// before the process exists, and read by reap only after its death.
-	reaped := make(chan struct{})
-	w.reaped = reaped
+	hs := make(chan handshake, 1)
+	s.mu.Lock()
+	w.tail, w.hs = tail, hs
+	s.mu.Unlock()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		w.state.Store(wFree)
+		s.freeSlot(slot)
 		return fmt.Errorf("supervisor: pipe: %w", err)
 	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		pr.Close()
 		pw.Close()
-		w.state.Store(wFree)
+		s.freeSlot(slot)
 		return fmt.Errorf("supervisor: %w", err)
 	}
 	// The worker's lane fd arrives on this socket at its attach; the host
@@ -420,16 +482,14 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		pr.Close()
 		pw.Close()
 		null.Close()
-		w.state.Store(wFree)
+		s.freeSlot(slot)
 		return fmt.Errorf("supervisor: socketpair: %w", err)
 	}
 	argv := workerArgs(&s.cfg, slot, w.gen)
 	// Its slot's memfd, and no other: a worker maps its lane only once it
 	// is handed one.
 	files := []uintptr{null.Fd(), pw.Fd(), pw.Fd(), uintptr(s.region.SlotFD(slot)), uintptr(s.doorbell), uintptr(ctl[1])}
-	w.spawnNS = shm.NowNS()
-	w.handshaking.Store(true)
-	defer w.handshaking.Store(false)
+	spawnNS := shm.NowNS()
 	pid, pidfd, err := s.sp.spawn(s.cfg.Worker, argv, files)
 	pw.Close()
 	null.Close()
@@ -437,9 +497,12 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	if err != nil {
 		unix.Close(ctl[0])
 		pr.Close()
-		w.state.Store(wFree)
+		s.freeSlot(slot)
 		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: "could not start", Err: err, ExitCode: -1}
 	}
+	s.mu.Lock()
+	w.spawnNS = spawnNS
+	s.mu.Unlock()
 	w.ctl.Store(int32(ctl[0]))
 	s.placeWorker(pid)
 	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
@@ -464,109 +527,81 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	}
 	w.statFD.Store(int32(statFD))
 	w.pidfd.Store(int32(pidfd))
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagPidfd, Pad: int32(slot)}
-	if err := unix.EpollCtl(s.mon.epfd, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
-		// The monitor will never see this one die: reap it here.
-		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		w.release()
-		w.state.Store(wFree)
-		return fmt.Errorf("supervisor: epoll_ctl pidfd: %w", err)
-	}
-	deadline := time.Now().Add(s.cfg.Handshake)
-	for {
-		st := ss.Status()
-		if st == shm.StReady && w.state.CompareAndSwap(wSpawning, wSpare) {
-			s.wakeMonitor()
-			s.emit(Event{Kind: EvSpareReady, Lane: -1, Slot: slot, PID: pid, SpawnNS: w.spawnNS, ReadyNS: ss.ReadyNS()})
+	// From here the monitor watches it (its pidfd, its READY) and the
+	// control plane reaps it.
+	s.command(cSpawned, slot)
+	timeout := time.NewTimer(s.cfg.Handshake)
+	defer timeout.Stop()
+	select {
+	case r := <-hs:
+		if r.ok {
 			return nil
 		}
-		if ws := w.state.Load(); ws == wDead || ws == wFailed || st == shm.StFailed {
-			// Wait for the reap (it frees nothing while we handshake), so the
-			// exit status is in, and for the end of its output, so its last
-			// words are; each wait bounded in case a child holds the pipe.
-			select {
-			case <-reaped:
-			case <-time.After(time.Second):
-			}
-			select {
-			case <-drained:
-			case <-time.After(100 * time.Millisecond):
-			}
-			reason, code := "failed its handshake", -1
-			if c := w.exitStatus.Load(); c >= 0 {
-				reason, code = fmt.Sprintf("failed its handshake: exited with status %d", c), int(c)
-			} else {
-				reason = fmt.Sprintf("failed its handshake: killed by signal %d", -c)
-			}
-			w.state.Store(wFree)
-			return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: tail.String(), ExitCode: code}
-		}
-		if time.Now().After(deadline) {
-			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-			return &SpawnError{Worker: s.cfg.Worker, Slot: slot,
-				Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: tail.String(), ExitCode: -1}
-		}
+		// Reaped already, so its exit status is in; its last words are in
+		// once its output ends, bounded in case a child holds the pipe.
 		select {
-		case <-s.closing:
-			// Close kills and reaps what is left; this one becomes a spare
-			// nobody will use, which Close treats like any other.
-			return ErrClosed
-		default:
+		case <-drained:
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Microsecond)
+		reason, code := "failed its handshake", -1
+		if r.sig == 0 {
+			reason, code = fmt.Sprintf("failed its handshake: exited with status %d", r.code), r.code
+		} else {
+			reason = fmt.Sprintf("failed its handshake: killed by signal %d", r.sig)
+		}
+		return &SpawnError{Worker: s.cfg.Worker, Slot: slot, Reason: reason, Output: tail.String(), ExitCode: code}
+	case <-timeout.C:
+		// Its death comes back as any other and frees the slot.
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		return &SpawnError{Worker: s.cfg.Worker, Slot: slot,
+			Reason: fmt.Sprintf("not ready after %v", s.cfg.Handshake), Output: tail.String(), ExitCode: -1}
+	case <-s.closing:
+		// Close kills and reaps what is left.
+		return ErrClosed
 	}
 }
 
 // controlPlane turns monitor records into events, reaps the dead and keeps
 // the spare pool full. It is ordinary Go: it may allocate, lock and block.
+// It wakes only when the monitor has queued something.
 func (s *Supervisor) controlPlane() {
 	defer close(s.ctlDone)
-	f := s.evFile
 	buf := make([]byte, 8)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	reads := make(chan error)
-	go func() {
-		for {
-			_, err := f.Read(buf)
-			if err != nil {
-				close(reads)
-				return
-			}
-			reads <- nil
-		}
-	}()
 	var e monEvent
 	for {
-		select {
-		case _, ok := <-reads:
-			if !ok {
-				return
-			}
-		case <-tick.C:
+		if _, err := s.evFile.Read(buf); err != nil {
+			return // Close closed it
 		}
 		for s.mq.pop(&e) {
-			s.handle(e)
+			s.handle(&e)
 		}
-		s.finishFailovers()
 	}
 }
 
-func (s *Supervisor) handle(e monEvent) {
+func (s *Supervisor) handle(e *monEvent) {
 	switch e.kind {
+	case mReady:
+		s.spareReady(int(e.slot))
 	case mDeath:
 		s.reap(int(e.slot))
-	case mFailover:
-		if !e.initial {
-			s.mu.Lock()
-			s.pending = append(s.pending, e)
-			s.mu.Unlock()
+	case mAttached:
+		s.mu.Lock()
+		s.lanesUp[e.lane] = true
+		s.mu.Unlock()
+		select {
+		case s.upNote <- struct{}{}:
+		default:
 		}
+	case mFailover:
+		s.emit(Event{Kind: EvFailover, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
+			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS,
+			NewSlot: int(e.newSlot), NewPID: int(e.newPID), AttachNS: e.attachNS,
+			FirstCommitNS: e.firstCommitNS, FirstPushNS: e.firstPushNS, Poisoned: e.poisoned, Reinit: e.reinit})
 	case mNoSpare:
 		s.emit(Event{Kind: EvNoSpare, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
 			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS})
 	case mLaneFailed:
-		err := s.laneFailed(e)
+		err := s.laneFailed(*e)
 		s.mu.Lock()
 		s.failedLanes[e.lane] = err
 		s.mu.Unlock()
@@ -576,31 +611,23 @@ func (s *Supervisor) handle(e monEvent) {
 	s.topUp()
 }
 
-// finishFailovers emits a failover once its new owner has committed a block.
-func (s *Supervisor) finishFailovers() {
+// spareReady ends slot's handshake: its spawner returns.
+func (s *Supervisor) spareReady(slot int) {
+	w := &s.workers[slot]
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	kept := s.pending[:0]
-	for _, e := range s.pending {
-		ns := s.region.Slot(int(e.newSlot)).FirstCommitNS()
-		// Report once the new owner committed, or died without committing
-		// (its own outage follows), or after 2 s in any case.
-		gone := s.workers[e.newSlot].state.Load() != wOwner
-		if ns == 0 && !gone && shm.NowNS()-e.attachNS < uint64(2*time.Second) {
-			kept = append(kept, e)
-			continue
-		}
-		s.emitLocked(Event{Kind: EvFailover, Lane: int(e.lane), Slot: e.det.slot, PID: e.det.pid, Path: e.det.path,
-			Signal: e.det.signal, Block: e.det.block, FaultNS: e.det.faultNS, DetectNS: e.det.detectNS,
-			NewSlot: int(e.newSlot), NewPID: int(s.workers[e.newSlot].pid.Load()), AttachNS: e.attachNS,
-			FirstCommitNS: ns, FirstPushNS: s.region.Slot(int(e.newSlot)).FirstPushNS(), Poisoned: e.poisoned, Reinit: e.reinit})
+	hs, spawnNS := w.hs, w.spawnNS
+	w.spawning, w.hs = false, nil
+	s.mu.Unlock()
+	if hs != nil {
+		hs <- handshake{ok: true}
 	}
-	s.pending = kept
+	s.emit(Event{Kind: EvSpareReady, Lane: -1, Slot: slot, PID: int(w.pid.Load()), SpawnNS: spawnNS, ReadyNS: s.region.Slot(slot).ReadyNS()})
 }
 
 // release waits for the worker's process to exit, collects its status and
-// closes its pidfd and stat file. The monitor no longer reads the stat file
-// by then: it saw the death, or never watched this process.
+// closes its pidfd, stat file and control socket. Control plane only (reap,
+// or Close once the monitor stopped): the monitor no longer reads them, as
+// it reported the death, or never watched this process.
 func (w *workerRec) release() (code, sig int) {
 	fd := int(w.pidfd.Swap(-1))
 	var info unix.Siginfo
@@ -617,21 +644,20 @@ func (w *workerRec) release() (code, sig int) {
 	return code, sig
 }
 
-// reap collects a dead worker and frees its slot.
+// reap collects a dead worker, tells the monitor, and frees its slot; a
+// worker that died in its handshake fails its spawn.
 func (s *Supervisor) reap(slot int) {
 	w := &s.workers[slot]
 	code, sig := w.release()
 	pid := int(w.pid.Load())
-	if sig != 0 {
-		w.exitStatus.Store(int32(-sig))
-	} else {
-		w.exitStatus.Store(int32(code))
-	}
-	if w.handshaking.Load() {
-		w.state.Store(wFailed) // its spawner reports and frees it
-		close(w.reaped)
-	} else {
-		w.state.Store(wFree)
+	// Before the slot is free: its next cSpawned must follow this.
+	s.command(cReaped, slot)
+	s.mu.Lock()
+	hs, spawning := w.hs, w.spawning
+	w.busy, w.spawning, w.hs = false, false, nil
+	s.mu.Unlock()
+	if spawning && hs != nil {
+		hs <- handshake{code: code, sig: sig}
 	}
 	s.emit(Event{Kind: EvWorkerExited, Lane: -1, Slot: slot, PID: pid, ExitCode: code, ExitSignal: sig})
 }
@@ -647,7 +673,7 @@ func (s *Supervisor) topUp() {
 	// spawns are among them.
 	have := 0
 	for i := range s.workers {
-		if st := s.workers[i].state.Load(); st == wSpare || st == wSpawning {
+		if w := &s.workers[i]; w.spawning || w.state.Load() == wSpare {
 			have++
 		}
 	}
@@ -655,7 +681,7 @@ func (s *Supervisor) topUp() {
 	var slots []int
 	for i := 0; i < need; i++ {
 		// Claimed here, under the lock, so the next topUp counts it.
-		if slot := s.claimSlot(); slot >= 0 {
+		if slot := s.claimSlotLocked(); slot >= 0 {
 			slots = append(slots, slot)
 		}
 	}
@@ -668,7 +694,7 @@ func (s *Supervisor) topUp() {
 				select {
 				case <-time.After(s.cfg.RespawnDelay):
 				case <-s.closing:
-					s.workers[slot].state.Store(wFree)
+					s.freeSlot(slot)
 					return
 				}
 			}
@@ -808,15 +834,14 @@ func (s *Supervisor) Close() error {
 	// Workers still being spawned give up their handshake at once.
 	s.spawns.Wait()
 	if monDone != nil {
-		s.mon.stop.Store(true)
-		s.wakeMonitor()
+		s.command(cStop, -1)
 		<-monDone
 	}
+	// From here on Close is the one writer of the workers' state.
 	untimeline()
 	// Closing the event eventfd ends the control plane's reader.
 	if ctlDone != nil {
 		s.evFile.Close()
-		s.mq.efd = -1
 		<-ctlDone
 	}
 	for i := range s.workers {

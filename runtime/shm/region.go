@@ -67,6 +67,8 @@ const (
 	// AttachReinit, in an ATTACH's flags: initialise the chain's state
 	// afresh over the committed state instead of resuming from it.
 	AttachReinit = C.US_ATTACH_REINIT
+	// AttachNotify, in an ATTACH's flags: ring the doorbell once attached.
+	AttachNotify = C.US_ATTACH_NOTIFY
 )
 
 // Block flags.
