@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/smallnest/ringbuffer"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,27 +133,34 @@ func workerArgs(cfg *Config, slot int, gen uint32) []string {
 	return append(a, sandboxArgs(cfg)...)
 }
 
-// outputTail keeps the last bytes a worker printed, for error messages. It is
-// bounded, written by one reader goroutine, read by whoever reports.
+// outputTail keeps the last bytes a worker printed on stderr and stdout, for
+// its failure events and error messages: a ring that overwrites its oldest
+// bytes, so a kernel that prints without end costs the host 4 KiB. Written
+// by the worker's drain goroutine, read by the control plane; never touched
+// by the monitor. The zero value is ready to use.
 type outputTail struct {
-	mu  sync.Mutex
-	buf []byte
+	once sync.Once
+	rb   *ringbuffer.RingBuffer
 }
 
-const outputTailBytes = 2048
+const outputTailBytes = 4096
 
+func (t *outputTail) ring() *ringbuffer.RingBuffer {
+	t.once.Do(func() { t.rb = ringbuffer.New(outputTailBytes).SetOverwrite(true) })
+	return t.rb
+}
+
+// Write keeps the last outputTailBytes of everything written. The ring
+// itself, given more than it holds, would keep the first bytes.
 func (t *outputTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > outputTailBytes {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-outputTailBytes:]...)
+	n := len(p)
+	if len(p) > outputTailBytes {
+		p = p[len(p)-outputTailBytes:]
 	}
-	t.mu.Unlock()
-	return len(p), nil
+	if len(p) > 0 {
+		t.ring().Write(p)
+	}
+	return n, nil
 }
 
-func (t *outputTail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
+func (t *outputTail) String() string { return string(t.ring().Bytes(nil)) }

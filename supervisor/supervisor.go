@@ -90,6 +90,9 @@ type Config struct {
 	// Unsandboxed runs workers with the host's privileges and no seccomp
 	// filter, for debugging a kernel; SandboxWarning says so.
 	Unsandboxed bool
+	// ReproDir is where a poisoned block's repro file goes (Event.Repro);
+	// "" means the system's temporary directory.
+	ReproDir string
 
 	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
 	noDeathWord   bool // tests and benchmarks: the pidfd path alone
@@ -127,6 +130,7 @@ type Supervisor struct {
 	dropped     int
 	rtWarn      error
 	workerRT    workerRT // why a worker could not be given its priority or CPU
+	truth       kernelTruth
 }
 
 // New validates cfg and creates the region; Start runs it. Workers are not
@@ -455,6 +459,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 		}
 	}()
 	w.pid.Store(int32(pid))
+	s.truth.outputs.track(pid, tail, drained)
 	// The pid cannot be reused before we reap it through pidfd, so this is
 	// the worker's own stat file. Without it the fence waits for the pidfd.
 	statFD, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -688,6 +693,7 @@ func (s *Supervisor) emitLocked(e Event) {
 	if s.closed {
 		return
 	}
+	s.annotate(&e)
 	select {
 	case s.events <- e:
 	default:

@@ -56,7 +56,8 @@ enum {
     M_PUNCH = 21,         /* punch a hole in its own block's memory (MADV_REMOVE): the region vanishing under the host */
     M_DUP2 = 22,          /* dup2 stdout over stderr, as a kernel would to redirect the region's fd */
     M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
-    M_LAST = M_FALLOCATE,
+    M_PRINT_CRASH = 24,   /* print a line to stderr, then crash: the host must pass the line on */
+    M_LAST = M_PRINT_CRASH,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -194,6 +195,13 @@ static void attack(int mode, void *state, float *buf) {
     case M_THREAD: {
         pthread_t t;
         if (pthread_create(&t, NULL, thread_body, buf) == 0) pthread_join(t, NULL);
+        break;
+    }
+    case M_PRINT_CRASH: {
+        /* A kernel author's own diagnostic, the last thing it says. */
+        fprintf(stderr, "hostile: this block starts with %.1f and I cannot take it\n", (double)buf[0]);
+        volatile int *volatile null = NULL;
+        *null = 1;
         break;
     }
     case M_EXIT:
