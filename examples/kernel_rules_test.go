@@ -61,6 +61,7 @@ func understudy(t *testing.T, args ...string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hostBin(t), args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir()) // where a poison block's repro goes by default
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()

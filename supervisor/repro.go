@@ -328,8 +328,32 @@ func (s *Supervisor) saveRepro(l int, block uint64) (string, error) {
 		os.Remove(f.Name())
 		return "", err
 	}
-	if abs, err := filepath.Abs(f.Name()); err == nil {
-		return abs, nil
+	path := f.Name()
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
 	}
-	return f.Name(), nil
+	s.truth.mu.Lock()
+	s.truth.saved = append(s.truth.saved, path)
+	s.truth.mu.Unlock()
+	return path, nil
+}
+
+// saveLeftRepros writes the captured blocks whose failover was not
+// reported before Close (a render that ended right after its poison
+// block). Close calls it once the monitor has stopped.
+func (s *Supervisor) saveLeftRepros() {
+	for i := range s.truth.repro.slots {
+		sl := &s.truth.repro.slots[i]
+		if sl.full.Load() == 1 {
+			s.saveRepro(sl.lane, sl.block)
+		}
+	}
+}
+
+// Repros lists the repro files saved so far, one per poison block: those
+// the events named, and those saved by Close for failovers it cut short.
+func (s *Supervisor) Repros() []string {
+	s.truth.mu.Lock()
+	defer s.truth.mu.Unlock()
+	return append([]string(nil), s.truth.saved...)
 }

@@ -61,7 +61,7 @@ func (s *Supervisor) laneFailed(e monEvent) error {
 	}
 	said := ""
 	if w := s.truth.outputs.lastWords(e.det.pid, outputSettle); w != "" {
-		said = fmt.Sprintf("; its last worker printed: %q", oneLine(w))
+		said = fmt.Sprintf("; its last worker printed: %q", FoldLines(w))
 	}
 	return fmt.Errorf("%w: lane %d (%s): %d owners died in a row, none committing %d blocks, the last by %v at block %d%s; "+
 		"it plays its fallback from now on: fix the kernel (run it with --unsandboxed under gdb to see why)",

@@ -13,6 +13,8 @@ import (
 type kernelTruth struct {
 	outputs outputIndex
 	repro   reproCapture
+	mu      sync.Mutex
+	saved   []string // repro files written, in order
 }
 
 // outputIndex finds a worker's output tail by pid, after its death too: its
@@ -103,9 +105,9 @@ func tailLines(s string, n int, cut bool) string {
 	return strings.Join(lines, "\n")
 }
 
-// oneLine folds a worker's lines into one, for messages that must be one
+// FoldLines folds a worker's lines into one, for messages that must be one
 // line: " / " between them.
-func oneLine(s string) string {
+func FoldLines(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " / ")), " ")
 }
 

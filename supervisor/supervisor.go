@@ -856,6 +856,7 @@ func (s *Supervisor) Close() error {
 	s.fdsClosed = true
 	close(s.events) // emit drops everything once closed is set
 	s.mu.Unlock()
+	s.saveLeftRepros()
 	return s.region.Close()
 }
 

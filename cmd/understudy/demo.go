@@ -74,6 +74,7 @@ type demoConfig struct {
 	In          string `json:"in,omitempty"`
 	Out         string `json:"out"`
 	Report      string `json:"report"`
+	ReproDir    string `json:"repro_dir"`
 	Plot        string `json:"plot,omitempty"`
 	Worker      string `json:"worker"`
 }
@@ -103,6 +104,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", defaultOut, "output WAV (a regular file; its directory must exist, except the default ./out)")
 	fs.StringVar(&c.Report, "report", defaultReport, "JSON report (a regular file; its directory must exist, except the default ./out)")
+	fs.StringVar(&c.ReproDir, "repro-dir", "", "where a bypassed (poison) block is saved for understudy replay (default: --report's directory)")
 	fs.StringVar(&c.Plot, "plot", "", "also draw the run into this .svg or .png: detection latency by path, timeline, clock lateness")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
@@ -263,6 +265,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if err := checkWritable(c.Report); err != nil {
 		return usagef("--report: %v", err)
 	}
+	if c.ReproDir == "" {
+		c.ReproDir = filepath.Dir(c.Report)
+	} else if st, err := os.Stat(c.ReproDir); err != nil || !st.IsDir() {
+		return usagef("--repro-dir %s is not a directory; create it first or choose another", c.ReproDir)
+	}
 	if c.Plot != "" {
 		if err := checkWritable(c.Plot); err != nil {
 			return usagef("--plot: %v", err)
@@ -368,7 +375,7 @@ func realtimeRun(c *demoConfig, lanes []shm.LaneConfig, laneIn [][]float32, prio
 	sup, err := supervisor.New(supervisor.Config{
 		Worker: c.Worker, Lanes: lanes, Spares: c.Spares, HangTimeout: c.HangTimeout,
 		MonitorPrio: prio(monitorPrio), WorkerPrio: prio(workerPrio), WorkerCPU: -1, DeepIdle: c.DeepIdle,
-		Unsandboxed: c.Unsandboxed,
+		Unsandboxed: c.Unsandboxed, ReproDir: c.ReproDir,
 	})
 	if err != nil {
 		return nil, classify(err)

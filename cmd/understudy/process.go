@@ -50,7 +50,10 @@ ffmpeg and understudy read as "until the end of the stream".
 A block the chain did not process (its input killed two workers in a row,
 so it was bypassed: the output holds the dry input there) fails the run:
 exit status 1, saying how many and at what times, and no file is written.
---allow-bypass keeps the file and makes that a warning. SIGINT or SIGTERM
+--allow-bypass keeps the file and makes that a warning. Each such block is
+saved, with the state it started from, as a repro file in --repro-dir:
+understudy replay FILE --worker W runs it again for the debugger (see
+understudy replay --help). SIGINT or SIGTERM
 stops the run; a file output is then absent, never partial.
 
 ` + chainHelp + `
@@ -74,6 +77,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	var unsandboxed bool
 	var readTimeout time.Duration
 	var allowBypass bool
+	var reproDir string
 	fs.StringVar(&in, "in", "", "input WAV, a FIFO, or - for standard input (required)")
 	fs.StringVar(&out, "out", "", "output WAV, 32-bit float, or - for standard output (required)")
 	fs.StringVar(&chainStr, "chain", "", "kernels, '|' between stages (required)")
@@ -85,6 +89,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	fs.StringVar(&worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	fs.DurationVar(&readTimeout, "read-timeout", wav.DefaultReadTimeout, "how long a FIFO or pipe on --in may send nothing before the run gives up")
 	fs.BoolVar(&allowBypass, "allow-bypass", false, "keep the output when blocks were bypassed (dry) instead of failing, with a warning")
+	fs.StringVar(&reproDir, "repro-dir", "", "where a bypassed block is saved for understudy replay (default: the system's temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, processUsage)
@@ -107,6 +112,11 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("--spares %d: lanes + spares must be at most %d", spares, shm.MaxSlots/2)
 	case readTimeout <= 0:
 		return usagef("--read-timeout %v: give a positive duration, e.g. 10s", readTimeout)
+	}
+	if reproDir != "" {
+		if st, err := os.Stat(reproDir); err != nil || !st.IsDir() {
+			return usagef("--repro-dir %s is not a directory; create it first or choose another", reproDir)
+		}
 	}
 	// From here on a signal cancels ctx instead of killing us, so that
 	// whatever was started (workers, the output's temporary file) is undone
@@ -213,7 +223,8 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	for i := range cfgs {
 		cfgs[i] = lc
 	}
-	sup, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: cfgs, Spares: spares, WorkerCPU: -1, Unsandboxed: unsandboxed})
+	sup, err := supervisor.New(supervisor.Config{Worker: worker, Lanes: cfgs, Spares: spares, WorkerCPU: -1, Unsandboxed: unsandboxed,
+		ReproDir: reproDir})
 	if err != nil {
 		return classify(err)
 	}
@@ -292,6 +303,12 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	if total > 0 {
 		what := fmt.Sprintf("%d %s bypassed (dry input, not the chain's output: the input killed its workers) at %s",
 			total, plural(total, "block", "blocks"), strings.Join(where, "; "))
+		if repros := sup.Repros(); len(repros) > 0 {
+			if len(repros) > render.MaxListed {
+				repros = append(repros[:render.MaxListed], fmt.Sprintf("and %d more", len(repros)-render.MaxListed))
+			}
+			what += fmt.Sprintf("; saved for `understudy replay FILE --worker %s`: %s", worker, strings.Join(repros, ", "))
+		}
 		if !allowBypass {
 			if out == "-" {
 				return &exitError{1, what + "; the stream on standard output holds them (use --allow-bypass to accept that)"}
