@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"os/exec"
@@ -92,8 +93,10 @@ func TestPoisonBlockSavesAReproThatReplaysTheCrash(t *testing.T) {
 	if n := sameBits(r.in[0][hostileBlock*frames:(hostileBlock+1)*frames], rp.Input); n != 0 || len(rp.Input) != frames {
 		t.Errorf("the saved block differs from the input's block %d in %d samples", hostileBlock, n)
 	}
-	if len(rp.State) != 4 {
-		t.Errorf("%d bytes of state; the hostile kernel has 4", len(rp.State))
+	// The kernel counts its blocks in its state: the block started from the
+	// state committed after the blocks before it.
+	if len(rp.State) != 4 || binary.LittleEndian.Uint32(rp.State) != hostileBlock {
+		t.Errorf("state %v; want the hostile kernel's count of the %d blocks before", rp.State, hostileBlock)
 	}
 	cmd := exec.Command(worker, "--replay", repro)
 	out, err := cmd.CombinedOutput()

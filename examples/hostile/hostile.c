@@ -56,7 +56,8 @@ enum {
     M_PUNCH = 21,         /* punch a hole in its own block's memory (MADV_REMOVE): the region vanishing under the host */
     M_DUP2 = 22,          /* dup2 stdout over stderr, as a kernel would to redirect the region's fd */
     M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
-    M_PRINT_CRASH = 24,   /* print a line to stderr, then crash: the host must pass the line on */
+    M_PRINT_CRASH = 24,   /* counts blocks in its state and adds the count; prints a line to stderr
+                           * on the trigger, then crashes: the host must pass the line on */
     M_LAST = M_PRINT_CRASH,
 };
 
@@ -234,6 +235,17 @@ static void hostile_process(void *state, const float *params, float *buf, uint32
     }
     if (mode == M_LOUD && buf[0] == HOSTILE_TRIGGER) {
         for (uint32_t i = 0; i < frames * channels; i++) buf[i] *= 10000.0f;
+        return;
+    }
+    if (mode == M_PRINT_CRASH) {
+        /* Stateful, so that a replay from the wrong state shows: it counts
+         * its blocks in its state (before it looks at the block, so the
+         * buffer a crash leaves behind is one count ahead of the committed
+         * one) and adds the count to every sample. */
+        uint32_t *count = state;
+        (*count)++;
+        if (buf[0] == HOSTILE_TRIGGER) attack(mode, state, buf);
+        for (uint32_t i = 0; i < frames * channels; i++) buf[i] += (float)*count * 0x1p-12f;
         return;
     }
     if (buf[0] == HOSTILE_TRIGGER) attack((int)params[0], state, buf);
