@@ -42,13 +42,21 @@ func (e *SpawnError) Error() string {
 	if out := strings.TrimSpace(e.Output); out != "" {
 		fmt.Fprintf(&b, "; it said: %s", out)
 	}
-	if e.ExitCode == exitLayout {
+	if e.layoutMismatch() {
 		b.WriteString(". Rebuild it with `make` so host and worker match, or pass the right one with --worker")
 	}
 	return b.String()
 }
 
 func (e *SpawnError) Unwrap() error { return e.Err }
+
+// layoutMismatch: the worker refused the region's layout or ABI, the one
+// failure a rebuild fixes. Its status alone is not enough: a worker also
+// exits 65 when the system refuses it something (mapping its slot, closing
+// inherited fds), and a rebuild would not help there.
+func (e *SpawnError) layoutMismatch() bool {
+	return e.ExitCode == exitLayout && strings.Contains(e.Output, "layout differs")
+}
 
 // CheckWorker fails early, with the fix, when path cannot be executed.
 func CheckWorker(path string) error { return checkWorkerBinary(path) }
@@ -61,7 +69,7 @@ func checkWorkerBinary(path string) error {
 	case st.IsDir():
 		return fmt.Errorf("%w: %s is a directory; pass the understudy-worker executable with --worker", ErrWorkerBinary, path)
 	case unix.Access(path, unix.X_OK) != nil:
-		return fmt.Errorf("%w: %s is not executable; chmod +x it or rebuild with `make`", ErrWorkerBinary, path)
+		return fmt.Errorf("%w: %s is not executable; chmod +x it, or pass the understudy-worker executable with --worker", ErrWorkerBinary, path)
 	}
 	return nil
 }

@@ -2,9 +2,13 @@ package supervisor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const modePrintCrash = 24 // print a line to stderr on the trigger block, then crash
@@ -62,5 +66,37 @@ func TestFailureEventCarriesWorkersLastLines(t *testing.T) {
 	}
 	if failovers != 2 || exits != 2 {
 		t.Errorf("%d failovers, %d deaths by signal; want 2 each", failovers, exits)
+	}
+}
+
+// Only a worker that refused the layout is told to rebuild: the same exit
+// status for another reason (here, a worker whose system refused it
+// something) gets its own words and no rebuild advice. Both workers are
+// stand-ins that say what a real one says and exit as it does.
+func TestOnlyALayoutMismatchAdvisesARebuild(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		said    string
+		rebuild bool
+	}{
+		{"understudy-worker: slot layout differs from this worker's (layout 3, kernel ABI 1): rebuild the worker with the host", true},
+		{"understudy-worker: close_range: Operation not permitted", false},
+	} {
+		w := filepath.Join(dir, "worker")
+		os.Remove(w)
+		os.WriteFile(w, []byte("#!/bin/sh\ncat >&2 <<'EOF'\n"+c.said+"\nEOF\nexit 65\n"), 0o755)
+		sup, err := New(Config{Worker: w, Lanes: testLanes(t, 1, 64, 48000), WorkerCPU: -1, Handshake: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sup.Start(nil)
+		sup.Close()
+		var se *SpawnError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), c.said) {
+			t.Fatalf("%v; want the worker's failed handshake with its words", err)
+		}
+		if got := strings.Contains(err.Error(), "Rebuild it with `make`"); got != c.rebuild {
+			t.Errorf("%q: advises a rebuild: %v, want %v", c.said, got, c.rebuild)
+		}
 	}
 }
