@@ -60,7 +60,7 @@ func (s *Supervisor) laneFailed(e monEvent) error {
 		names = append(names, c.Name)
 	}
 	said := ""
-	if w := s.truth.outputs.lastWords(e.det.pid, outputSettle); w != "" {
+	if w := s.truth.outputs.lastWords(e.det.pid); w != "" {
 		said = fmt.Sprintf("; its last worker printed: %q", FoldLines(w))
 	}
 	return fmt.Errorf("%w: lane %d (%s): %d owners died in a row, none committing %d blocks, the last by %v at block %d%s; "+

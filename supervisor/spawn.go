@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -143,32 +144,106 @@ func workerArgs(cfg *Config, slot int, gen uint32) []string {
 
 // outputTail keeps the last bytes a worker printed on stderr and stdout, for
 // its failure events and error messages: a ring that overwrites its oldest
-// bytes, so a kernel that prints without end costs the host 4 KiB. Written
+// bytes, so a kernel that prints without end costs the host 4 KiB. Filled
 // by the worker's drain goroutine, read by the control plane; never touched
 // by the monitor. The zero value is ready to use.
 type outputTail struct {
-	once sync.Once
-	rb   *ringbuffer.RingBuffer
+	mu sync.Mutex // held across each read of the pipe and its copy into the ring
+	rb *ringbuffer.RingBuffer
+	f  *os.File // the pipe's read end while it is drained
 }
 
 const outputTailBytes = 4096
 
-func (t *outputTail) ring() *ringbuffer.RingBuffer {
-	t.once.Do(func() { t.rb = ringbuffer.New(outputTailBytes).SetOverwrite(true) })
-	return t.rb
-}
-
 // Write keeps the last outputTailBytes of everything written. The ring
 // itself, given more than it holds, would keep the first bytes.
 func (t *outputTail) Write(p []byte) (int, error) {
-	n := len(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.write(p)
+	return len(p), nil
+}
+
+func (t *outputTail) write(p []byte) {
+	if t.rb == nil {
+		t.rb = ringbuffer.New(outputTailBytes).SetOverwrite(true)
+	}
 	if len(p) > outputTailBytes {
 		p = p[len(p)-outputTailBytes:]
 	}
 	if len(p) > 0 {
-		t.ring().Write(p)
+		t.rb.Write(p)
 	}
-	return n, nil
 }
 
-func (t *outputTail) String() string { return string(t.ring().Bytes(nil)) }
+func (t *outputTail) String() string {
+	t.catchUp()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rb == nil {
+		return ""
+	}
+	return string(t.rb.Bytes(nil))
+}
+
+// drain copies the worker's output from the pipe into the ring until the
+// pipe ends, then closes it and drained. Each read and its copy happen
+// under t.mu, so that catchUp can tell that nothing is in flight.
+func (t *outputTail) drain(pr *os.File, drained chan<- struct{}) {
+	defer close(drained)
+	rc, err := pr.SyscallConn()
+	if err == nil {
+		t.mu.Lock()
+		t.f = pr
+		t.mu.Unlock()
+		buf := make([]byte, 512)
+		rc.Read(func(fd uintptr) bool {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return t.readAll(int(fd), buf)
+		})
+	} else {
+		io.Copy(t, pr)
+	}
+	t.mu.Lock()
+	t.f = nil
+	t.mu.Unlock()
+	pr.Close()
+}
+
+// readAll moves what the pipe holds into the ring, without blocking. It
+// says whether the pipe is done (its end, or an error); false means it is
+// empty for now. t.mu is held.
+func (t *outputTail) readAll(fd int, buf []byte) (done bool) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			t.write(buf[:n])
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN
+	}
+}
+
+// catchUp takes into the ring whatever the worker wrote that the drain
+// goroutine has not read yet. A worker's write into its pipe is complete
+// when the call returns, so once a worker is dead its last words are
+// either in the ring or in the pipe: after catchUp they are all in the
+// ring, with no wait for the pipe's end (which comes only after the kernel
+// has torn the process's memory down).
+func (t *outputTail) catchUp() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f == nil {
+		return
+	}
+	rc, err := t.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [512]byte
+	rc.Control(func(fd uintptr) { t.readAll(int(fd), buf[:]) })
+}

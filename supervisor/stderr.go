@@ -3,7 +3,6 @@ package supervisor
 import (
 	"strings"
 	"sync"
-	"time"
 )
 
 // kernelTruth is what a kernel author is told when a worker fails: its last
@@ -35,12 +34,6 @@ type trackedOutput struct {
 // oldest dead workers' output, never a live one's while a dead one remains.
 const outputsKept = 64
 
-// outputSettle bounds how long a failure report waits for a dead worker's
-// last bytes (the end of its pipe). The worker wrote them before it died, so
-// they are in the pipe already; the wait only lets the drain goroutine read
-// them. It ends at once for a worker already drained.
-const outputSettle = 50 * time.Millisecond
-
 // lastLines is how many of a worker's last lines go into its failure event.
 const lastLines = 10
 
@@ -68,20 +61,14 @@ func (o *outputIndex) track(pid int, t *outputTail, drained <-chan struct{}) {
 }
 
 // lastWords is what worker pid printed last, up to lastLines lines of the
-// 4 KiB its tail keeps, or "". It waits up to wait for the worker's output
-// to end, so that the lines it printed just before dying are in.
-func (o *outputIndex) lastWords(pid int, wait time.Duration) string {
+// 4 KiB its tail keeps, or "". For a dead worker that is all it printed: the
+// tail catches up with its pipe first. It never waits.
+func (o *outputIndex) lastWords(pid int) string {
 	o.mu.Lock()
 	t, ok := o.byPID[pid]
 	o.mu.Unlock()
 	if !ok || pid <= 0 {
 		return ""
-	}
-	if wait > 0 {
-		select {
-		case <-t.drained:
-		case <-time.After(wait):
-		}
 	}
 	out := t.tail.String()
 	return tailLines(out, lastLines, len(out) >= outputTailBytes)
@@ -134,7 +121,7 @@ func (s *Supervisor) annotate(e *Event) {
 		return
 	}
 	if e.Output == "" {
-		e.Output = s.truth.outputs.lastWords(e.PID, outputSettle)
+		e.Output = s.truth.outputs.lastWords(e.PID)
 	}
 	if e.Kind == EvFailover && e.Poisoned && e.Repro == "" && e.ReproErr == nil {
 		e.Repro, e.ReproErr = s.saveRepro(e.Lane, e.Block)

@@ -446,18 +446,7 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	w.ctl.Store(int32(ctl[0]))
 	s.placeWorker(pid)
 	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
-	go func() {                    // drains the worker's output until it exits
-		defer close(drained)
-		buf := make([]byte, 512)
-		for {
-			n, err := pr.Read(buf)
-			tail.Write(buf[:n])
-			if err != nil {
-				pr.Close()
-				return
-			}
-		}
-	}()
+	go tail.drain(pr, drained)
 	w.pid.Store(int32(pid))
 	s.truth.outputs.track(pid, tail, drained)
 	// The pid cannot be reused before we reap it through pidfd, so this is
