@@ -20,7 +20,7 @@ CFLAGS  ?= -g -Wall -Wextra -Wno-unused-parameter
 CSRC_HASH := $(shell cat csrc/*.h csrc/*.c cdsp/*.h cdsp/*.c 2>/dev/null | sha256sum | cut -c1-16)
 export CGO_CFLAGS := -O2 -g -DUS_CSRC_HASH=$(CSRC_HASH)
 
-RUNTIME_SRC := csrc/us_worker.c csrc/us_sandbox.c csrc/us_deathword.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
+RUNTIME_SRC := csrc/us_worker.c csrc/us_replay.c csrc/us_sandbox.c csrc/us_deathword.c csrc/us_registry.c $(filter-out $(wildcard cdsp/*_cgo.c),$(wildcard cdsp/*.c))
 WORKER_SRC := $(RUNTIME_SRC)
 C_HDRS  := $(wildcard csrc/*.h cdsp/*.h)
 GO_SRC  := $(shell find . -name '*.go' -not -path './.git/*') go.mod $(wildcard go.sum)

@@ -6,6 +6,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/klauspost/cpuid/v2 v2.4.2
 	github.com/prometheus/client_golang v1.23.2
+	github.com/smallnest/ringbuffer v0.2.1
 	github.com/stretchr/testify v1.11.1
 	golang.org/x/sys v0.50.0
 	gonum.org/v1/plot v0.17.0

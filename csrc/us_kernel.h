@@ -11,16 +11,18 @@
  * The worker refuses a kernel whose abi_version is outside
  * US_KERNEL_ABI_MIN..US_KERNEL_ABI_VERSION.
  *
- * What a kernel may and may not do (the SDK contract; README "Your own
- * kernel" says the same for users):
+ * What a kernel may and may not do (the SDK contract; docs/sdk.md says it
+ * for users, with what happens when a kernel breaks it, repro files and
+ * `understudy replay`):
  *
  *   - No system calls, in any of the kernel's functions. The worker runs its
  *     kernels under a seccomp allowlist that kills the whole worker
  *     (SIGSYS, reported as the fault path `sandbox`) on any call outside it:
  *     no files, sockets, processes, signals to others, sleeps, scheduling
  *     or prctl (docs/design.md section 3 lists what the worker itself may
- *     call). `--unsandboxed` lifts it for debugging only. Printing from
- *     `process` is a write system call too: debug with gdb, unsandboxed.
+ *     call). `--unsandboxed` lifts it for debugging only. Writes to stderr
+ *     and stdout are allowed (the host keeps a worker's last 4 KiB for its
+ *     failure event), but cost a system call on the real-time path.
  *   - `process` must not allocate, lock, block or wait, and must return
  *     within the block's time budget: in real time (demo, live) that is the
  *     hang timeout (--hang-timeout; by default half a period, at least

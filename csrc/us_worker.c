@@ -14,6 +14,7 @@
  *   understudy-worker --slot-fd N --doorbell-fd N --ctl-fd N --slot N --gen N
  *                     --parent PID [--spin-us N] [--uid N --gid N] [--unsandboxed]
  *   understudy-worker --list-kernels [--uid N --gid N] [--unsandboxed]
+ *   understudy-worker --replay FILE [--out RAW]   (us_replay.h: one saved block, for gdb)
  *
  * Before it runs any kernel code (a kernel's init included) it drops to
  * least privilege (us_sandbox.h). Its scheduling policy and CPU are the
@@ -40,6 +41,7 @@
 #include "us_fp.h"
 #include "us_kernel.h"
 #include "us_region.h"
+#include "us_replay.h"
 #include "us_ring.h"
 #include "us_sandbox.h"
 
@@ -560,6 +562,7 @@ static us_lane *receive_lane(int ctl_fd, uint32_t li, uint64_t epoch, const us_l
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--replay")) return us_replay_main(argc, argv);
     long slot_fd = -1, ctl_fd = -1, slot_i = -1, parent = -1;
     int list = 0;
     us_sandbox sb = {.off = 0, .uid = -1, .gid = -1, .parent = 0, .doorbell_fd = -1, .ctl_fd = -1};

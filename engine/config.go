@@ -111,8 +111,9 @@ type Config struct {
 	// Close, when the privilege allows: process-wide, so for one session
 	// at a time.
 	LockMemory  bool
-	DeepIdle    bool // let idle CPUs halt (supervisor.Config.DeepIdle)
-	Unsandboxed bool // workers without their sandbox, to debug a kernel
+	DeepIdle    bool   // let idle CPUs halt (supervisor.Config.DeepIdle)
+	Unsandboxed bool   // workers without their sandbox, to debug a kernel
+	ReproDir    string // where a bypassed (poison) block is saved for `understudy replay` ("": the system's temporary directory)
 	// Catalog is the worker's kernels, if already loaded; Context bounds
 	// loading it.
 	Catalog *catalog.Catalog

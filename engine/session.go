@@ -86,7 +86,7 @@ func New(cfg Config) (s *Session, err error) {
 		s.cfg.HangTimeout = hang
 	}
 	scfg := supervisor.Config{Worker: cfg.Worker, Lanes: s.lanes, Spares: cfg.Spares, HangTimeout: hang,
-		WorkerCPU: -1, DeepIdle: cfg.DeepIdle, Unsandboxed: cfg.Unsandboxed}
+		WorkerCPU: -1, DeepIdle: cfg.DeepIdle, Unsandboxed: cfg.Unsandboxed, ReproDir: cfg.ReproDir}
 	clockPrio := 0
 	if cfg.Backend != Offline {
 		// The monitor is a goroutine: when epoll_wait returns it needs a

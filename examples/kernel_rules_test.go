@@ -61,6 +61,7 @@ func understudy(t *testing.T, args ...string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hostBin(t), args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir()) // where a poison block's repro goes by default
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -247,13 +248,14 @@ func TestProcessFailsOnBypassedBlocks(t *testing.T) {
 
 // A kernel that kills its worker on every block: the lane is given up
 // after its restarts back off, and process stops at once with one line
-// naming the lane and its kernel, exit 1, and no output, instead of
+// naming the lane and its kernel and quoting the last thing the kernel
+// printed, exit 1, and no output, instead of
 // waiting out its stall limit or writing dry audio.
 func TestProcessStopsOnAGivenUpLane(t *testing.T) {
 	w := variantOf(t, "dies",
-		"#include <stdint.h>\n", "#include <stdint.h>\n#include <unistd.h>\n",
+		"#include <stdint.h>\n", "#include <stdint.h>\n#include <stdio.h>\n#include <unistd.h>\n",
 		"    const size_t n = (size_t)frames * channels;\n",
-		"    const size_t n = (size_t)frames * channels;\n    _exit(3);\n")
+		"    const size_t n = (size_t)frames * channels;\n    fprintf(stderr, \"softclip: cannot go on\\n\");\n    _exit(3);\n")
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.wav"), filepath.Join(dir, "out.wav")
 	a := &wav.Audio{Rate: 48000, Channels: 2, Samples: make([]float32, 2*48000)}
@@ -262,8 +264,9 @@ func TestProcessStopsOnAGivenUpLane(t *testing.T) {
 	}
 	start := time.Now()
 	code, stderr := understudy(t, "process", "--worker", w, "--in", in, "--out", out, "--chain", "softclip drive=6")
-	if code != 1 || !strings.Contains(stderr, "lane 0 (softclip)") || !strings.Contains(stderr, "died in a row") {
-		t.Errorf("exit %d, %q; want 1 and the lane given up", code, stderr)
+	if code != 1 || !strings.Contains(stderr, "lane 0 (softclip)") || !strings.Contains(stderr, "died in a row") ||
+		!strings.Contains(stderr, `its last worker printed: "softclip: cannot go on"`) {
+		t.Errorf("exit %d, %q; want 1 and the lane given up, with what its kernel printed", code, stderr)
 	}
 	oneLine(t, stderr)
 	if _, err := os.Stat(out); err == nil {

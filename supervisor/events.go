@@ -196,6 +196,17 @@ type Event struct {
 	ExitSignal int
 
 	Err error // EvSpawnFailed, EvLaneFailed
+
+	// Output is the failed worker's last lines on stderr and stdout (up
+	// to 10 of the last 4 KiB it printed), for EvFailover, EvNoSpare,
+	// EvLaneFailed and an EvWorkerExited that was no clean exit. The
+	// control plane fills it, never the monitor.
+	Output string
+	// Repro is the file that saved a poisoned block (EvFailover with
+	// Poisoned) with the committed state it started from, for `understudy
+	// replay`; ReproErr says why there is none.
+	Repro    string
+	ReproErr error
 }
 
 // Detection is the time from the fault to the monitor's decision.

@@ -917,6 +917,7 @@ func (m *monitor) assign(now uint64) (attached bool) {
 		if lr.deathRun >= 2 && lane.Bypass() != lr.lastDeath {
 			lane.SetBypass(lr.lastDeath)
 			poisoned = true
+			s.truth.repro.capture(l, lane, lr.lastDeath, m.pushed(l), lr.reinit) // before the next owner overwrites its state
 		}
 		// Whatever the old owner left in its indices, the new one starts from
 		// indices the host chose and stores them itself; the clock picks them

@@ -59,7 +59,11 @@ func (s *Supervisor) laneFailed(e monEvent) error {
 	for _, c := range s.cfg.Lanes[l].Chain {
 		names = append(names, c.Name)
 	}
-	return fmt.Errorf("%w: lane %d (%s): %d owners died in a row, none committing %d blocks, the last by %v at block %d; "+
+	said := ""
+	if w := s.truth.outputs.lastWords(e.det.pid); w != "" {
+		said = fmt.Sprintf("; its last worker printed: %q", FoldLines(w))
+	}
+	return fmt.Errorf("%w: lane %d (%s): %d owners died in a row, none committing %d blocks, the last by %v at block %d%s; "+
 		"it plays its fallback from now on: fix the kernel (run it with --unsandboxed under gdb to see why)",
-		ErrLaneFailed, l, strings.Join(names, " | "), e.streak, healthyBlocks, e.det.path, e.det.block)
+		ErrLaneFailed, l, strings.Join(names, " | "), e.streak, healthyBlocks, e.det.path, e.det.block, said)
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/smallnest/ringbuffer"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,13 +43,21 @@ func (e *SpawnError) Error() string {
 	if out := strings.TrimSpace(e.Output); out != "" {
 		fmt.Fprintf(&b, "; it said: %s", out)
 	}
-	if e.ExitCode == exitLayout {
+	if e.layoutMismatch() {
 		b.WriteString(". Rebuild it with `make` so host and worker match, or pass the right one with --worker")
 	}
 	return b.String()
 }
 
 func (e *SpawnError) Unwrap() error { return e.Err }
+
+// layoutMismatch: the worker refused the region's layout or ABI, the one
+// failure a rebuild fixes. Its status alone is not enough: a worker also
+// exits 65 when the system refuses it something (mapping its slot, closing
+// inherited fds), and a rebuild would not help there.
+func (e *SpawnError) layoutMismatch() bool {
+	return e.ExitCode == exitLayout && strings.Contains(e.Output, "layout differs")
+}
 
 // CheckWorker fails early, with the fix, when path cannot be executed.
 func CheckWorker(path string) error { return checkWorkerBinary(path) }
@@ -60,7 +70,7 @@ func checkWorkerBinary(path string) error {
 	case st.IsDir():
 		return fmt.Errorf("%w: %s is a directory; pass the understudy-worker executable with --worker", ErrWorkerBinary, path)
 	case unix.Access(path, unix.X_OK) != nil:
-		return fmt.Errorf("%w: %s is not executable; chmod +x it or rebuild with `make`", ErrWorkerBinary, path)
+		return fmt.Errorf("%w: %s is not executable; chmod +x it, or pass the understudy-worker executable with --worker", ErrWorkerBinary, path)
 	}
 	return nil
 }
@@ -132,27 +142,108 @@ func workerArgs(cfg *Config, slot int, gen uint32) []string {
 	return append(a, sandboxArgs(cfg)...)
 }
 
-// outputTail keeps the last bytes a worker printed, for error messages. It is
-// bounded, written by one reader goroutine, read by whoever reports.
+// outputTail keeps the last bytes a worker printed on stderr and stdout, for
+// its failure events and error messages: a ring that overwrites its oldest
+// bytes, so a kernel that prints without end costs the host 4 KiB. Filled
+// by the worker's drain goroutine, read by the control plane; never touched
+// by the monitor. The zero value is ready to use.
 type outputTail struct {
-	mu  sync.Mutex
-	buf []byte
+	mu sync.Mutex // held across each read of the pipe and its copy into the ring
+	rb *ringbuffer.RingBuffer
+	f  *os.File // the pipe's read end while it is drained
 }
 
-const outputTailBytes = 2048
+const outputTailBytes = 4096
 
+// Write keeps the last outputTailBytes of everything written. The ring
+// itself, given more than it holds, would keep the first bytes.
 func (t *outputTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > outputTailBytes {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-outputTailBytes:]...)
-	}
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	t.write(p)
 	return len(p), nil
 }
 
+func (t *outputTail) write(p []byte) {
+	if t.rb == nil {
+		t.rb = ringbuffer.New(outputTailBytes).SetOverwrite(true)
+	}
+	if len(p) > outputTailBytes {
+		p = p[len(p)-outputTailBytes:]
+	}
+	if len(p) > 0 {
+		t.rb.Write(p)
+	}
+}
+
 func (t *outputTail) String() string {
+	t.catchUp()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return string(t.buf)
+	if t.rb == nil {
+		return ""
+	}
+	return string(t.rb.Bytes(nil))
+}
+
+// drain copies the worker's output from the pipe into the ring until the
+// pipe ends, then closes it and drained. Each read and its copy happen
+// under t.mu, so that catchUp can tell that nothing is in flight.
+func (t *outputTail) drain(pr *os.File, drained chan<- struct{}) {
+	defer close(drained)
+	rc, err := pr.SyscallConn()
+	if err == nil {
+		t.mu.Lock()
+		t.f = pr
+		t.mu.Unlock()
+		buf := make([]byte, 512)
+		rc.Read(func(fd uintptr) bool {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return t.readAll(int(fd), buf)
+		})
+	} else {
+		io.Copy(t, pr)
+	}
+	t.mu.Lock()
+	t.f = nil
+	t.mu.Unlock()
+	pr.Close()
+}
+
+// readAll moves what the pipe holds into the ring, without blocking. It
+// says whether the pipe is done (its end, or an error); false means it is
+// empty for now. t.mu is held.
+func (t *outputTail) readAll(fd int, buf []byte) (done bool) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			t.write(buf[:n])
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN
+	}
+}
+
+// catchUp takes into the ring whatever the worker wrote that the drain
+// goroutine has not read yet. A worker's write into its pipe is complete
+// when the call returns, so once a worker is dead its last words are
+// either in the ring or in the pipe: after catchUp they are all in the
+// ring, with no wait for the pipe's end (which comes only after the kernel
+// has torn the process's memory down).
+func (t *outputTail) catchUp() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f == nil {
+		return
+	}
+	rc, err := t.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [512]byte
+	rc.Control(func(fd uintptr) { t.readAll(int(fd), buf[:]) })
 }

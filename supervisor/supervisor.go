@@ -90,6 +90,9 @@ type Config struct {
 	// Unsandboxed runs workers with the host's privileges and no seccomp
 	// filter, for debugging a kernel; SandboxWarning says so.
 	Unsandboxed bool
+	// ReproDir is where a poisoned block's repro file goes (Event.Repro);
+	// "" means the system's temporary directory.
+	ReproDir string
 
 	manualMonitor bool // tests: no monitor goroutine; the caller drives poll
 	noDeathWord   bool // tests and benchmarks: the pidfd path alone
@@ -140,6 +143,7 @@ type Supervisor struct {
 	dropped     int
 	rtWarn      error
 	workerRT    workerRT // why a worker could not be given its priority or CPU
+	truth       kernelTruth
 }
 
 // New validates cfg and creates the region; Start runs it. Workers are not
@@ -506,19 +510,9 @@ func (s *Supervisor) spawnSpare(slot int) error {
 	w.ctl.Store(int32(ctl[0]))
 	s.placeWorker(pid)
 	drained := make(chan struct{}) // closed at the output's end: the worker's last words are in
-	go func() {                    // drains the worker's output until it exits
-		defer close(drained)
-		buf := make([]byte, 512)
-		for {
-			n, err := pr.Read(buf)
-			tail.Write(buf[:n])
-			if err != nil {
-				pr.Close()
-				return
-			}
-		}
-	}()
+	go tail.drain(pr, drained)
 	w.pid.Store(int32(pid))
+	s.truth.outputs.track(pid, tail, drained)
 	// The pid cannot be reused before we reap it through pidfd, so this is
 	// the worker's own stat file. Without it the fence waits for the pidfd.
 	statFD, err := unix.Open(fmt.Sprintf("/proc/%d/stat", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -715,6 +709,7 @@ func (s *Supervisor) emitLocked(e Event) {
 	if s.closed {
 		return
 	}
+	s.annotate(&e)
 	select {
 	case s.events <- e:
 	default:
@@ -876,6 +871,7 @@ func (s *Supervisor) Close() error {
 	s.fdsClosed = true
 	close(s.events) // emit drops everything once closed is set
 	s.mu.Unlock()
+	s.saveLeftRepros()
 	return s.region.Close()
 }
 

@@ -70,6 +70,7 @@ type demoConfig struct {
 	In          string `json:"in,omitempty"`
 	Out         string `json:"out"`
 	Report      string `json:"report"`
+	ReproDir    string `json:"repro_dir"`
 	Plot        string `json:"plot,omitempty"`
 	Worker      string `json:"worker"`
 }
@@ -99,6 +100,7 @@ func parseDemoFlags(args []string, stdout io.Writer) (*demoConfig, error) {
 	fs.StringVar(&c.In, "in", "", "input WAV; its channels are split evenly over the lanes (default: a generated test signal)")
 	fs.StringVar(&c.Out, "out", defaultOut, "output WAV (a regular file; its directory must exist, except the default ./out)")
 	fs.StringVar(&c.Report, "report", defaultReport, "JSON report (a regular file; its directory must exist, except the default ./out)")
+	fs.StringVar(&c.ReproDir, "repro-dir", "", "where a bypassed (poison) block is saved for understudy replay (default: --report's directory)")
 	fs.StringVar(&c.Plot, "plot", "", "also draw the run into this .svg or .png: detection latency by path, timeline, clock lateness")
 	fs.StringVar(&c.Worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	if err := fs.Parse(args); err != nil {
@@ -162,7 +164,7 @@ func (c *demoConfig) engineConfig(perLane int) engine.Config {
 	o := c.Output
 	return engine.Config{Backend: engine.Timer, Worker: c.Worker, Lanes: lanes, Rate: c.Rate, Block: c.Block,
 		Latency: c.Latency, Spares: c.Spares, HangTimeout: c.HangTimeout, Variant: c.Variant, Output: &o,
-		DeepIdle: c.DeepIdle, Unsandboxed: c.Unsandboxed}
+		DeepIdle: c.DeepIdle, Unsandboxed: c.Unsandboxed, ReproDir: c.ReproDir}
 }
 
 // defaultWorker is the engine's: beside this program, then $PATH.
@@ -236,6 +238,12 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	if err := checkWritable(c.Report); err != nil {
 		return usagef("--report: %v", err)
 	}
+	if c.ReproDir == "" {
+		c.ReproDir = filepath.Dir(c.Report)
+	} else if err := checkReproDir(c.ReproDir); err != nil {
+		return err
+	}
+	ec.ReproDir = c.ReproDir
 	if c.Plot != "" {
 		if err := checkWritable(c.Plot); err != nil {
 			return usagef("--plot: %v", err)

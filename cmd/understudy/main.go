@@ -31,6 +31,7 @@ Usage:
   understudy demo [flags]     run the built-in failover scenario (see understudy demo --help)
   understudy run --backend jack [flags]  run lanes live as a JACK client (see understudy run --help)
   understudy process [flags]  render a WAV file through a chain of kernels in supervised workers
+  understudy replay FILE --worker W  run a saved poison block again, for gdb (see understudy replay --help)
   understudy kernels          list the kernels, their parameters and the variants this CPU runs
   understudy doctor [flags]   check this machine and user for real-time audio, with fixes
   understudy worker-path      print the understudy-worker it would use, and check it
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runLive(args[1:], stdout, stderr)
 	case "process":
 		err = runProcess(args[1:], stdout, stderr)
+	case "replay":
+		err = runReplay(args[1:], stdout, stderr)
 	case "kernels":
 		err = runKernels(args[1:], stdout)
 	case "doctor":

@@ -96,6 +96,7 @@ func TestBadInputExitsTwoAndLeavesNothing(t *testing.T) {
 		{"bad chain", []string{"--chain", "lowpass f=99999"}, "f=99999 is out of range"},
 		{"unknown flag", []string{"--frobnicate"}, "frobnicate"},
 		{"plot of another format", []string{"--plot", filepath.Join(dir, "p.gif")}, "--plot"},
+		{"no repro directory", []string{"--repro-dir", filepath.Join(dir, "nope")}, "--repro-dir"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/understudy-rt/understudy/engine"
 )
@@ -91,4 +92,12 @@ func (s status) end() {
 // warner prints the engine's warnings as they come.
 func warner(stderr io.Writer) func(string) {
 	return func(w string) { fmt.Fprintf(stderr, "understudy: warning: %s\n", w) }
+}
+
+// checkReproDir refuses a --repro-dir that is not an existing directory.
+func checkReproDir(dir string) error {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return usagef("--repro-dir %s is not a directory; create it first or choose another", dir)
+	}
+	return nil
 }

@@ -52,7 +52,10 @@ so it was bypassed; or the chain put out NaN, an infinity or a sample past
 +24 dBFS, so its owner was replaced and the chain restarted: the output
 holds the dry input there) fails the run:
 exit status 1, saying how many and at what times, and no file is written.
---allow-bypass keeps the file and makes that a warning. SIGINT or SIGTERM
+--allow-bypass keeps the file and makes that a warning. Each such block is
+saved, with the state it started from, as a repro file in --repro-dir:
+understudy replay FILE --worker W runs it again for the debugger (see
+understudy replay --help). SIGINT or SIGTERM
 stops the run; a file output is then absent, never partial.
 
 ` + chainHelp + `
@@ -76,6 +79,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	var unsandboxed bool
 	var readTimeout time.Duration
 	var allowBypass bool
+	var reproDir string
 	fs.StringVar(&in, "in", "", "input WAV, a FIFO, or - for standard input (required)")
 	fs.StringVar(&out, "out", "", "output WAV, 32-bit float, or - for standard output (required)")
 	fs.StringVar(&chainStr, "chain", "", "kernels, '|' between stages (required)")
@@ -87,6 +91,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	fs.StringVar(&worker, "worker", "", "understudy-worker executable (default: beside this program, then $PATH)")
 	fs.DurationVar(&readTimeout, "read-timeout", wav.DefaultReadTimeout, "how long a FIFO or pipe on --in may send nothing before the run gives up")
 	fs.BoolVar(&allowBypass, "allow-bypass", false, "keep the output when blocks were bypassed (dry) instead of failing, with a warning")
+	fs.StringVar(&reproDir, "repro-dir", "", "where a bypassed block is saved for understudy replay (default: the system's temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, processUsage)
@@ -103,6 +108,11 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("--in, --out and --chain are required (see understudy process --help)")
 	case readTimeout <= 0:
 		return usagef("--read-timeout %v: give a positive duration, e.g. 10s", readTimeout)
+	}
+	if reproDir != "" {
+		if err := checkReproDir(reproDir); err != nil {
+			return err
+		}
 	}
 	// From here on a signal cancels ctx instead of killing us, so that
 	// whatever was started (workers, the output's temporary file) is undone
@@ -163,7 +173,7 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 	var tallyMu sync.Mutex
 	tally.poisoned = make([]map[uint64]bool, max(lanes, 0))
 	ecfg := engine.Config{Backend: engine.Offline, Worker: worker, Rate: rate, Block: block, Spares: spares,
-		Variant: variant, Unsandboxed: unsandboxed, Context: ctx,
+		Variant: variant, Unsandboxed: unsandboxed, ReproDir: reproDir, Context: ctx,
 		OnEvent: func(e supervisor.Event) {
 			tallyMu.Lock()
 			defer tallyMu.Unlock()
@@ -272,6 +282,12 @@ func runProcess(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		what := fmt.Sprintf("%d %s bypassed (dry input, not the chain's output: %s) at %s",
 			total, plural(total, "block", "blocks"), why, strings.Join(where, "; "))
+		if repros := sess.Supervisor().Repros(); len(repros) > 0 {
+			if len(repros) > render.MaxListed {
+				repros = append(repros[:render.MaxListed], fmt.Sprintf("and %d more", len(repros)-render.MaxListed))
+			}
+			what += fmt.Sprintf("; saved for `understudy replay FILE --worker %s`: %s", ecfg.Worker, strings.Join(repros, ", "))
+		}
 		if !allowBypass {
 			if out == "-" {
 				return &exitError{1, what + "; the stream on standard output holds them (use --allow-bypass to accept that)"}

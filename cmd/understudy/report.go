@@ -75,6 +75,7 @@ type report struct {
 	Lanes             []laneReport      `json:"lanes"`
 	Unplanned         []unplanned       `json:"unplanned_failovers"`
 	FailedLanes       []string          `json:"failed_lanes,omitempty"` // lanes the restart policy gave up, and why
+	Repros            []reproReport     `json:"repros,omitempty"`       // poison blocks saved for understudy replay
 	Deadlines         []laneDeadline    `json:"deadlines"`              // each lane's hang deadline at the end, and which bound set it
 	Overruns          uint64            `json:"overruns"`               // blocks whose chain took longer than a period (slow, not hung)
 	// Per-event data for pictures (--plot) and anyone reading the JSON;
@@ -92,6 +93,14 @@ type laneDeadline struct {
 	Bound string  `json:"bound"`
 }
 
+// reproReport is a poison block saved for `understudy replay`.
+type reproReport struct {
+	Lane  int    `json:"lane"`
+	Block uint64 `json:"block"`
+	File  string `json:"file,omitempty"`
+	Error string `json:"error,omitempty"` // why it could not be saved
+}
+
 // unplanned is a failover no injected fault explains: a false positive or a
 // real failure, worth reading either way.
 type unplanned struct {
@@ -101,6 +110,7 @@ type unplanned struct {
 	Block      uint64  `json:"block"`
 	AtMS       float64 `json:"at_ms"`
 	FailoverUS float64 `json:"failover_us"`
+	Output     string  `json:"worker_output,omitempty"` // the failed worker's last lines on stderr/stdout
 }
 
 func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *report {
@@ -177,7 +187,14 @@ func buildReport(c *demoConfig, r *rtResult, privileged bool, mismatched int) *r
 			rep.Failovers++
 			if !planned[e.PID] {
 				rep.Unplanned = append(rep.Unplanned, unplanned{Lane: e.Lane, PID: e.PID, Path: e.Path.String(), Block: e.Block,
-					AtMS: float64(e.DetectNS-r.startNS) / 1e6, FailoverUS: float64(e.Failover()) / 1e3})
+					AtMS: float64(e.DetectNS-r.startNS) / 1e6, FailoverUS: float64(e.Failover()) / 1e3, Output: e.Output})
+			}
+			if e.Poisoned {
+				rr := reproReport{Lane: e.Lane, Block: e.Block, File: e.Repro}
+				if e.ReproErr != nil {
+					rr.Error = e.ReproErr.Error()
+				}
+				rep.Repros = append(rep.Repros, rr)
 			}
 		case supervisor.EvLaneFailed:
 			rep.FailedLanes = append(rep.FailedLanes, e.Err.Error())
@@ -231,6 +248,18 @@ func printSummary(w io.Writer, c *demoConfig, r *report) {
 	}
 	for _, f := range r.FailedLanes {
 		fmt.Fprintf(w, "LANE GIVEN UP: %s\n", f)
+	}
+	for _, u := range r.Unplanned {
+		if u.Output != "" {
+			fmt.Fprintf(w, "lane %d's worker %d (%s at block %d) printed last: %q\n", u.Lane, u.PID, u.Path, u.Block, supervisor.FoldLines(u.Output))
+		}
+	}
+	for _, p := range r.Repros {
+		if p.File == "" {
+			fmt.Fprintf(w, "lane %d block %d was bypassed as poison and not saved: %s\n", p.Lane, p.Block, p.Error)
+			continue
+		}
+		fmt.Fprintf(w, "lane %d block %d was bypassed as poison; run it again: understudy replay %s --worker %s\n", p.Lane, p.Block, p.File, c.Worker)
 	}
 	printNote(w, c, r)
 	fmt.Fprintf(w, "wrote %s and %s\n", c.Out, c.Report)

@@ -33,7 +33,11 @@ func fixedReport(lateUS float64) (*demoConfig, *report) {
 		"kill": {Injected: 5, Detected: 4, Expected: "pidfd", Path: map[string]int{"pidfd": 3, "exiting": 1},
 			DetectionUS: sum(4, 399, 503, 503), FailoverUS: sum(3, 31, 64, 64)},
 	}}
-	r.Unplanned = []unplanned{{Lane: 1, PID: 4242, Path: "deadline", Block: 900, AtMS: 1200}}
+	r.Unplanned = []unplanned{{Lane: 1, PID: 4242, Path: "deadline", Block: 900, AtMS: 1200},
+		{Lane: 0, PID: 4343, Path: "last_gasp", Block: 1200, AtMS: 1600, Output: "mykernel: state went bad\nmykernel: giving up"}}
+	r.Repros = []reproReport{{Lane: 0, Block: 1200, File: "out/understudy-repro-lane0-block1200-1.bin"},
+		{Lane: 1, Block: 77, Error: "the block was not saved"}}
+	c.Worker = "./my-worker"
 	r.Deadlines = []laneDeadline{{Lane: 0, US: 666.7, Bound: "hang timeout"}, {Lane: 1, US: 1333.3, Bound: "headroom"}}
 	r.Overruns = 3
 	return c, r

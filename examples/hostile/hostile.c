@@ -56,7 +56,9 @@ enum {
     M_PUNCH = 21,         /* punch a hole in its own block's memory (MADV_REMOVE): the region vanishing under the host */
     M_DUP2 = 22,          /* dup2 stdout over stderr, as a kernel would to redirect the region's fd */
     M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
-    M_LAST = M_FALLOCATE,
+    M_PRINT_CRASH = 24,   /* counts blocks in its state and adds the count; prints a line to stderr
+                           * on the trigger, then crashes: the host must pass the line on */
+    M_LAST = M_PRINT_CRASH,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -196,6 +198,13 @@ static void attack(int mode, void *state, float *buf) {
         if (pthread_create(&t, NULL, thread_body, buf) == 0) pthread_join(t, NULL);
         break;
     }
+    case M_PRINT_CRASH: {
+        /* A kernel author's own diagnostic, the last thing it says. */
+        fprintf(stderr, "hostile: this block starts with %.1f and I cannot take it\n", (double)buf[0]);
+        volatile int *volatile null = NULL;
+        *null = 1;
+        break;
+    }
     case M_EXIT:
         _exit(3);
     case M_SEGV_BLOCKED: {
@@ -226,6 +235,17 @@ static void hostile_process(void *state, const float *params, float *buf, uint32
     }
     if (mode == M_LOUD && buf[0] == HOSTILE_TRIGGER) {
         for (uint32_t i = 0; i < frames * channels; i++) buf[i] *= 10000.0f;
+        return;
+    }
+    if (mode == M_PRINT_CRASH) {
+        /* Stateful, so that a replay from the wrong state shows: it counts
+         * its blocks in its state (before it looks at the block, so the
+         * buffer a crash leaves behind is one count ahead of the committed
+         * one) and adds the count to every sample. */
+        uint32_t *count = state;
+        (*count)++;
+        if (buf[0] == HOSTILE_TRIGGER) attack(mode, state, buf);
+        for (uint32_t i = 0; i < frames * channels; i++) buf[i] += (float)*count * 0x1p-12f;
         return;
     }
     if (buf[0] == HOSTILE_TRIGGER) attack((int)params[0], state, buf);
