@@ -14,7 +14,7 @@ import (
 // The hostile kernel (examples/hostile) in the mode that prints a line and
 // crashes on a block starting with its trigger.
 const (
-	hostileTrigger    = 1234.5
+	hostileTrigger    = 12.345
 	hostilePrintCrash = 24
 )
 
@@ -59,7 +59,7 @@ func TestPoisonBlockReplaysTheCrashAndTheCleanBlockBitExact(t *testing.T) {
 
 	code, stderr = understudy(t, "replay", repro, "--worker", worker)
 	if code != 1 || !strings.Contains(stderr, "crashed: killed by SIGSEGV") || !strings.Contains(stderr, "gdb --args "+worker+" --replay "+repro) ||
-		!strings.Contains(stderr, "hostile: this block starts with 1234.5 and I cannot take it") {
+		!strings.Contains(stderr, "hostile: this block starts with 12.3 and I cannot take it") {
 		t.Errorf("replay: exit %d, %q; want 1, the kernel's last line, the signal and the gdb command", code, stderr)
 	}
 

@@ -46,7 +46,7 @@ func TestOutputTailKeepsTheLastBytes(t *testing.T) {
 func TestFailureEventCarriesWorkersLastLines(t *testing.T) {
 	worker := hostileWorker(t)
 	r := runHostile(t, worker, modePrintCrash, 2, Config{ReproDir: t.TempDir()})
-	const said = "hostile: this block starts with 1234.5 and I cannot take it"
+	const said = "hostile: this block starts with 12.3 and I cannot take it"
 	var failovers, exits int
 	for _, e := range r.events {
 		switch {
