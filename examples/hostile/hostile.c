@@ -22,6 +22,8 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,7 +58,8 @@ enum {
     M_PUNCH = 21,         /* punch a hole in its own block's memory (MADV_REMOVE): the region vanishing under the host */
     M_DUP2 = 22,          /* dup2 stdout over stderr, as a kernel would to redirect the region's fd */
     M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
-    M_LAST = M_FALLOCATE,
+    M_THREAD_LEFT = 24,   /* start a thread that sleeps on, then end our own thread alone (SYS_exit) */
+    M_LAST = M_THREAD_LEFT,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -77,6 +80,15 @@ static int hostile_init(void *state, const float *params, uint32_t channels, flo
 }
 
 #define HOSTILE_THREAD_MARK 4321.0f
+
+/* Sleeps for ever, without spinning (it inherits the worker's SCHED_FIFO):
+ * the sibling left running when the worker's own thread is gone. */
+static void *sleeper_body(void *arg) {
+    static uint32_t never;
+    (void)arg;
+    for (;;) syscall(SYS_futex, &never, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    return NULL;
+}
 
 /* Leaves a mark in the block, so the test sees the thread really ran. */
 static void *thread_body(void *arg) {
@@ -194,6 +206,11 @@ static void attack(int mode, void *state, float *buf) {
     case M_THREAD: {
         pthread_t t;
         if (pthread_create(&t, NULL, thread_body, buf) == 0) pthread_join(t, NULL);
+        break;
+    }
+    case M_THREAD_LEFT: {
+        pthread_t t;
+        if (pthread_create(&t, NULL, sleeper_body, NULL) == 0) syscall(SYS_exit, 0);
         break;
     }
     case M_EXIT:
