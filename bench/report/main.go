@@ -395,7 +395,7 @@ func detection(w io.Writer, recs []Record) {
 		return
 	}
 	us := func(ns float64) string { return fmt.Sprintf("%.0f", ns/1000) }
-	fmt.Fprintf(w, "\n## Detection\n\nSIGKILL to the waiter's decision, in µs, against the bare pidfd floor measured in the same run "+
+	fmt.Fprintf(w, "\n## Detection against the floor\n\nSIGKILL to the waiter's decision, in µs, against the bare pidfd floor measured in the same run "+
 		"(an exec'd tiny static child at FIFO 60, a FIFO 80 thread in epoll_wait on its pidfd): p50 %s, p99 %s. "+
 		"Target: p50 ≤ 0.5x and p99 ≤ 1x the floor's.\n\n", us(floor.NsP50), us(floor.NsP99))
 	fmt.Fprint(w, "| what | path | footprint | kills | p50 | p99 | p50 / floor | p99 / floor |\n|---|---|---|---:|---:|---:|---:|---:|\n")
@@ -427,7 +427,8 @@ func detection(w io.Writer, recs []Record) {
 		}
 	}
 	if len(flat) > 0 {
-		fmt.Fprintf(w, "\n64 MiB p50 over 1 MiB p50 (target for the death word: within 2x): %s.\n", strings.Join(flat, ", "))
+		fmt.Fprintf(w, "\n64 MiB p50 over 1 MiB p50 (target for the death word: within 2x): %s. "+
+			"The bare children's rows start every kill from the same cold caches (64 MiB swept first).\n", strings.Join(flat, ", "))
 	}
 	var faults []Record
 	for _, r := range recs {
@@ -445,7 +446,7 @@ func detection(w io.Writer, recs []Record) {
 		var by []string
 		for k, v := range r.Metrics {
 			if p, ok := strings.CutPrefix(k, "%-by-"); ok && v > 0 {
-				by = append(by, fmt.Sprintf("%s %.0f%%", p, v))
+				by = append(by, fmt.Sprintf("%s %.3g%%", p, v))
 			}
 		}
 		sort.Strings(by)

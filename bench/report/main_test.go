@@ -138,7 +138,7 @@ BenchmarkFaultDetection/segv-2   300   7000000 ns/op   100 %-by-last_gasp   0 %-
 	detection(&md, recs)
 	out := md.String()
 	for _, want := range []string{
-		"## Detection", "p50 60, p99 150",
+		"## Detection against the floor", "p50 60, p99 150",
 		"| a lane's owner (supervisor, clock running) | death_word | the worker's | 300 | 30 | 120 | 0.50 | 0.80 |",
 		"| bare child, pidfd in epoll | pidfd | 64 MiB | 300 | 5800 | 7800 | 96.67 | 52.00 |",
 		"death_word 1.5x, pidfd 32.2x",

@@ -9,8 +9,11 @@ benchmarks kill (argv[1], footprint argv[2] MiB), kills it argv[3] times and
 prints one kill-to-detection latency in ns per line.
 
 It runs at the priority it is started with (the Go benchmark starts it as the
-floor's waiter runs, SCHED_FIFO 80, with the child at 60).
+floor's waiter runs, SCHED_FIFO 80, with the child at 60), and sweeps 64 MiB
+before each kill, as the Go benchmark does, so that every footprint starts
+from the same cold caches.
 """
+import ctypes
 import os
 import signal
 import sys
@@ -30,6 +33,7 @@ def state(pid):
 def main():
     child, mib, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fifo = os.sched_getscheduler(0) == os.SCHED_FIFO
+    sweep = ctypes.create_string_buffer(64 << 20) if int(mib) > 0 else None
     for _ in range(n):
         r, w = os.pipe()
         pid = os.posix_spawn(child, [child, mib], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 4)])
@@ -40,6 +44,8 @@ def main():
             if state(pid) == b"S":
                 break
             time.sleep(0.0001)
+        if sweep is not None:
+            ctypes.memset(sweep, len(sweep) & 0xFF, len(sweep))
         time.sleep(0.001)
         t0 = time.monotonic_ns()
         os.kill(pid, signal.SIGKILL)
