@@ -65,48 +65,9 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 // bare pidfd floor measured in the same run (floor), for the ratio the
 // death word is judged by.
 func BenchmarkKillToDetection(b *testing.B) {
-	b.Run("death_word", func(b *testing.B) { benchKill(b, false) })
-	b.Run("pidfd", func(b *testing.B) { benchKill(b, true) })
+	b.Run("death_word", func(b *testing.B) { benchFault(b, FaultKill, false) })
+	b.Run("pidfd", func(b *testing.B) { benchFault(b, FaultKill, true) })
 	b.Run("floor", benchBarePidfd)
-}
-
-func benchKill(b *testing.B, noDeathWord bool) {
-	rttest.RequireRT(b)
-	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, noDeathWord: noDeathWord, restartLimit: -1})
-	if w := r.sup.DeathWordWarning(); w != "" && !noDeathWord {
-		b.Fatalf("no death words to measure: %s", w)
-	}
-	r.play()
-	r.waitPeriods(50)
-	var det, fo []time.Duration
-	byWord := 0
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		ready := r.count(EvSpareReady)
-		inj, err := r.sup.InjectFault(0, FaultKill, 0)
-		for err != nil {
-			time.Sleep(100 * time.Microsecond)
-			inj, err = r.sup.InjectFault(0, FaultKill, 0)
-		}
-		for r.count(EvFailover) < i+1 || r.count(EvSpareReady) <= ready {
-			time.Sleep(100 * time.Microsecond)
-		}
-		e := r.eventsOf(EvFailover)[i]
-		det = append(det, time.Duration(e.DetectNS-inj.InjectNS))
-		fo = append(fo, e.Failover())
-		if e.Path == PathDeathWord {
-			byWord++
-		}
-	}
-	b.StopTimer()
-	r.clk.Stop()
-	reportPercentiles(b, det)
-	sort.Slice(fo, func(i, j int) bool { return fo[i] < fo[j] })
-	if len(fo) > 0 {
-		b.ReportMetric(float64(fo[len(fo)/2].Nanoseconds()), "failover-ns-p50")
-		b.ReportMetric(float64(fo[len(fo)*99/100].Nanoseconds()), "failover-ns-p99")
-		b.ReportMetric(100*float64(byWord)/float64(len(fo)), "%-by-death-word")
-	}
 }
 
 // Each fault kind, injected into a lane's owner with a clock running at 64
@@ -115,14 +76,16 @@ func benchKill(b *testing.B, noDeathWord bool) {
 // commit (failover-ns-p99: the target is 150 µs for every kind).
 func BenchmarkFaultDetection(b *testing.B) {
 	for _, f := range []Fault{FaultKill, FaultExit, FaultSegv, FaultAbort, FaultBus, FaultFPE} {
-		b.Run(f.String(), func(b *testing.B) { benchFault(b, f) })
+		b.Run(f.String(), func(b *testing.B) { benchFault(b, f, false) })
 	}
 }
 
-func benchFault(b *testing.B, f Fault) {
+func benchFault(b *testing.B, f Fault, noDeathWord bool) {
 	rttest.RequireRT(b)
-	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, restartLimit: -1})
-	if w := r.sup.DeathWordWarning(); w != "" {
+	// Faults back to back, on purpose: the restart policy would rightly
+	// give the lane up.
+	r := newRig(b, rigConfig{lanes: 1, spares: 1, blocks: 1 << 30, rt: true, noDeathWord: noDeathWord, restartLimit: -1})
+	if w := r.sup.DeathWordWarning(); w != "" && !noDeathWord {
 		b.Fatalf("no death words to measure: %s", w)
 	}
 	r.play()

@@ -124,7 +124,7 @@ BenchmarkFutexPingPong-2                 	 2000	 35561 ns/op	 31978 ns-p50	 5123
 // and says how the 64 MiB p50 compares to the 1 MiB one; a run without a
 // floor gets no table (no ratio to a floor measured elsewhere).
 func TestDetectionTable(t *testing.T) {
-	const run = `BenchmarkKillToDetection/death_word-2   300   2900000 ns/op   100 %-by-death-word   30000 ns-p50   120000 ns-p99
+	const run = `BenchmarkKillToDetection/death_word-2   300   2900000 ns/op   100 %-by-death_word   30000 ns-p50   120000 ns-p99
 BenchmarkKillToDetection/pidfd-2   300   2900000 ns/op   200000 ns-p50   300000 ns-p99
 BenchmarkKillToDetection/floor-2   300   80000 ns/op   60000 ns-p50   150000 ns-p99
 BenchmarkDetection/death_word/1MiB-2   300   90000 ns/op   20000 ns-p50   60000 ns-p99
