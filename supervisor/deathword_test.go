@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -8,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-rt/understudy/runtime/catalog"
+	"github.com/understudy-rt/understudy/runtime/chain"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -42,14 +45,68 @@ func TestCorruptRobustListStillDetected(t *testing.T) {
 			tr.errorf("%d failovers of pid %d, want 1", len(fos), inj.PID)
 			return r
 		}
-		if e := fos[0]; !FaultRobust.Expects(e.Path) {
-			tr.errorf("detected by %v, want %v (or exiting): its word must not fire", e.Path, PathPidfd)
+		// By the pidfd itself, not by the deadline that would catch a
+		// lane whose owner's death no path reported (exiting): the
+		// backstop is what this test is about.
+		if e := fos[0]; e.Path != PathPidfd {
+			tr.errorf("detected by %v, want %v: its word must not fire, and its pidfd must", e.Path, PathPidfd)
 		}
 		if n := r.sup.WordDeaths() - words; n != 0 {
 			tr.errorf("%d deaths seen by word, want 0: the list was corrupt", n)
 		}
 		if st := r.clk.Stats(0); st.Delivered != uint64(r.nBlocks) || st.Xruns != 0 {
 			tr.errorf("delivered %d of %d blocks, %d xruns", st.Delivered, r.nBlocks, st.Xruns)
+		}
+		return r
+	})
+}
+
+// A user kernel that starts a thread of its own and then ends the worker's
+// thread alone: the worker's death word fires (its thread died) while the
+// process lives on in a thread no word watches, which could still write the
+// lane. The word's death must not be confirmed (the exit read sees a second
+// thread), so the lane does not move on it; the owner is caught as hung,
+// killed and fenced by its exit, and the lane goes on, its output intact.
+func TestThreadedKernelMainThreadDies(t *testing.T) {
+	worker := hostileWorker(t)
+	cat, err := catalog.Load(worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chain.Parse(fmt.Sprintf("hostile mode=%d", modeThreadLeft), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := chain.LaneConfig(st, 1, 64, 48000, "scalar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 2, blocks: 600, rt: true, worker: worker, laneCfgs: []shm.LaneConfig{lc}})
+		requireDeathWords(t, r.sup)
+		const trigger = 200
+		r.in[0][trigger*r.frames] = hostileTrigger
+		r.play()
+		r.finish(EvFailover, 2)
+		deaths := 0
+		for _, e := range r.eventsOf(EvFailover) {
+			if e.Lane != 0 || e.Block != trigger {
+				continue
+			}
+			deaths++
+			tr.target(e.PID)
+			if e.Path == PathDeathWord {
+				tr.errorf("pid %d: the lane moved on its death word while a thread of it still ran", e.PID)
+			}
+		}
+		if deaths < 2 {
+			tr.errorf("%d failovers, want at least 2 (two owners lost on the block before it is bypassed)", deaths)
+		}
+		if n := r.sup.mon.wordUnconfirmed.Load(); n < 2 {
+			tr.errorf("%d word deaths left unconfirmed, want 2: each owner's word fired with its sibling alive", n)
+		}
+		if st := r.clk.Stats(0); st.Delivered != uint64(r.nBlocks) {
+			tr.errorf("delivered %d of %d blocks", st.Delivered, r.nBlocks)
 		}
 		return r
 	})

@@ -38,8 +38,10 @@ type rigConfig struct {
 	lanes, spares, blocks, frames, rate, latency int
 	rt                                           bool
 	hang                                         time.Duration
-	noDeathWord                                  bool // the pidfd path alone, for comparison
-	restartLimit                                 int  // Config.RestartLimit; -1 for back-to-back kills
+	noDeathWord                                  bool             // the pidfd path alone, for comparison
+	restartLimit                                 int              // Config.RestartLimit; -1 for back-to-back kills
+	worker                                       string           // another worker binary than the test worker
+	laneCfgs                                     []shm.LaneConfig // its lanes, when worker is set
 }
 
 func testWorker(t testing.TB) string {
@@ -119,8 +121,11 @@ func newRig(t testing.TB, c rigConfig) *rig {
 	if c.rt && rttest.UseRT(t) {
 		mon, clock, work = 80, 70, 60
 	}
-	lanes := testLanes(t, c.lanes, c.frames, c.rate)
-	sup, err := New(Config{Worker: testWorker(t), Lanes: lanes, Spares: c.spares, HangTimeout: c.hang,
+	lanes, worker := c.laneCfgs, c.worker
+	if worker == "" {
+		lanes, worker = testLanes(t, c.lanes, c.frames, c.rate), testWorker(t)
+	}
+	sup, err := New(Config{Worker: worker, Lanes: lanes, Spares: c.spares, HangTimeout: c.hang,
 		MonitorPrio: mon, WorkerPrio: work, WorkerCPU: -1, noDeathWord: c.noDeathWord, RestartLimit: c.restartLimit})
 	if err != nil {
 		t.Fatal(err)

@@ -273,7 +273,11 @@ const pfExiting = 0x4
 // µs that protect nothing: a task in do_exit writes no shared memory (the
 // worker is one thread, holds no robust futex in the region and sets no
 // clear-child-tid there). Reads /proc/<pid>/stat into a fixed buffer: no
-// allocation.
+// allocation. The read (do_task_stat) holds a reference to the task's mm
+// for its duration: when the dying worker drops its own meanwhile, the
+// monitor's read is the one that tears its memory down (traced: 1 read in
+// 200-300 word deaths, 70-136 µs for the stock worker's 2.6 MiB). No
+// mm-free read tells an exiting task from a live one today.
 func (m *monitor) exited(slot int) bool {
 	fd := int(m.s.workers[slot].statFD.Load())
 	if fd < 0 {

@@ -51,6 +51,8 @@ const (
 	modePunch             = 21 // MADV_REMOVE on its own block's page
 	modeDup2              = 22 // dup2 stdout over stderr
 	modeFallocate         = 23 // fallocate(PUNCH_HOLE) on fd 3
+	modePrintCrash        = 24 // print a line to stderr on the trigger block, then crash
+	modeThreadLeft        = 25 // start a sleeping thread, then end the worker's own thread alone
 )
 
 // hostileWorker builds the hostile kernel into a worker through the SDK,

@@ -11,8 +11,6 @@ import (
 	"time"
 )
 
-const modePrintCrash = 24 // print a line to stderr on the trigger block, then crash
-
 // The tail keeps the last bytes, however much was written and in whatever
 // pieces: the ring alone, handed more than it holds, would keep the first.
 func TestOutputTailKeepsTheLastBytes(t *testing.T) {

@@ -119,3 +119,38 @@ BenchmarkFutexPingPong-2                 	 2000	 35561 ns/op	 31978 ns-p50	 5123
 		}
 	}
 }
+
+// The detection table judges every path against the floor of the same run
+// and says how the 64 MiB p50 compares to the 1 MiB one; a run without a
+// floor gets no table (no ratio to a floor measured elsewhere).
+func TestDetectionTable(t *testing.T) {
+	const run = `BenchmarkKillToDetection/death_word-2   300   2900000 ns/op   100 %-by-death_word   30000 ns-p50   120000 ns-p99
+BenchmarkKillToDetection/pidfd-2   300   2900000 ns/op   200000 ns-p50   300000 ns-p99
+BenchmarkKillToDetection/floor-2   300   80000 ns/op   60000 ns-p50   150000 ns-p99
+BenchmarkDetection/death_word/1MiB-2   300   90000 ns/op   20000 ns-p50   60000 ns-p99
+BenchmarkDetection/pidfd/1MiB-2   300   190000 ns/op   180000 ns-p50   300000 ns-p99
+BenchmarkDetection/death_word/64MiB-2   300   1400000 ns/op   30000 ns-p50   120000 ns-p99
+BenchmarkDetection/pidfd/64MiB-2   300   6000000 ns/op   5800000 ns-p50   7800000 ns-p99
+BenchmarkFaultDetection/segv-2   300   7000000 ns/op   100 %-by-last_gasp   0 %-by-death_word   110000 failover-ns-p50   160000 failover-ns-p99   32000 ns-p50   67000 ns-p99
+`
+	recs, _ := parse(strings.NewReader(run))
+	var md bytes.Buffer
+	detection(&md, recs)
+	out := md.String()
+	for _, want := range []string{
+		"## Detection against the floor", "p50 60, p99 150",
+		"| a lane's owner (supervisor, clock running) | death_word | the worker's | 300 | 30 | 120 | 0.50 | 0.80 |",
+		"| bare child, pidfd in epoll | pidfd | 64 MiB | 300 | 5800 | 7800 | 96.67 | 52.00 |",
+		"death_word 1.5x, pidfd 32.2x",
+		"| segv | 300 | last_gasp 100% | 32 | 67 | 0.53 | 110 | 160 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("detection table lacks %q:\n%s", want, out)
+		}
+	}
+	md.Reset()
+	detection(&md, recs[:2])
+	if md.Len() != 0 {
+		t.Errorf("a run without a floor got a table:\n%s", md.String())
+	}
+}

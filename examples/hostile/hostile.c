@@ -22,6 +22,8 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,7 +60,8 @@ enum {
     M_FALLOCATE = 23,     /* fallocate(PUNCH_HOLE) on fd 3, where the region used to be */
     M_PRINT_CRASH = 24,   /* counts blocks in its state and adds the count; prints a line to stderr
                            * on the trigger, then crashes: the host must pass the line on */
-    M_LAST = M_PRINT_CRASH,
+    M_THREAD_LEFT = 25,   /* start a thread that sleeps on, then end our own thread alone (SYS_exit) */
+    M_LAST = M_THREAD_LEFT,
 };
 
 static const us_param_spec hostile_params[] = {
@@ -79,6 +82,15 @@ static int hostile_init(void *state, const float *params, uint32_t channels, flo
 }
 
 #define HOSTILE_THREAD_MARK 4.321f /* under the +24 dBFS ceiling: a mark, not garbage */
+
+/* Sleeps for ever, without spinning (it inherits the worker's SCHED_FIFO):
+ * the sibling left running when the worker's own thread is gone. */
+static void *sleeper_body(void *arg) {
+    static uint32_t never;
+    (void)arg;
+    for (;;) syscall(SYS_futex, &never, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    return NULL;
+}
 
 /* Leaves a mark in the block, so the test sees the thread really ran. */
 static void *thread_body(void *arg) {
@@ -203,6 +215,11 @@ static void attack(int mode, void *state, float *buf) {
         fprintf(stderr, "hostile: this block starts with %.1f and I cannot take it\n", (double)buf[0]);
         volatile int *volatile null = NULL;
         *null = 1;
+        break;
+    }
+    case M_THREAD_LEFT: {
+        pthread_t t;
+        if (pthread_create(&t, NULL, sleeper_body, NULL) == 0) syscall(SYS_exit, 0);
         break;
     }
     case M_EXIT:
