@@ -253,7 +253,14 @@ func (s *Session) startJACK() error {
 			s.warn(err.Error(), true, true)
 		}
 		if cb >= MonitorPrio {
-			s.warn(fmt.Sprintf("the JACK callback runs at FIFO %d, at or above the monitor's %d", cb, MonitorPrio), true, true)
+			// PipeWire's JACK runs its callback at FIFO 88: the monitor
+			// goes above it, or a hung worker just under the callback
+			// would starve the thread that detects it.
+			if cb >= 99 {
+				s.warn(fmt.Sprintf("the JACK callback runs at FIFO %d: no priority is left above it for the monitor", cb), true, true)
+			} else if err := s.sup.SetMonitorPriority(cb + 1); err != nil {
+				s.warn(err.Error(), true, true)
+			}
 		}
 		s.mu.Lock()
 		s.workerPrio = cb - 1

@@ -131,6 +131,39 @@ func setFIFO(pid, prio int) error {
 	return nil
 }
 
+// SetMonitorPriority moves the monitor's thread to SCHED_FIFO prio: for a
+// host whose audio thread's priority is known only once it runs (a JACK
+// client's callback, which PipeWire runs at FIFO 88), above which the
+// monitor must sit. Only after Start.
+func (s *Supervisor) SetMonitorPriority(prio int) error {
+	if prio < 1 || prio > 99 {
+		return fmt.Errorf("supervisor: monitor priority %d, want 1..99", prio)
+	}
+	tid := int(s.monTID.Load())
+	if tid == 0 {
+		return errors.New("supervisor: SetMonitorPriority before Start")
+	}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+		return fmt.Errorf("the monitor runs without SCHED_FIFO %d: sched_setattr: %w", prio, err)
+	}
+	return nil
+}
+
+// MonitorPriority is the monitor thread's SCHED_FIFO priority as the
+// kernel has it (0: not real-time, or not started).
+func (s *Supervisor) MonitorPriority() int {
+	tid := int(s.monTID.Load())
+	if tid == 0 {
+		return 0
+	}
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil || attr.Policy != unix.SCHED_FIFO {
+		return 0
+	}
+	return int(attr.Priority)
+}
+
 // SetWorkerPriority moves every worker, and every one spawned from now on,
 // to SCHED_FIFO prio: for a host whose audio thread's priority is known only
 // once it runs (a JACK client's callback), under which workers must sit. The

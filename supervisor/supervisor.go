@@ -119,6 +119,7 @@ type Supervisor struct {
 	mq            *queue[monEvent]           // monitor → control plane; the monitor is its one producer, controlPlane its one consumer
 	cmdq          *queue[ctlCmd]             // control plane → monitor; producers take cmdMu, the monitor is its one consumer
 	cmdMu         sync.Mutex
+	monTID        atomic.Int32 // the monitor's thread, for SetMonitorPriority: written once by runMonitor before it answers Start
 	mon           monitor
 	sp            *spawner
 
@@ -382,6 +383,7 @@ func (s *Supervisor) closeFDs() {
 func (s *Supervisor) runMonitor(ready chan<- error) {
 	runtime.LockOSThread() // never unlocked: Go retires the thread with its changed priority
 	defer close(s.monDone)
+	s.monTID.Store(int32(unix.Gettid()))
 	var warn error
 	if s.cfg.MonitorPrio > 0 {
 		if err := rt.SetThreadFIFO(s.cfg.MonitorPrio); err != nil {

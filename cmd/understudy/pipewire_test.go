@@ -80,6 +80,7 @@ func TestRunUnderPipeWire(t *testing.T) {
 		ServerPeriod int      `json:"server_period_frames"`
 		CallbackPrio int      `json:"callback_priority"`
 		WorkerPrio   int      `json:"worker_priority"`
+		MonitorPrio  int      `json:"monitor_priority"`
 		Callbacks    uint64   `json:"callbacks"`
 		Failovers    int      `json:"failovers"`
 		FailedLanes  []string `json:"failed_lanes"`
@@ -100,6 +101,9 @@ func TestRunUnderPipeWire(t *testing.T) {
 	if pwRT(pw.Process.Pid) {
 		require.Positive(t, report.CallbackPrio, "PipeWire runs the callback real-time, understudy did not see it")
 		require.Equal(t, report.CallbackPrio-1, report.WorkerPrio)
+		// The monitor above the callback (PipeWire's 88 is above the
+		// monitor's usual 80), or a hung worker could starve it.
+		require.Greater(t, report.MonitorPrio, report.CallbackPrio, "the monitor must run above the callback")
 	}
 	require.Empty(t, report.FailedLanes)
 	require.Positive(t, report.Lanes[0].Delivered)

@@ -269,6 +269,7 @@ type runReport struct {
 	SampleRate   int               `json:"sample_rate"`
 	CallbackPrio int               `json:"callback_priority"`
 	WorkerPrio   int               `json:"worker_priority"`
+	MonitorPrio  int               `json:"monitor_priority"`
 	Seconds      float64           `json:"seconds"`
 	Callbacks    uint64            `json:"callbacks"`
 	Blocks       uint64            `json:"blocks"`
@@ -355,7 +356,7 @@ func runLive(args []string, stdout, stderr io.Writer) (err error) {
 	sess.Store(s)
 	cli := s.JACK()
 	rep.Warnings = s.Warnings()
-	rep.CallbackPrio, rep.WorkerPrio = cli.RTPriority(), s.WorkerPriority()
+	rep.CallbackPrio, rep.WorkerPrio, rep.MonitorPrio = cli.RTPriority(), s.WorkerPriority(), s.Supervisor().MonitorPriority()
 	rep.Client, rep.ServerPeriod, rep.SampleRate = cli.Name(), cli.BufferSize(), cli.SampleRate()
 	if c.Metrics != "" {
 		addr, err := met.Serve(c.Metrics)
