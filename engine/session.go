@@ -478,22 +478,8 @@ func (s *Session) Render(l int, in []float32) ([]float32, error) {
 	if s.cfg.Backend != Offline {
 		return nil, errors.New("engine: Render needs an Offline session")
 	}
-	out := make([]float32, 0, len(in))
-	rest := in
-	_, err := render.Stream(s.sup.Region().Lane(l),
-		func(p []float32, _ bool) (int, error) {
-			n := copy(p, rest)
-			rest = rest[n:]
-			return n, nil
-		},
-		func(p []float32, _ uint32) error {
-			out = append(out, p...)
-			return nil
-		}, s.RenderOptions(l))
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	out, _, err := render.Slice(s.sup.Region().Lane(l), in, s.RenderOptions(l))
+	return out, err
 }
 
 // RenderOptions are the options runtime/render needs to render lane l of

@@ -283,13 +283,21 @@ func garbage(p []float32, ceiling float32) bool {
 // (see Options.Changes). Rendering the changes a live run's SetParam calls
 // returned gives that run's output, bit for bit.
 func LaneAutomated(lane *shm.Lane, in []float32, changes []shm.ParamChange, stall time.Duration) ([]float32, error) {
+	out, _, err := Slice(lane, in, Options{Stall: stall, Changes: changes})
+	return out, err
+}
+
+// Slice renders in (interleaved, a multiple of the lane's channels)
+// through lane with opt, into a new slice of the same length, and what
+// Stream saw of it: Stream over memory.
+func Slice(lane *shm.Lane, in []float32, opt Options) ([]float32, Stats, error) {
 	ch := lane.Channels()
 	if len(in)%ch != 0 {
-		return nil, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
+		return nil, Stats{}, fmt.Errorf("render: %d samples is not a multiple of %d channels", len(in), ch)
 	}
 	out := make([]float32, 0, len(in))
 	rest := in
-	_, err := Stream(lane,
+	st, err := Stream(lane,
 		func(p []float32, _ bool) (int, error) {
 			if len(rest) == 0 {
 				return 0, io.EOF
@@ -301,11 +309,11 @@ func LaneAutomated(lane *shm.Lane, in []float32, changes []shm.ParamChange, stal
 		func(p []float32, _ uint32) error {
 			out = append(out, p...)
 			return nil
-		}, Options{Stall: stall, Changes: changes})
+		}, opt)
 	if err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return out, nil
+	return out, st, nil
 }
 
 // checkAutomation refuses a list the lane could not carry: out of block

@@ -18,31 +18,8 @@ import (
 // gets the same bits as one that always is, in the same order, with every
 // block's length right to the last, short one.
 func TestStreamWithASourceThatIsOftenNotReady(t *testing.T) {
-	w, err := workerbin.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Load(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := chain.Parse("lowpass f=1500 | gain db=-3", cat)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ch, frames = 2, 64
-	lc, err := chain.LaneConfig(st, ch, frames, 48000, "auto")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc, lc}, Spares: 0, WorkerCPU: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sup.Close()
-	if err := sup.Start(nil); err != nil {
-		t.Fatal(err)
-	}
+	sup := twoLanes(t, "lowpass f=1500 | gain db=-3", ch, frames)
 	in := make([]float32, ch*(frames*500+37))
 	for i := range in {
 		in[i] = float32(math.Sin(float64(i) * 0.002))
@@ -133,31 +110,8 @@ func TestStreamSourceErrorEndsTheRender(t *testing.T) {
 // the refusal is reported with the block's number; under a ceiling that
 // allows it, the same output passes untouched.
 func TestGarbageIsReplacedByTheDryInput(t *testing.T) {
-	w, err := workerbin.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Load(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := chain.Parse("gain db=24", cat) // 1.5 × 15.85: past the +24 dBFS ceiling
-	if err != nil {
-		t.Fatal(err)
-	}
 	const frames, blocks = 64, 50
-	lc, err := chain.LaneConfig(st, 1, frames, 48000, "scalar")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc, lc}, Spares: 0, WorkerCPU: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sup.Close()
-	if err := sup.Start(nil); err != nil {
-		t.Fatal(err)
-	}
+	sup := twoLanes(t, "gain db=24", 1, frames) // 1.5 × 15.85: past the +24 dBFS ceiling
 	in := make([]float32, frames*blocks)
 	for i := range in {
 		in[i] = 0.01 // under the ceiling after the gain, but for the loud blocks
@@ -167,19 +121,9 @@ func TestGarbageIsReplacedByTheDryInput(t *testing.T) {
 		in[b*frames+5] = 1.5
 	}
 	render1 := func(lane int, ceiling float32) ([]float32, render.Stats, []uint64) {
-		var out []float32
 		var refused []uint64
-		rest := in
-		stats, err := render.Stream(sup.Region().Lane(lane),
-			func(p []float32, _ bool) (int, error) {
-				n := copy(p, rest)
-				rest = rest[n:]
-				return n, nil
-			},
-			func(p []float32, _ uint32) error {
-				out = append(out, p...)
-				return nil
-			}, render.Options{Ceiling: ceiling, Refuse: func(b, _ uint64) { refused = append(refused, b) }})
+		out, stats, err := render.Slice(sup.Region().Lane(lane), in,
+			render.Options{Ceiling: ceiling, Refuse: func(b, _ uint64) { refused = append(refused, b) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,4 +154,35 @@ func TestGarbageIsReplacedByTheDryInput(t *testing.T) {
 	if x := out[3*frames+5]; x < 23 {
 		t.Errorf("loud sample is %v, want the chain's 1.5 × 15.85", x)
 	}
+}
+
+// twoLanes starts a supervisor of two lanes running spec, with no spare;
+// Close is the test's cleanup.
+func twoLanes(t *testing.T, spec string, ch, frames int) *supervisor.Supervisor {
+	t.Helper()
+	w, err := workerbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chain.Parse(spec, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := chain.LaneConfig(st, ch, frames, 48000, "scalar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Config{Worker: w, Lanes: []shm.LaneConfig{lc, lc}, Spares: 0, WorkerCPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sup.Close() })
+	if err := sup.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	return sup
 }
