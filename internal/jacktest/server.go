@@ -244,8 +244,17 @@ func (s *Server) Stop() {
 	s.removeLeftovers()
 }
 
-// Lsp runs jack_lsp against the server with extra flags.
+// Lsp runs jack_lsp against the server with extra flags: its standard
+// output, the listing. What libjack says on standard error (unprivileged,
+// "Cannot lock down ... memory area") is not part of it; it comes with the
+// error when jack_lsp fails.
 func (s *Server) Lsp(flags ...string) (string, error) {
-	out, err := exec.Command("jack_lsp", append([]string{"-s", s.Name}, flags...)...).CombinedOutput()
-	return string(out), err
+	var stderr strings.Builder
+	cmd := exec.Command("jack_lsp", append([]string{"-s", s.Name}, flags...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
