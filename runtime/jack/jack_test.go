@@ -77,12 +77,7 @@ func TestOpenActivateClosePorts(t *testing.T) {
 	if c.BufferSize() != period || c.SampleRate() != rate {
 		t.Fatalf("server period %d rate %d, want %d %d", c.BufferSize(), c.SampleRate(), period, rate)
 	}
-	if err := c.Activate(); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
-		t.Fatalf("no callbacks: %+v", c.Stats())
-	}
+	activate(t, c)
 	if !clk.Running() {
 		t.Fatal("an externally driven clock reads as not running")
 	}
@@ -193,12 +188,7 @@ func TestBlockMustFitThePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Activate(); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
-		t.Fatalf("no callbacks: %+v", c.Stats())
-	}
+	activate(t, c)
 	c.Close()
 	if s, p := c.Stats(), clk.Periods(); p < 20*4 || p%4 != 0 {
 		t.Errorf("16-frame blocks under a 64-frame period: %d clock periods (%+v)", p, s)
@@ -212,12 +202,7 @@ func TestServerKilledMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Activate(); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
-		t.Fatalf("no callbacks: %+v", c.Stats())
-	}
+	activate(t, c)
 	srv.Kill()
 	if !waitFor(10*time.Second, func() bool { return c.Err() != nil }) {
 		t.Fatalf("the server died and the client did not notice: %+v", c.Stats())
@@ -299,12 +284,7 @@ func TestBufferSizeChangeIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Activate(); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
-		t.Fatalf("no callbacks: %+v", c.Stats())
-	}
+	activate(t, c)
 	cmd := exec.Command("jack_bufsize", "48")
 	cmd.Env = append(os.Environ(), "JACK_DEFAULT_SERVER="+srv.Name)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -349,12 +329,7 @@ func TestCloseInAnyOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if err := c.Activate(); err != nil {
-				t.Fatal(err)
-			}
-			if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
-				t.Fatalf("no callbacks: %+v", c.Stats())
-			}
+			activate(t, c)
 			if first == "region" {
 				r.Close()
 			} else {
@@ -372,5 +347,17 @@ func TestCloseInAnyOrder(t *testing.T) {
 				t.Errorf("Close after the %s: %v", first, err)
 			}
 		})
+	}
+}
+
+// activate starts c's callbacks and waits (up to 10 s) until it has run 20
+// of them.
+func activate(t *testing.T, c *jack.Client) {
+	t.Helper()
+	if err := c.Activate(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return c.Stats().Callbacks >= 20 }) {
+		t.Fatalf("no callbacks: %+v", c.Stats())
 	}
 }
