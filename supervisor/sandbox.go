@@ -123,10 +123,26 @@ func (s *Supervisor) SandboxWarning() error {
 	return nil
 }
 
-func setFIFO(pid, prio int) error {
+// schedFIFO moves thread tid (a process's main thread: its pid) to
+// SCHED_FIFO prio from outside: the host sets its workers' and its
+// monitor's policy, which none of them can do for itself once sandboxed or
+// locked to its loop.
+func schedFIFO(tid, prio int) error {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
-	if err := unix.SchedSetAttr(pid, &attr, 0); err != nil {
+	return unix.SchedSetAttr(tid, &attr, 0)
+}
+
+func setFIFO(pid, prio int) error {
+	if err := schedFIFO(pid, prio); err != nil {
 		return fmt.Errorf("workers run without SCHED_FIFO %d: sched_setattr on worker %d: %w", prio, pid, err)
+	}
+	return nil
+}
+
+// checkPrio refuses a SCHED_FIFO priority the kernel would.
+func checkPrio(who string, prio int) error {
+	if prio < 1 || prio > 99 {
+		return fmt.Errorf("supervisor: %s priority %d, want 1..99", who, prio)
 	}
 	return nil
 }
@@ -136,15 +152,14 @@ func setFIFO(pid, prio int) error {
 // client's callback, which PipeWire runs at FIFO 88), above which the
 // monitor must sit. Only after Start.
 func (s *Supervisor) SetMonitorPriority(prio int) error {
-	if prio < 1 || prio > 99 {
-		return fmt.Errorf("supervisor: monitor priority %d, want 1..99", prio)
+	if err := checkPrio("monitor", prio); err != nil {
+		return err
 	}
 	tid := int(s.monTID.Load())
 	if tid == 0 {
 		return errors.New("supervisor: SetMonitorPriority before Start")
 	}
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
-	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+	if err := schedFIFO(tid, prio); err != nil {
 		return fmt.Errorf("the monitor runs without SCHED_FIFO %d: sched_setattr: %w", prio, err)
 	}
 	return nil
@@ -169,8 +184,8 @@ func (s *Supervisor) MonitorPriority() int {
 // once it runs (a JACK client's callback), under which workers must sit. The
 // threads a kernel started do not follow; the worker's main thread does.
 func (s *Supervisor) SetWorkerPriority(prio int) error {
-	if prio < 1 || prio > 99 {
-		return fmt.Errorf("supervisor: worker priority %d, want 1..99", prio)
+	if err := checkPrio("worker", prio); err != nil {
+		return err
 	}
 	s.workerPrio.Store(int32(prio))
 	var first error
