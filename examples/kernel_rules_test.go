@@ -41,7 +41,7 @@ func variantOf(t *testing.T, name string, repl ...string) string {
 	file := filepath.Join(dir, name+".c")
 	os.WriteFile(file, []byte(src), 0o644)
 	worker := filepath.Join(dir, name+"-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+file, "OUT="+worker)
+	buildUser(t, file, worker)
 	return worker
 }
 

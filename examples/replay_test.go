@@ -30,7 +30,7 @@ const (
 func TestPoisonBlockReplaysTheCrashAndTheCleanBlockBitExact(t *testing.T) {
 	dir := t.TempDir()
 	worker := filepath.Join(dir, "hostile-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL=examples/hostile/hostile.c", "OUT="+worker)
+	buildUser(t, "examples/hostile/hostile.c", worker)
 	const block, poison = 256, 10
 	mkInput := func(name string, first float32) string {
 		a := &wav.Audio{Rate: 48000, Channels: 2, Samples: make([]float32, 2*48000)}

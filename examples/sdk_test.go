@@ -36,9 +36,18 @@ func run(t *testing.T, dir string, name string, args ...string) {
 	}
 }
 
+// buildUser builds a worker carrying kernel into out with the SDK's make
+// target.
+func buildUser(t *testing.T, kernel, out string) {
+	t.Helper()
+	if err := workerbin.BuildUser(kernel, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func buildWithMake(t *testing.T) string {
 	out := filepath.Join(t.TempDir(), "softclip-worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL=examples/softclip/softclip.c", "OUT="+out)
+	buildUser(t, "examples/softclip/softclip.c", out)
 	return out
 }
 
@@ -195,6 +204,6 @@ func softclipAs(t *testing.T, abi string) string {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "k.c"), []byte(src), 0o644)
 	worker := filepath.Join(dir, "worker")
-	run(t, root(t), "make", "-s", "user-worker", "KERNEL="+filepath.Join(dir, "k.c"), "OUT="+worker)
+	buildUser(t, filepath.Join(dir, "k.c"), worker)
 	return worker
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,15 +58,9 @@ const (
 // under a name of this run's own so that leftover processes can be told
 // from anyone else's.
 func hostileWorker(t *testing.T) string {
-	root, err := workerbin.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(t.TempDir(), fmt.Sprintf("hstl%d", os.Getpid()))
-	cmd := exec.Command("make", "-s", "user-worker", "KERNEL=examples/hostile/hostile.c", "OUT="+out)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make user-worker: %v\n%s", err, b)
+	if err := workerbin.BuildUser("examples/hostile/hostile.c", out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,15 +28,9 @@ const (
 
 func buildHostileWorker(t *testing.T) string {
 	t.Helper()
-	root, err := workerbin.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(t.TempDir(), "hostile-worker")
-	cmd := exec.Command("make", "-s", "user-worker", "KERNEL=examples/hostile/hostile.c", "OUT="+out)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make user-worker: %v\n%s", err, b)
+	if err := workerbin.BuildUser("examples/hostile/hostile.c", out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

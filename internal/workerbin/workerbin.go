@@ -84,3 +84,19 @@ func HostPath() (string, error) {
 	})
 	return hostPath, hostErr
 }
+
+// BuildUser builds a worker carrying the user kernel in kernel (a C file,
+// absolute or relative to the module root) into out, the way a kernel
+// author does: `make user-worker KERNEL=kernel OUT=out` at the module root.
+func BuildUser(kernel, out string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("make", "-s", "user-worker", "KERNEL="+kernel, "OUT="+out)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make user-worker KERNEL=%s OUT=%s: %v\n%s", kernel, out, err, b)
+	}
+	return nil
+}
