@@ -34,21 +34,14 @@ func TestCorruptRobustListStillDetected(t *testing.T) {
 		r.play()
 		r.waitPeriods(100)
 		words := r.sup.WordDeaths()
-		inj, err := r.sup.InjectFault(0, FaultRobust, 150)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr.target(inj.PID)
-		r.finishFor(EvFailover, inj.PID)
-		fos := r.eventsFor(EvFailover, inj.PID)
-		if len(fos) != 1 {
-			tr.errorf("%d failovers of pid %d, want 1", len(fos), inj.PID)
+		_, e, ok := r.failOnce(tr, FaultRobust, 150)
+		if !ok {
 			return r
 		}
 		// By the pidfd itself, not by the deadline that would catch a
 		// lane whose owner's death no path reported (exiting): the
 		// backstop is what this test is about.
-		if e := fos[0]; e.Path != PathPidfd {
+		if e.Path != PathPidfd {
 			tr.errorf("detected by %v, want %v: its word must not fire, and its pidfd must", e.Path, PathPidfd)
 		}
 		if n := r.sup.WordDeaths() - words; n != 0 {
@@ -242,18 +235,11 @@ func TestWithoutDeathWordsPidfdStillDetects(t *testing.T) {
 		}
 		r.play()
 		r.waitPeriods(100)
-		inj, err := r.sup.InjectFault(0, FaultKill, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr.target(inj.PID)
-		r.finishFor(EvFailover, inj.PID)
-		fos := r.eventsFor(EvFailover, inj.PID)
-		if len(fos) != 1 {
-			tr.errorf("%d failovers of pid %d, want 1", len(fos), inj.PID)
+		_, e, ok := r.failOnce(tr, FaultKill, 0)
+		if !ok {
 			return r
 		}
-		if p := fos[0].Path; p != PathPidfd && p != PathExiting {
+		if p := e.Path; p != PathPidfd && p != PathExiting {
 			tr.errorf("detected by %v without death words, want pidfd or exiting", p)
 		}
 		if st := r.clk.Stats(0); st.Delivered != uint64(r.nBlocks) || st.Xruns != 0 {

@@ -372,3 +372,21 @@ func (r *rig) blockIs(b int, want []float32) bool {
 	}
 	return mismatches(want[start:hi], r.out[0][start:hi]) == 0
 }
+
+// failOnce injects f at block into lane 0's owner, waits for the run to
+// end, and returns that owner's one failover; ok is false, the problem
+// recorded, when it failed over other than once.
+func (r *rig) failOnce(tr *trial, f Fault, block uint64) (inj Injection, e Event, ok bool) {
+	inj, err := r.sup.InjectFault(0, f, block)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tr.target(inj.PID)
+	r.finishFor(EvFailover, inj.PID)
+	fos := r.eventsFor(EvFailover, inj.PID)
+	if len(fos) != 1 {
+		tr.errorf("%d failovers of pid %d, want 1 (%v injected at block %d): %v", len(fos), inj.PID, f, inj.Block, fos)
+		return inj, Event{}, false
+	}
+	return inj, fos[0], true
+}

@@ -159,15 +159,12 @@ func TestStaleEpochIgnored(t *testing.T) {
 		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
 		r.play()
 		r.waitPeriods(100)
-		inj, err := r.sup.InjectFault(0, FaultStale, 150)
-		if err != nil {
-			t.Fatal(err)
+		inj, e, ok := r.failOnce(tr, FaultStale, 150)
+		if !ok {
+			return r
 		}
-		tr.target(inj.PID)
-		r.finishFor(EvFailover, inj.PID)
-		fos := r.eventsFor(EvFailover, inj.PID)
-		if len(fos) != 1 || fos[0].Path != PathDeadline {
-			tr.errorf("%d failovers of pid %d (%v), want one by the deadline path", len(fos), inj.PID, fos)
+		if e.Path != PathDeadline {
+			tr.errorf("pid %d failed over by %v, want the deadline path", inj.PID, e.Path)
 			return r
 		}
 		st := r.clk.Stats(0)

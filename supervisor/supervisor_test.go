@@ -38,18 +38,10 @@ func TestFailoverEveryFault(t *testing.T) {
 				r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
 				r.play()
 				r.waitPeriods(100)
-				inj, err := r.sup.InjectFault(0, f, 150)
-				if err != nil {
-					t.Fatal(err)
-				}
-				tr.target(inj.PID)
-				r.finishFor(EvFailover, inj.PID)
-				fos := r.eventsFor(EvFailover, inj.PID)
-				if len(fos) != 1 {
-					tr.errorf("%d failovers of pid %d, want 1 (injected at block %d)", len(fos), inj.PID, inj.Block)
+				inj, e, ok := r.failOnce(tr, f, 150)
+				if !ok {
 					return r
 				}
-				e := fos[0]
 				if !f.Expects(e.Path) {
 					tr.errorf("detected by %v, want %v", e.Path, f.ExpectedPath())
 				}
@@ -86,15 +78,12 @@ func TestScribblerIsKilledNotFollowed(t *testing.T) {
 		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
 		r.play()
 		r.waitPeriods(100)
-		inj, err := r.sup.InjectFault(0, FaultScribble, 150)
-		if err != nil {
-			t.Fatal(err)
+		inj, e, ok := r.failOnce(tr, FaultScribble, 150)
+		if !ok {
+			return r
 		}
-		tr.target(inj.PID)
-		r.finishFor(EvFailover, inj.PID)
-		fos := r.eventsFor(EvFailover, inj.PID)
-		if len(fos) != 1 || fos[0].Path != PathCorrupt {
-			tr.errorf("%d failovers of pid %d, want one by the corrupt path", len(fos), inj.PID)
+		if e.Path != PathCorrupt {
+			tr.errorf("pid %d failed over by %v, want the corrupt path", inj.PID, e.Path)
 			return r
 		}
 		st := r.clk.Stats(0)
