@@ -302,6 +302,17 @@ int us_sandbox_enter(const us_sandbox *sb) {
         return -1;
     }
     struct sock_fprog fp = {.len = (unsigned short)p.n, .filter = p.f};
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) != 0) return fail("seccomp");
+    /* With a listener, the filter has a second reference, the listener's
+     * file, which we keep open and never use (the filter returns no
+     * USER_NOTIF, and ioctl is denied). Why: do_exit() releases the dying
+     * task's filter (seccomp_filter_release) before exit_mm(), and dropping
+     * the last reference frees the BPF program there, which queues
+     * bpf_prog_free_deferred and wakes a kworker: 3-5 us on this path before
+     * the kernel marks our death word. Held by the file, the filter is freed
+     * at exit_files(), after the word. A kernel or a chain that refuses a
+     * listener (before 5.0, or one already in the chain: EBUSY) gets the
+     * same filter without one. */
+    long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fp);
+    if (lfd < 0 && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) != 0) return fail("seccomp");
     return 0;
 }

@@ -351,11 +351,15 @@ static void run_lane(us_slot *slot, lane_run *run, uint32_t cmd_seq) {
                     in.corrupt = 0;
                     in.write_cache = in.read;
                 }
-                /* The host wakes this futex on new input and on a command;
-                 * the timeout bounds the wait on an index a dead owner left
-                 * out of range. */
-                struct timespec ms = {0, 1000000};
-                us_consumer_sleep(&in, &ms);
+                /* The host wakes this futex on every input block it
+                 * publishes while we say we wait (write_waiters), and at
+                 * Close; an index a dead owner left out of range is caught
+                 * by the peek above and looked at again after a pause. No
+                 * timeout: a pending futex timer must be cancelled on the
+                 * way out of the wait, and on a death that cancel (a
+                 * clock-event reprogram, a trap on a VM) sat between the
+                 * SIGKILL and do_exit(), 5-8 us here. */
+                us_consumer_sleep(&in, NULL);
                 ib = peek_input(&in);
             }
         }
