@@ -331,7 +331,8 @@ enum us_fault {
     US_FAULT_SCRIBBLE = 9, /* corrupt the lane's out.write index */
     US_FAULT_ROBUST = 10,  /* corrupt its robust list, then _exit(3): no death word, pidfd only */
     US_FAULT_STALE = 11,   /* carry on as a fenced owner would: stamp output and commits with an older epoch */
-    US_FAULT_COUNT = 12,
+    US_FAULT_FORGE = 12,   /* write a last gasp (SIGSEGV, the block in hand) and carry on: a forged gasp */
+    US_FAULT_COUNT = 13,
 };
 
 typedef struct us_slot {

@@ -69,10 +69,8 @@ static void ring_doorbell(void) {
     (void)n;
 }
 
-static void last_gasp(int sig, siginfo_t *info, void *uctx) {
-    (void)info;
-    (void)uctx;
-    /* Async-signal-safe only: plain stores, clock_gettime, write, raise. */
+/* Async-signal-safe only: plain stores, clock_gettime, write. */
+static void write_gasp(int sig) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     g_slot->gasp_signo = sig;
@@ -83,6 +81,12 @@ static void last_gasp(int sig, siginfo_t *info, void *uctx) {
      * host that we write nothing else: it may hand our lane on at once. */
     US_STORE_REL(&g_slot->gasp, 1u);
     ring_doorbell();
+}
+
+static void last_gasp(int sig, siginfo_t *info, void *uctx) {
+    (void)info;
+    (void)uctx;
+    write_gasp(sig);
     /* SA_RESETHAND restored the default action and the signal is blocked while
      * we run, so this stays pending and kills us as soon as we return, even
      * when the signal was sent rather than caused by a faulting instruction. */
@@ -91,6 +95,10 @@ static void last_gasp(int sig, siginfo_t *info, void *uctx) {
 
 static void install_last_gasp(void) {
     static char altstack[64 * 1024];
+    /* Faulted in now: a .bss page is first touched, and faulted in (5-7 us
+     * on this VM's shadow page tables), by the signal frame the kernel
+     * writes on it, which put that fault between a crash and its gasp. */
+    memset(altstack, 0, sizeof altstack);
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0) perror("understudy-worker: sigaltstack");
     struct sigaction sa;
@@ -203,6 +211,11 @@ static void perform_fault(uint32_t kind) {
     }
     case US_FAULT_EXIT:
         _exit(3);
+    case US_FAULT_FORGE:
+        /* The promise a gasp makes (nothing more from us) broken: only the
+         * host's SIGKILL ends this. */
+        write_gasp(SIGSEGV);
+        break;
     case US_FAULT_ROBUST:
         us_deathword_corrupt();
         _exit(3);

@@ -182,6 +182,7 @@ func (m *monitor) wordDied(i int, now uint64) {
 	if st != wKilled {
 		m.wordDeaths.Add(1)
 	}
+	m.putOff(i, false)
 	l := int(w.lane.Load())
 	if l < 0 {
 		return

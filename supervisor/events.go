@@ -82,6 +82,10 @@ const (
 	// stamping its output and commits with it, as an owner the host had
 	// fenced would: the host must count none of it. For tests; not in Faults.
 	FaultStale Fault = shm.FaultStale
+	// FaultForge writes a last gasp for the block in hand and carries on,
+	// as a kernel that forged its worker's gasp would: the host hands the
+	// lane on and must kill the forger. For tests; not in Faults.
+	FaultForge Fault = shm.FaultForge
 )
 
 // Faults lists every fault kind in the order the demo cycles through them.
@@ -90,7 +94,7 @@ var Faults = []Fault{FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultKill, Fault
 var faultNames = map[Fault]string{
 	FaultSegv: "segv", FaultBus: "bus", FaultAbort: "abort", FaultFPE: "fpe",
 	FaultKill: "kill", FaultExit: "exit", FaultHang: "hang", FaultStop: "stop",
-	FaultScribble: "scribble", FaultRobust: "robust",
+	FaultScribble: "scribble", FaultRobust: "robust", FaultForge: "forge",
 }
 
 func (f Fault) String() string {
@@ -107,13 +111,13 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble, robust)", s)
+	return 0, fmt.Errorf("unknown fault kind %q (want one of segv, bus, abort, fpe, kill, exit, hang, stop, scribble, robust, forge)", s)
 }
 
 // ExpectedPath is how each fault must be detected.
 func (f Fault) ExpectedPath() Path {
 	switch f {
-	case FaultSegv, FaultBus, FaultAbort, FaultFPE:
+	case FaultSegv, FaultBus, FaultAbort, FaultFPE, FaultForge:
 		return PathLastGasp
 	case FaultKill, FaultExit:
 		return PathDeathWord

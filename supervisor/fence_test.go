@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -250,5 +251,59 @@ func TestStatExitSignalOnRealProcess(t *testing.T) {
 		if got := statExitSignal([]byte(b)); got != 0 {
 			t.Errorf("statExitSignal(%q) = %d", b, got)
 		}
+	}
+}
+
+// A dead owner's teardown leaves SCHED_FIFO: afterHandOver moves each
+// process put off to SCHED_OTHER, after sending the kill it was owed, and
+// a gasper's kill really ends it.
+func TestDyingLeaveFIFO(t *testing.T) {
+	rttest.RequireRT(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		if err := setFIFO(cmd.Process.Pid, 10); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	policy := func(pid int) uint32 {
+		a, err := unix.SchedGetAttr(pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Policy
+	}
+	dying, gasper := start(), start()
+	if policy(dying.Process.Pid) != unix.SCHED_FIFO {
+		t.Fatal("the child is not SCHED_FIFO: the move was not tested")
+	}
+	pidfd, err := unix.PidfdOpen(gasper.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	s := &Supervisor{}
+	s.workers[0].pid.Store(int32(dying.Process.Pid))
+	s.workers[1].pid.Store(int32(gasper.Process.Pid))
+	s.workers[1].pidfd.Store(int32(pidfd))
+	m := &monitor{s: s, otherAttr: unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}}
+	m.putOff(0, false)
+	m.putOff(1, true)
+	m.afterHandOver()
+	if p := policy(dying.Process.Pid); p != unix.SCHED_NORMAL {
+		t.Errorf("a dead owner's process has policy %d after the hand-over, want SCHED_OTHER", p)
+	}
+	if err := gasper.Wait(); err == nil || gasper.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("the gasper ended with %v, want SIGKILL", gasper.ProcessState)
+	}
+	if m.nDying != 0 {
+		t.Errorf("%d put off after the hand-over, want none", m.nDying)
+	}
+	if a := testing.AllocsPerRun(100, func() { m.putOff(0, false); m.afterHandOver() }); a != 0 {
+		t.Errorf("putOff and afterHandOver allocate %.1f times", a)
 	}
 }

@@ -272,3 +272,38 @@ func TestSendLaneAllocatesNothing(t *testing.T) {
 		t.Errorf("sendLane allocates %.2f times per call", allocs)
 	}
 }
+
+// A gasp is a promise to write nothing more, and a kernel can forge its
+// own worker's (FaultForge: the gasp, then on as before). The lane moves
+// at the gasp as for a crash, the forger's later output is fenced by its
+// old epoch, and the monitor's kill (sent once the lane is handed on) ends
+// the forger: every block but the one it named is bit-exact.
+func TestForgedGaspIsKilled(t *testing.T) {
+	underNoise(t, func(tr *trial) *rig {
+		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+		r.play()
+		r.waitPeriods(100)
+		inj, e, ok := r.failOnce(tr, FaultForge, 150)
+		if !ok {
+			return r
+		}
+		if e.Path != PathLastGasp {
+			tr.errorf("pid %d failed over by %v, want its (forged) last gasp", inj.PID, e.Path)
+			return r
+		}
+		if !waitFor(func() bool { return !alive(inj.PID) }) {
+			tr.errorf("the forger (pid %d) is still alive after its gasp", inj.PID)
+			return r
+		}
+		ref := r.reference()[0]
+		for b := 0; b < r.nBlocks; b++ {
+			if b == 150 || r.blockIs(b, ref) {
+				continue
+			}
+			lo, hi := b*r.frames, (b+1)*r.frames
+			tr.errorf("block %d: %d samples differ from the reference", b, mismatches(ref[lo:hi], r.out[0][lo:hi]))
+			return r
+		}
+		return r
+	})
+}

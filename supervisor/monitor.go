@@ -234,6 +234,12 @@ type monitor struct {
 	lateRun   int           // consecutive late wake-ups; bounds how long stalls can defer a kill
 	statBuf   [512]byte     // one /proc/<pid>/stat read
 	statN     int           // its length
+	// dying owners whose SIGKILL (gaspers) and move to SCHED_OTHER wait
+	// until this poll's hand-overs are sent (afterHandOver); at most one
+	// entry per slot, as a slot dies once
+	dying     [shm.MaxSlots]dyingRec
+	nDying    int
+	otherAttr unix.SchedAttr // SCHED_OTHER, for the dying
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
 
@@ -426,6 +432,44 @@ func (m *monitor) poll(msec int) {
 	if m.assign(now) {
 		m.checkDeadlines(now) // arm the new owners' deadlines
 	}
+	m.afterHandOver()
+}
+
+type dyingRec struct {
+	slot int16
+	kill bool
+}
+
+// putOff queues what a dead owner still needs until this poll has handed
+// its lane on.
+func (m *monitor) putOff(slot int, kill bool) {
+	if m.nDying < len(m.dying) {
+		m.dying[m.nDying] = dyingRec{int16(slot), kill}
+		m.nDying++
+	} else if kill {
+		unix.PidfdSendSignal(int(m.s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0)
+	}
+}
+
+// afterHandOver does what the dead owners of this poll were put off for.
+// A gasper has promised to write nothing more and is about to die by its
+// own signal: the SIGKILL only makes sure of a forged gasp, and sent before
+// the hand-over it cost the new owner 12-15 µs (the signal and its IPI).
+// Then each leaves SCHED_FIFO: its teardown in exit_mm (hundreds of µs,
+// in the kernel) would otherwise hold its CPU at the workers' priority,
+// against the new owner and the clock, up to the end; as SCHED_OTHER it
+// gives way at the teardown's every cond_resched.
+func (m *monitor) afterHandOver() {
+	for _, d := range m.dying[:m.nDying] {
+		w := &m.s.workers[d.slot]
+		if d.kill {
+			unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
+		}
+		// Not reaped before its pidfd reports it (after this poll): the
+		// pid is still this worker's.
+		unix.SchedSetAttr(int(w.pid.Load()), &m.otherAttr, 0)
+	}
+	m.nDying = 0
 }
 
 // commands handles everything the control plane queued.
@@ -550,7 +594,8 @@ func (m *monitor) scanGasps(now uint64) {
 			continue
 		}
 		w.gaspSeen = true
-		// It is dying by its own hand; make sure of it (aKill). A worker
+		// It is dying by its own hand; make sure of it (aKill, sent once
+		// this poll has handed its lane on: afterHandOver). A worker
 		// maps only its own slot, so a gasp can only accuse its writer; a
 		// kernel can still forge its own worker's, and the kill bounds
 		// what that can do to microseconds (the block it names is checked
@@ -559,7 +604,8 @@ func (m *monitor) scanGasps(now uint64) {
 		if !ok {
 			continue
 		}
-		m.act(i, act, now)
+		m.putOff(i, act&aKill != 0)
+		m.act(i, act&^aKill, now)
 		if l := int(w.lane.Load()); l >= 0 && act&aDetect != 0 {
 			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), false, now)
 			m.orphan(l, i)

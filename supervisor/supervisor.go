@@ -196,7 +196,8 @@ func New(cfg Config) (*Supervisor, error) {
 		// built once, so the monitor sends it without allocating.
 		s.lanes[i].rights = unix.UnixRights(region.Lane(i).FD())
 	}
-	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1)}
+	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1),
+		otherAttr: unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}}
 	if err := s.openFDs(); err != nil {
 		s.closeFDs()
 		region.Close()

@@ -21,6 +21,7 @@ const (
 	FaultScribble = C.US_FAULT_SCRIBBLE
 	FaultRobust   = C.US_FAULT_ROBUST
 	FaultStale    = C.US_FAULT_STALE
+	FaultForge    = C.US_FAULT_FORGE
 )
 
 // NoResume is a resume point that keeps the ring's index as it is.
