@@ -312,7 +312,16 @@ int us_sandbox_enter(const us_sandbox *sb) {
      * at exit_files(), after the word. A kernel or a chain that refuses a
      * listener (before 5.0, or one already in the chain: EBUSY) gets the
      * same filter without one. */
-    long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fp);
+    /* The host takes a copy of the listener (pidfd_getfd of fd
+     * US_LISTENER_FD) and polls it: POLLHUP once every task holding the
+     * filter has released it in do_exit, which confirms a death word's wake
+     * without reading /proc. TSYNC gives the filter to every thread we
+     * already have (a user kernel's constructors may have started some), so
+     * that none escapes that count; TSYNC_ESRCH lets it go with a listener
+     * (5.7+). A listener at another fd, or none, is no listener for the
+     * host, which then confirms from /proc. */
+    long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                       SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH, &fp);
     if (lfd < 0 && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) != 0) return fail("seccomp");
     return 0;
 }

@@ -29,6 +29,7 @@
 #define US_SANDBOX_NPROC 512              /* threads of the worker uid, all workers together */
 #define US_SANDBOX_THREAD_STACK (256u << 10) /* default stack of a kernel's threads */
 #define US_SANDBOX_MAIN_STACK (256u << 10)   /* main stack faulted in and locked before the drop */
+#define US_LISTENER_FD 3 /* the seccomp filter's listener: the lowest fd free when it is made (supervisor/filter.go) */
 
 typedef struct us_sandbox {
     int off;         /* --unsandboxed: skip everything but the memory lock */

@@ -154,9 +154,10 @@ func (m *monitor) reapWords(now uint64) {
 }
 
 // wordDied handles slot i's word marked OWNER_DIED. The worker can write its
-// own word, so the death is confirmed by one read of its exit flag; a
-// worker whose flag says otherwise (a forged word, or threads of a user's
-// kernel still running) is left to its pidfd and deadline.
+// own word, so the death is confirmed by one poll of its seccomp filter's
+// listener (or, without one, one read of its exit flag); a worker that is
+// not all in exit (a forged word, or threads of a user's kernel still
+// running) is left to its pidfd and deadline.
 func (m *monitor) wordDied(i int, now uint64) {
 	wr := &m.words[i]
 	wr.off = true
@@ -171,7 +172,11 @@ func (m *monitor) wordDied(i int, now uint64) {
 		m.scanGasps(now)
 		return
 	}
-	if !m.exited(i) {
+	released, known := m.filterReleased(i)
+	if !known {
+		released = m.exited(i)
+	}
+	if !released {
 		m.wordUnconfirmed.Add(1)
 		return
 	}
@@ -182,16 +187,23 @@ func (m *monitor) wordDied(i int, now uint64) {
 	if st != wKilled {
 		m.wordDeaths.Add(1)
 	}
-	m.putOff(i, false)
 	l := int(w.lane.Load())
+	classify := -1
+	if known && l >= 0 && act&aDetect != 0 {
+		classify = l
+	}
+	if classify >= 0 {
+		m.putOff(i, false, classify)
+	}
 	if l < 0 {
 		return
 	}
 	if act&aDetect != 0 {
-		// The stat line exited() just read says how it died: a seccomp
-		// kill (SIGSYS) is the sandbox's fault path.
+		// A seccomp kill (SIGSYS) is the sandbox's fault path: said by
+		// the stat line exited() just read, or (confirmed by the filter)
+		// by the one classify reads after the hand-over.
 		p := PathDeathWord
-		if statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
+		if !known && statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
 			p = PathSandbox
 		}
 		b, pending := m.inHand(l)

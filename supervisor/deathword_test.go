@@ -2,12 +2,15 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-rt/understudy/runtime/catalog"
 	"github.com/understudy-rt/understudy/runtime/chain"
@@ -94,6 +97,9 @@ func TestThreadedKernelMainThreadDies(t *testing.T) {
 		}
 		if deaths < 2 {
 			tr.errorf("%d failovers, want at least 2 (two owners lost on the block before it is bypassed)", deaths)
+		}
+		if err := r.sup.ListenerWarning(); err != nil {
+			t.Fatalf("the host took no filter listener, so this ran the stat fallback: %v", err)
 		}
 		if n := r.sup.mon.wordUnconfirmed.Load(); n < 2 {
 			tr.errorf("%d word deaths left unconfirmed, want 2: each owner's word fired with its sibling alive", n)
@@ -247,4 +253,38 @@ func TestWithoutDeathWordsPidfdStillDetects(t *testing.T) {
 		}
 		return r
 	})
+}
+
+// The host holds a copy of every sandboxed worker's filter listener (the
+// mm-free confirmation of its death word), and it is one.
+func TestListenerTakenFromEveryWorker(t *testing.T) {
+	r := newRig(t, rigConfig{lanes: 2, spares: 2, blocks: 600, rt: true})
+	r.play()
+	r.waitPeriods(50)
+	if err := r.sup.ListenerWarning(); err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for i := range r.sup.workers {
+		w := &r.sup.workers[i]
+		if st := w.state.Load(); st != wOwner && st != wSpare {
+			continue
+		}
+		live++
+		fd := w.listener.Load()
+		if fd < 0 {
+			t.Errorf("worker %d (pid %d) is live with no listener", i, w.pid.Load())
+			continue
+		}
+		if target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || target != "anon_inode:seccomp notify" {
+			t.Errorf("worker %d's listener fd %d is %q (%v)", i, fd, target, err)
+		}
+		pfd := []unix.PollFd{{Fd: fd, Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, 0); err != nil || n != 0 {
+			t.Errorf("worker %d, alive: its listener polls %d (%#x, %v), want nothing", i, n, pfd[0].Revents, err)
+		}
+	}
+	if live != 4 {
+		t.Errorf("%d live workers, want 4", live)
+	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/understudy-rt/understudy/internal/rttest"
 	"github.com/understudy-rt/understudy/runtime/shm"
 )
 
@@ -254,56 +253,43 @@ func TestStatExitSignalOnRealProcess(t *testing.T) {
 	}
 }
 
-// A dead owner's teardown leaves SCHED_FIFO: afterHandOver moves each
-// process put off to SCHED_OTHER, after sending the kill it was owed, and
-// a gasper's kill really ends it.
-func TestDyingLeaveFIFO(t *testing.T) {
-	rttest.RequireRT(t)
+// A gasper's SIGKILL, put off until the poll's hand-overs are sent, is
+// sent by afterHandOver, really ends the process, and the queue empties;
+// neither end allocates.
+func TestPutOffKill(t *testing.T) {
 	start := func() *exec.Cmd {
 		cmd := exec.Command("sleep", "30")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		if err := setFIFO(cmd.Process.Pid, 10); err != nil {
-			t.Fatal(err)
-		}
 		return cmd
 	}
-	policy := func(pid int) uint32 {
-		a, err := unix.SchedGetAttr(pid, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a.Policy
-	}
-	dying, gasper := start(), start()
-	if policy(dying.Process.Pid) != unix.SCHED_FIFO {
-		t.Fatal("the child is not SCHED_FIFO: the move was not tested")
-	}
+	gasper, bystander := start(), start()
 	pidfd, err := unix.PidfdOpen(gasper.Process.Pid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(pidfd)
 	s := &Supervisor{}
-	s.workers[0].pid.Store(int32(dying.Process.Pid))
-	s.workers[1].pid.Store(int32(gasper.Process.Pid))
+	s.workers[0].pidfd.Store(-1)
 	s.workers[1].pidfd.Store(int32(pidfd))
-	m := &monitor{s: s, otherAttr: unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}}
-	m.putOff(0, false)
-	m.putOff(1, true)
-	m.afterHandOver()
-	if p := policy(dying.Process.Pid); p != unix.SCHED_NORMAL {
-		t.Errorf("a dead owner's process has policy %d after the hand-over, want SCHED_OTHER", p)
+	m := &monitor{s: s}
+	m.putOff(1, true, -1)
+	if gasper.ProcessState != nil || !alive(gasper.Process.Pid) {
+		t.Fatal("the gasper died before the hand-over")
 	}
+	m.afterHandOver()
 	if err := gasper.Wait(); err == nil || gasper.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("the gasper ended with %v, want SIGKILL", gasper.ProcessState)
+	}
+	if !alive(bystander.Process.Pid) {
+		t.Error("a process nobody put off was killed")
 	}
 	if m.nDying != 0 {
 		t.Errorf("%d put off after the hand-over, want none", m.nDying)
 	}
-	if a := testing.AllocsPerRun(100, func() { m.putOff(0, false); m.afterHandOver() }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { m.putOff(0, true, -1); m.afterHandOver() }); a != 0 {
 		t.Errorf("putOff and afterHandOver allocate %.1f times", a)
 	}
 }

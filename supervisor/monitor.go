@@ -57,6 +57,11 @@ type workerRec struct {
 	// /proc/<pid>/stat, opened at spawn and closed at reap: the monitor's
 	// fence reads the process's exit flag from it without opening anything.
 	statFD atomic.Int32
+	// The host's copy (pidfd_getfd, at READY) of the listener of the
+	// worker's seccomp filter, or -1; closed at reap. It reads POLLHUP once
+	// every task of the worker has released the filter in do_exit: an
+	// mm-free read that the worker cannot forge (filter.go).
+	listener atomic.Int32
 	// The host's end of the worker's control socket: the monitor sends the
 	// lane's fd on it at attach.
 	ctl atomic.Int32
@@ -234,12 +239,12 @@ type monitor struct {
 	lateRun   int           // consecutive late wake-ups; bounds how long stalls can defer a kill
 	statBuf   [512]byte     // one /proc/<pid>/stat read
 	statN     int           // its length
-	// dying owners whose SIGKILL (gaspers) and move to SCHED_OTHER wait
-	// until this poll's hand-overs are sent (afterHandOver); at most one
-	// entry per slot, as a slot dies once
-	dying     [shm.MaxSlots]dyingRec
-	nDying    int
-	otherAttr unix.SchedAttr // SCHED_OTHER, for the dying
+	// dead owners whose SIGKILL (gaspers) or classification (word deaths)
+	// waits until this poll's hand-overs are sent (afterHandOver); at most
+	// one entry per slot, as a slot dies once
+	dying  [shm.MaxSlots]dyingRec
+	nDying int
+	pollFd [1]unix.PollFd // one listener's poll
 	// killed owners whose lane moved on their exit flag, before the pidfd
 	earlyFences atomic.Uint64
 
@@ -429,22 +434,28 @@ func (m *monitor) poll(msec int) {
 		}
 	}
 	m.checkDeadlines(now)
-	if m.assign(now) {
+	handed := m.assign(now)
+	// Before the deadlines' look: it may push a failover report, which
+	// afterHandOver's classification must reach first.
+	m.afterHandOver()
+	if handed {
 		m.checkDeadlines(now) // arm the new owners' deadlines
 	}
-	m.afterHandOver()
 }
 
 type dyingRec struct {
 	slot int16
 	kill bool
+	// the lane whose detection says death_word but may be a sandbox kill
+	// (classified from the exit code once the lane is handed on), or -1
+	classify int16
 }
 
 // putOff queues what a dead owner still needs until this poll has handed
 // its lane on.
-func (m *monitor) putOff(slot int, kill bool) {
+func (m *monitor) putOff(slot int, kill bool, classify int) {
 	if m.nDying < len(m.dying) {
-		m.dying[m.nDying] = dyingRec{int16(slot), kill}
+		m.dying[m.nDying] = dyingRec{int16(slot), kill, int16(classify)}
 		m.nDying++
 	} else if kill {
 		unix.PidfdSendSignal(int(m.s.workers[slot].pidfd.Load()), unix.SIGKILL, nil, 0)
@@ -454,22 +465,44 @@ func (m *monitor) putOff(slot int, kill bool) {
 // afterHandOver does what the dead owners of this poll were put off for.
 // A gasper has promised to write nothing more and is about to die by its
 // own signal: the SIGKILL only makes sure of a forged gasp, and sent before
-// the hand-over it cost the new owner 12-15 µs (the signal and its IPI).
-// Then each leaves SCHED_FIFO: its teardown in exit_mm (hundreds of µs,
-// in the kernel) would otherwise hold its CPU at the workers' priority,
-// against the new owner and the clock, up to the end; as SCHED_OTHER it
-// gives way at the teardown's every cond_resched.
+// the hand-over it cost the new owner 12-15 µs (the signal and its IPI,
+// traced). A word death confirmed by the filter is classified.
 func (m *monitor) afterHandOver() {
 	for _, d := range m.dying[:m.nDying] {
 		w := &m.s.workers[d.slot]
 		if d.kill {
 			unix.PidfdSendSignal(int(w.pidfd.Load()), unix.SIGKILL, nil, 0)
 		}
-		// Not reaped before its pidfd reports it (after this poll): the
-		// pid is still this worker's.
-		unix.SchedSetAttr(int(w.pid.Load()), &m.otherAttr, 0)
+		if d.classify >= 0 {
+			m.classify(int(d.slot), int(d.classify))
+		}
 	}
 	m.nDying = 0
+}
+
+// classify reads a word death's exit code, after the hand-over, and names
+// a seccomp kill (SIGSYS) the sandbox's: do_group_exit stored the code
+// before do_exit began, and /proc/<pid>/stat shows it. The read holds the
+// dying process's mm meanwhile (see exited), which is why it is not on
+// the way to the hand-over.
+func (m *monitor) classify(slot, l int) {
+	m.exited(slot)
+	if statExitSignal(m.statBuf[:m.statN]) == int(unix.SIGSYS) {
+		m.toSandbox(slot, l)
+	}
+}
+
+// toSandbox renames slot's death_word detection on lane l a sandbox kill,
+// wherever the detection is by now: still the lane's, or in the failover
+// report waiting for the new owner's first commit.
+func (m *monitor) toSandbox(slot, l int) {
+	lr := &m.s.lanes[l]
+	if lr.det.slot == slot && lr.det.path == PathDeathWord {
+		lr.det.path = PathSandbox // not handed on yet (no spare)
+	}
+	if lr.watchCommit && int(lr.report.det.slot) == slot && lr.report.det.path == PathDeathWord {
+		lr.report.det.path = PathSandbox
+	}
 }
 
 // commands handles everything the control plane queued.
@@ -604,7 +637,7 @@ func (m *monitor) scanGasps(now uint64) {
 		if !ok {
 			continue
 		}
-		m.putOff(i, act&aKill != 0)
+		m.putOff(i, act&aKill != 0, -1)
 		m.act(i, act&^aKill, now)
 		if l := int(w.lane.Load()); l >= 0 && act&aDetect != 0 {
 			m.detected(l, i, PathLastGasp, sig, m.gaspBlock(l, block), false, now)
@@ -689,6 +722,17 @@ func (m *monitor) onDeath(slot int, now uint64) {
 		}
 		if act&aOrphan != 0 {
 			m.orphan(l, slot)
+		}
+	}
+	// A word death of this poll still to classify: its stat file is the
+	// control plane's to close once it hears of the death, so the exit
+	// status is taken here, from the pidfd.
+	for j := range m.dying[:m.nDying] {
+		if d := &m.dying[j]; int(d.slot) == slot && d.classify >= 0 {
+			if killedBySandbox(fd) {
+				m.toSandbox(slot, int(d.classify))
+			}
+			d.classify = -1
 		}
 	}
 	m.push(&monEvent{kind: mDeath, slot: int16(slot), lane: -1, prev: prev})

@@ -144,6 +144,7 @@ type Supervisor struct {
 	dropped     int
 	rtWarn      error
 	workerRT    workerRT // why a worker could not be given its priority or CPU
+	listenerErr workerRT // why the host has no copy of a worker's filter listener (filter.go)
 	truth       kernelTruth
 }
 
@@ -185,6 +186,7 @@ func New(cfg Config) (*Supervisor, error) {
 		s.workers[i].lane.Store(-1)
 		s.workers[i].pidfd.Store(-1)
 		s.workers[i].statFD.Store(-1)
+		s.workers[i].listener.Store(-1)
 		s.workers[i].ctl.Store(-1)
 	}
 	for i := range s.lanes {
@@ -196,8 +198,7 @@ func New(cfg Config) (*Supervisor, error) {
 		// built once, so the monitor sends it without allocating.
 		s.lanes[i].rights = unix.UnixRights(region.Lane(i).FD())
 	}
-	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1),
-		otherAttr: unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}}
+	s.mon = monitor{s: s, hangNS: uint64(s.cfg.HangTimeout), tlDropped: make(chan struct{}, 1)}
 	if err := s.openFDs(); err != nil {
 		s.closeFDs()
 		region.Close()
@@ -615,6 +616,15 @@ func (s *Supervisor) spareReady(slot int) {
 	hs, spawnNS := w.hs, w.spawnNS
 	w.spawning, w.hs = false, nil
 	s.mu.Unlock()
+	if !s.cfg.Unsandboxed {
+		// A worker that is not all in exit yet may already be someone's
+		// owner: until this store its word deaths are confirmed by stat.
+		if fd, err := takeListener(int(w.pidfd.Load())); err == nil {
+			w.listener.Store(int32(fd))
+		} else {
+			s.listenerErr.note(err)
+		}
+	}
 	if hs != nil {
 		hs <- handshake{ok: true}
 	}
@@ -634,6 +644,9 @@ func (w *workerRec) release() (code, sig int) {
 	unix.Close(fd)
 	if sfd := int(w.statFD.Swap(-1)); sfd >= 0 {
 		unix.Close(sfd)
+	}
+	if lfd := int(w.listener.Swap(-1)); lfd >= 0 {
+		unix.Close(lfd)
 	}
 	if cfd := int(w.ctl.Swap(-1)); cfd >= 0 {
 		unix.Close(cfd)
