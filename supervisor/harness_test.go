@@ -376,6 +376,24 @@ func (r *rig) blockIs(b int, want []float32) bool {
 // failOnce injects f at block into lane 0's owner, waits for the run to
 // end, and returns that owner's one failover; ok is false, the problem
 // recorded, when it failed over other than once.
+// failOnceBy is failOnce that also wants the failover detected by want.
+func (r *rig) failOnceBy(tr *trial, f Fault, block uint64, want Path) (inj Injection, e Event, ok bool) {
+	if inj, e, ok = r.failOnce(tr, f, block); ok && e.Path != want {
+		tr.errorf("pid %d (%v at block %d) failed over by %v, want %v", inj.PID, f, block, e.Path, want)
+		ok = false
+	}
+	return inj, e, ok
+}
+
+// playingRig is the scenarios' usual rig: one lane, one spare, 600 blocks
+// at real-time priority, played for 100 periods.
+func playingRig(t *testing.T) *rig {
+	r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
+	r.play()
+	r.waitPeriods(100)
+	return r
+}
+
 func (r *rig) failOnce(tr *trial, f Fault, block uint64) (inj Injection, e Event, ok bool) {
 	inj, err := r.sup.InjectFault(0, f, block)
 	if err != nil {

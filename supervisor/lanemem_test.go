@@ -161,15 +161,8 @@ func TestWorkerMapsOnlyWhatItOwns(t *testing.T) {
 // for every other.
 func TestStaleEpochIgnored(t *testing.T) {
 	underNoise(t, func(tr *trial) *rig {
-		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-		r.play()
-		r.waitPeriods(100)
-		inj, e, ok := r.failOnce(tr, FaultStale, 150)
-		if !ok {
-			return r
-		}
-		if e.Path != PathDeadline {
-			tr.errorf("pid %d failed over by %v, want the deadline path", inj.PID, e.Path)
+		r := playingRig(t)
+		if _, _, ok := r.failOnceBy(tr, FaultStale, 150, PathDeadline); !ok {
 			return r
 		}
 		st := r.clk.Stats(0)
@@ -280,15 +273,9 @@ func TestSendLaneAllocatesNothing(t *testing.T) {
 // the forger: every block but the one it named is bit-exact.
 func TestForgedGaspIsKilled(t *testing.T) {
 	underNoise(t, func(tr *trial) *rig {
-		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-		r.play()
-		r.waitPeriods(100)
-		inj, e, ok := r.failOnce(tr, FaultForge, 150)
+		r := playingRig(t)
+		inj, _, ok := r.failOnceBy(tr, FaultForge, 150, PathLastGasp)
 		if !ok {
-			return r
-		}
-		if e.Path != PathLastGasp {
-			tr.errorf("pid %d failed over by %v, want its (forged) last gasp", inj.PID, e.Path)
 			return r
 		}
 		if !waitFor(func() bool { return !alive(inj.PID) }) {

@@ -35,9 +35,7 @@ func TestFailoverEveryFault(t *testing.T) {
 	for _, f := range Faults {
 		t.Run(f.String(), func(t *testing.T) {
 			underNoise(t, func(tr *trial) *rig {
-				r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-				r.play()
-				r.waitPeriods(100)
+				r := playingRig(t)
 				inj, e, ok := r.failOnce(tr, f, 150)
 				if !ok {
 					return r
@@ -75,15 +73,9 @@ func TestFailoverEveryFault(t *testing.T) {
 // owner, with the fallback only for the blocks the scribbler held.
 func TestScribblerIsKilledNotFollowed(t *testing.T) {
 	underNoise(t, func(tr *trial) *rig {
-		r := newRig(t, rigConfig{lanes: 1, spares: 1, blocks: 600, rt: true})
-		r.play()
-		r.waitPeriods(100)
-		inj, e, ok := r.failOnce(tr, FaultScribble, 150)
+		r := playingRig(t)
+		_, _, ok := r.failOnceBy(tr, FaultScribble, 150, PathCorrupt)
 		if !ok {
-			return r
-		}
-		if e.Path != PathCorrupt {
-			tr.errorf("pid %d failed over by %v, want the corrupt path", inj.PID, e.Path)
 			return r
 		}
 		st := r.clk.Stats(0)
