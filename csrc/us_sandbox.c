@@ -302,24 +302,24 @@ int us_sandbox_enter(const us_sandbox *sb) {
         return -1;
     }
     struct sock_fprog fp = {.len = (unsigned short)p.n, .filter = p.f};
-    /* With a listener, the filter has a second reference, the listener's
-     * file, which we keep open and never use (the filter returns no
-     * USER_NOTIF, and ioctl is denied). Why: do_exit() releases the dying
-     * task's filter (seccomp_filter_release) before exit_mm(), and dropping
-     * the last reference frees the BPF program there, which queues
-     * bpf_prog_free_deferred and wakes a kworker: 3-5 us on this path before
-     * the kernel marks our death word. Held by the file, the filter is freed
-     * at exit_files(), after the word. A kernel or a chain that refuses a
-     * listener (before 5.0, or one already in the chain: EBUSY) gets the
-     * same filter without one. */
-    /* The host takes a copy of the listener (pidfd_getfd of fd
-     * US_LISTENER_FD) and polls it: POLLHUP once every task holding the
-     * filter has released it in do_exit, which confirms a death word's wake
-     * without reading /proc. TSYNC gives the filter to every thread we
-     * already have (a user kernel's constructors may have started some), so
-     * that none escapes that count; TSYNC_ESRCH lets it go with a listener
-     * (5.7+). A listener at another fd, or none, is no listener for the
-     * host, which then confirms from /proc. */
+    /* Installed with a listener, which we keep open at US_LISTENER_FD and
+     * never use (the filter returns no USER_NOTIF, and ioctl is denied),
+     * for two reasons:
+     * - it is a second reference to the filter. do_exit() releases the
+     *   dying task's filter (seccomp_filter_release) before exit_mm(), and
+     *   dropping the last reference frees the BPF program there (queues
+     *   bpf_prog_free_deferred, wakes a kworker: 3-5 us before the kernel
+     *   marks our death word). Held by the file, it is freed at
+     *   exit_files(), after the word.
+     * - the host takes a copy (pidfd_getfd) and polls it: POLLHUP once every
+     *   task holding the filter has released it in do_exit, which confirms
+     *   a death word's wake without reading /proc. TSYNC gives the filter
+     *   to every thread we already have (a user kernel's constructors may
+     *   have started some), so that none escapes that count; TSYNC_ESRCH
+     *   lets it go with a listener (5.7+).
+     * A kernel or a chain that refuses (before 5.7, or a listener already
+     * in the chain: EBUSY) gets the same filter without one, and the host
+     * confirms from /proc; so does a listener at another fd. */
     long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                        SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH, &fp);
     if (lfd < 0 && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) != 0) return fail("seccomp");

@@ -188,12 +188,8 @@ func (m *monitor) wordDied(i int, now uint64) {
 		m.wordDeaths.Add(1)
 	}
 	l := int(w.lane.Load())
-	classify := -1
 	if known && l >= 0 && act&aDetect != 0 {
-		classify = l
-	}
-	if classify >= 0 {
-		m.putOff(i, false, classify)
+		m.putOff(i, false, l) // classified once the lane is handed on
 	}
 	if l < 0 {
 		return

@@ -376,6 +376,21 @@ func (r *rig) blockIs(b int, want []float32) bool {
 // failOnce injects f at block into lane 0's owner, waits for the run to
 // end, and returns that owner's one failover; ok is false, the problem
 // recorded, when it failed over other than once.
+func (r *rig) failOnce(tr *trial, f Fault, block uint64) (inj Injection, e Event, ok bool) {
+	inj, err := r.sup.InjectFault(0, f, block)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tr.target(inj.PID)
+	r.finishFor(EvFailover, inj.PID)
+	fos := r.eventsFor(EvFailover, inj.PID)
+	if len(fos) != 1 {
+		tr.errorf("%d failovers of pid %d, want 1 (%v injected at block %d): %v", len(fos), inj.PID, f, inj.Block, fos)
+		return inj, Event{}, false
+	}
+	return inj, fos[0], true
+}
+
 // failOnceBy is failOnce that also wants the failover detected by want.
 func (r *rig) failOnceBy(tr *trial, f Fault, block uint64, want Path) (inj Injection, e Event, ok bool) {
 	if inj, e, ok = r.failOnce(tr, f, block); ok && e.Path != want {
@@ -392,19 +407,4 @@ func playingRig(t *testing.T) *rig {
 	r.play()
 	r.waitPeriods(100)
 	return r
-}
-
-func (r *rig) failOnce(tr *trial, f Fault, block uint64) (inj Injection, e Event, ok bool) {
-	inj, err := r.sup.InjectFault(0, f, block)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	tr.target(inj.PID)
-	r.finishFor(EvFailover, inj.PID)
-	fos := r.eventsFor(EvFailover, inj.PID)
-	if len(fos) != 1 {
-		tr.errorf("%d failovers of pid %d, want 1 (%v injected at block %d): %v", len(fos), inj.PID, f, inj.Block, fos)
-		return inj, Event{}, false
-	}
-	return inj, fos[0], true
 }
